@@ -1,0 +1,20 @@
+# The install tree of a header-only package: headers, config under share/, nothing under lib/,
+# and no absolute path of the build machine baked into any installed file (relocatable).
+foreach(f include/pquant/pquant.hpp share/cmake/pquant/pquantConfig.cmake
+          share/cmake/pquant/pquantConfigVersion.cmake share/pkgconfig/pquant.pc)
+  if(NOT EXISTS "${PREFIX}/${f}")
+    message(FATAL_ERROR "install tree lacks ${f}")
+  endif()
+endforeach()
+file(GLOB_RECURSE libfiles "${PREFIX}/lib/*" "${PREFIX}/lib64/*")
+if(libfiles)
+  message(FATAL_ERROR "a header-only install must put nothing under lib/: ${libfiles}")
+endif()
+file(GLOB_RECURSE installed "${PREFIX}/share/*")
+foreach(f IN LISTS installed)
+  file(READ "${f}" text)
+  string(FIND "${text}" "${PREFIX}" at)
+  if(NOT at EQUAL -1)
+    message(FATAL_ERROR "${f} contains the absolute install prefix: not relocatable")
+  endif()
+endforeach()

@@ -1,0 +1,22 @@
+# Configures, builds and runs one consumer project. Invoked by ctest with -P.
+file(REMOVE_RECURSE "${CONSUMER_BINARY}")
+set(configure_args -S "${CONSUMER_SOURCE}" -B "${CONSUMER_BINARY}" -G "${CONSUMER_GENERATOR}"
+  -DCMAKE_CXX_COMPILER=${CONSUMER_COMPILER} -DCMAKE_BUILD_TYPE=Release
+  -DPQUANT_SOURCE_DIR=${PQUANT_SOURCE_DIR})
+if(CONSUMER_PREFIX_PATH)
+  list(APPEND configure_args -DCMAKE_PREFIX_PATH=${CONSUMER_PREFIX_PATH})
+endif()
+foreach(step IN ITEMS configure build run)
+  if(step STREQUAL "configure")
+    set(cmd ${CMAKE_COMMAND} ${configure_args})
+  elseif(step STREQUAL "build")
+    set(cmd ${CMAKE_COMMAND} --build "${CONSUMER_BINARY}" -j 2)
+  else()
+    set(cmd "${CONSUMER_BINARY}/consumer")
+  endif()
+  execute_process(COMMAND ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message("${out}${err}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "consumer ${step} failed (${rc})")
+  endif()
+endforeach()
