@@ -6,3 +6,4 @@
 #include "pquant/version.hpp"
 #include "pquant/core.hpp"
 #include "pquant/storage.hpp"
+#include "pquant/layers.hpp"

@@ -1,0 +1,124 @@
+// The layer convention every trainable layer in pquant/layers follows (and model/ composes).
+//
+// Shapes. Tokens are rows: an activation batch X is [tokens x features]; a batch of B sequences of
+// length T is B*T rows, sequence b occupying rows [b*T, (b+1)*T). Weights are [out x in] (row =
+// output feature), so a linear layer computes Y = X W^T.
+//
+// Life cycle of a layer L with a plain config struct L::Config (runtime sizes only):
+//   L layer(store, "blocks.0.attn.q", cfg);  // registers its tensors in the ParameterStore under
+//                                             // hierarchical names ("<name>.weight", ...), keeps
+//                                             // ParamIds; views are fetched from the store on use.
+//   layer.init(rng);                          // deterministic initial values (Rng in init.hpp);
+//                                             // same seed + same construction order = same model.
+//   layer.forward(x, y);                      // x [tokens x in], y [tokens x out] is OVERWRITTEN.
+//                                             // Caches (copies) what backward needs: the caller
+//                                             may
+//                                             // reuse x's memory right after forward.
+//   layer.backward(dy, dx);                   // dy [tokens x out] -> dx [tokens x in] OVERWRITTEN;
+//                                             // parameter gradients are ACCUMULATED (+=) into
+//                                             // store.grad(id) (the caller zeroes them once per
+//                                             // step: store.zero_grads()). Uses the cache of the
+//                                             // most recent forward: one forward, then at most one
+//                                             // backward with the same token count.
+// Passing an empty dx (MatrixView{} : rows == 0) skips the input gradient (first layer) where the
+// layer supports it (documented per layer); parameter gradients are still accumulated.
+//
+// Sequence-aware layers (attention) take the batch structure explicitly:
+//   forward(x, y, SequenceShape{batch, seq_len}) with x.rows == batch * seq_len.
+//
+// Quantization-aware layers (BitLinear, DecoupledFfn, attention projections) keep FP32 latent
+// weights, quantize them on every forward, and backpropagate with the straight-through estimator:
+// every quantizer is the identity in the backward pass and the backward products use the quantized
+// operands (method.md section 2): for Y = X_q W_q^T, dX = dY W_q and dW = dY^T X_q.
+//
+// Errors: wrong shapes are ShapeError, NaN/Inf input to forward is ValueError; messages name the
+// layer ("Linear::forward"), the argument and what was expected. Thread safety: a layer object is
+// not re-entrant (it owns its cache); layers parallelise internally with oneTBB.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <string>
+
+#include "pquant/core/matrix.hpp"
+#include "pquant/layers/init.hpp"
+#include "pquant/layers/parameter_store.hpp"
+
+namespace pquant {
+
+/// Batch structure of a [batch*seq_len x features] activation matrix, for sequence-aware layers.
+struct SequenceShape {
+  std::size_t batch = 1;
+  std::size_t seq_len = 0;
+  std::size_t tokens() const { return batch * seq_len; }
+};
+
+/// A layer that maps each token row independently ([tokens x in] -> [tokens x out]).
+template <class L>
+concept TokenwiseLayer = requires(L& layer, const L& clayer, Rng& rng, MatrixView<const float> x,
+                                  MatrixView<float> y) {
+  typename L::Config;
+  layer.init(rng);
+  layer.forward(x, y);
+  layer.backward(x, y);
+  { clayer.in_features() } -> std::convertible_to<std::size_t>;
+  { clayer.out_features() } -> std::convertible_to<std::size_t>;
+};
+
+/// A layer that needs the sequence structure (causal attention).
+template <class L>
+concept SequenceLayer = requires(L& layer, const L& clayer, Rng& rng, MatrixView<const float> x,
+                                 MatrixView<float> y, SequenceShape shape) {
+  typename L::Config;
+  layer.init(rng);
+  layer.forward(x, y, shape);
+  layer.backward(x, y);
+  { clayer.in_features() } -> std::convertible_to<std::size_t>;
+  { clayer.out_features() } -> std::convertible_to<std::size_t>;
+};
+
+namespace detail {
+
+/// Joins a layer name and a tensor name: "blocks.0.attn.q" + "weight" -> "blocks.0.attn.q.weight".
+inline std::string param_name(const std::string& layer, const char* tensor) {
+  return layer.empty() ? std::string(tensor) : layer + "." + tensor;
+}
+
+/// Resizes `m` to rows x cols (contents unspecified when the shape changes).
+template <class T>
+void ensure_shape(Matrix<T>& m, std::size_t rows, std::size_t cols) {
+  if (m.rows() != rows || m.cols() != cols) m = Matrix<T>(rows, cols);
+}
+
+/// dst = src (dst resized; src may be strided).
+template <class T>
+void copy_into(MatrixView<const T> src, Matrix<T>& dst) {
+  ensure_shape(dst, src.rows, src.cols);
+  for (std::size_t r = 0; r < src.rows; ++r)
+    for (std::size_t c = 0; c < src.cols; ++c) dst(r, c) = src(r, c);
+}
+
+/// The checks every forward makes on its input and output.
+inline void check_forward_io(MatrixView<const float> x, MatrixView<float> y, std::size_t in,
+                             std::size_t out, const char* fn) {
+  check::non_empty(x, fn, "x");
+  require<ShapeError>(x.cols == in, fn, ": argument 'x' must have ", in, " columns, got ", x.cols);
+  check::shape(MatrixView<const float>(y), x.rows, out, fn, "y");
+  check::non_empty(y, fn, "y");
+  check::finite(x, fn, "x");
+}
+
+/// The checks every backward makes: a forward happened, dy matches it, dx is empty or matches.
+inline void check_backward_io(MatrixView<const float> dy, MatrixView<float> dx, std::size_t tokens,
+                              std::size_t in, std::size_t out, const char* fn) {
+  require<ValueError>(tokens > 0, fn, ": called before forward");
+  check::shape(dy, tokens, out, fn, "dy");
+  check::non_empty(dy, fn, "dy");
+  if (dx.rows != 0) {
+    check::shape(MatrixView<const float>(dx), tokens, in, fn, "dx");
+    check::non_empty(dx, fn, "dx");
+  }
+}
+
+}  // namespace detail
+}  // namespace pquant
