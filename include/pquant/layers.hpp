@@ -6,3 +6,8 @@
 #include "pquant/layers/layer.hpp"
 #include "pquant/layers/matmul.hpp"
 #include "pquant/layers/linear.hpp"
+#include "pquant/layers/rms_norm.hpp"
+#include "pquant/layers/embedding.hpp"
+#include "pquant/layers/activations.hpp"
+#include "pquant/layers/cross_entropy.hpp"
+#include "pquant/layers/bit_linear.hpp"

@@ -77,6 +77,17 @@ concept SequenceLayer = requires(L& layer, const L& clayer, Rng& rng, MatrixView
   { clayer.out_features() } -> std::convertible_to<std::size_t>;
 };
 
+/// A linear map [tokens x in] -> [tokens x out] that composite layers (attention, FFNs) take as a
+/// policy: Linear (full precision) or BitLinear<...> (quantized). make_config builds its config
+/// from the sizes; `normalize_input` asks a quantized projection to RMS-normalize its own input
+/// (method.md section 3); full-precision Linear ignores it (FP models normalize once, LLaMA-style).
+template <class P>
+concept Projection = TokenwiseLayer<P> &&
+    requires(std::size_t n, bool normalize_input, double init_std) {
+  { P::make_config(n, n, normalize_input, init_std) } -> std::same_as<typename P::Config>;
+  { P::kQuantized } -> std::convertible_to<bool>;
+};
+
 namespace detail {
 
 /// Joins a layer name and a tensor name: "blocks.0.attn.q" + "weight" -> "blocks.0.attn.q.weight".

@@ -21,6 +21,13 @@ class Linear {
     double init_std = 0.02;  // W ~ N(0, init_std^2); bias starts at 0
   };
 
+  static constexpr bool kQuantized = false;
+  /// Projection policy hook: FP projections never normalize their input (see layer.hpp).
+  static Config make_config(std::size_t in, std::size_t out, bool /*normalize_input*/,
+                            double init_std) {
+    return {in, out, false, init_std};
+  }
+
   /// Registers "<name>.weight" [out x in] (kWeight) and, with cfg.bias, "<name>.bias" [1 x out].
   Linear(ParameterStore& store, std::string name, Config cfg) : store_(&store), cfg_(cfg) {
     require<ShapeError>(cfg.in_features > 0 && cfg.out_features > 0, "Linear: config '", name,
@@ -77,6 +84,6 @@ class Linear {
   Matrix<float> x_;  // cached input
 };
 
-static_assert(TokenwiseLayer<Linear>);
+static_assert(Projection<Linear>);
 
 }  // namespace pquant
