@@ -7,3 +7,4 @@
 #include "pquant/core.hpp"
 #include "pquant/storage.hpp"
 #include "pquant/layers.hpp"
+#include "pquant/quantizers.hpp"

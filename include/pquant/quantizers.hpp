@@ -1,0 +1,8 @@
+// Quantizers: weight quantizers (sign/absmean, ternary/absmean, INT8 absmax, k-means codebook),
+// the per-token INT8 activation quantizer and the straight-through estimators.
+#pragma once
+
+#include "pquant/quantizers/activation_quantizer.hpp"
+#include "pquant/quantizers/sign_absmean.hpp"
+#include "pquant/quantizers/straight_through.hpp"
+#include "pquant/quantizers/weight_quantizer.hpp"
