@@ -111,3 +111,72 @@ inline void check_gradients(const LossFn& loss, const std::vector<DTensor>& poin
 }
 
 }  // namespace pquant::testing
+
+namespace pquant::testing {
+
+/// The STE surrogate of a quantized layer, for gradient checks.
+///
+/// Finite differences through a quantizer are meaningless (piecewise constant: zero almost
+/// everywhere, undefined at the steps). What the layers promise instead is the STE convention:
+/// the analytic gradient equals the exact gradient of the surrogate in which every quantization
+/// site k is replaced by the identity at the current quantized values,
+///     Q_k(v)  ->  Q_k(v0) + m .* (v - v0),
+/// v0 the site's input at the base point, Q_k(v0) computed by the real float policy, m = 1 for the
+/// plain STE or the clip-range mask for the clipped STE. At the base point the surrogate's forward
+/// equals the layer's; its gradient is "backward with the quantized operands" (dX = dY W_q,
+/// dW = dY^T X_q). A reference loss calls quantize() at every site in a fixed order; the first
+/// pass records, later passes (the finite differences) replay.
+class SteSurrogate {
+ public:
+  /// Starts a pass of the reference loss (sites are numbered in call order).
+  void begin_pass() { next_ = 0; }
+  /// After the recording pass: freeze every site.
+  void freeze() { recording_ = false; }
+  std::size_t sites() const { return sites_.size(); }
+
+  /// v (in place) -> Q(v0) + m .* (v - v0). `policy(in, out)` is the float fake-quantizer;
+  /// `mask(in, m)` fills the STE mask (all ones when absent).
+  template <class Policy, class Mask>
+  void quantize(MatrixView<double> v, Policy policy, Mask mask) {
+    if (recording_) {
+      Site s{zeros("v0", v.rows, v.cols), zeros("q0", v.rows, v.cols), zeros("m", v.rows, v.cols)};
+      Matrix<float> in(v.rows, v.cols), out(v.rows, v.cols), m(v.rows, v.cols);
+      for (std::size_t r = 0; r < v.rows; ++r)
+        for (std::size_t c = 0; c < v.cols; ++c) {
+          s.v0(r, c) = v(r, c);
+          in(r, c) = static_cast<float>(v(r, c));
+        }
+      policy(MatrixView<const float>(in.view()), out.view());
+      mask(MatrixView<const float>(in.view()), m.view());
+      for (std::size_t r = 0; r < v.rows; ++r)
+        for (std::size_t c = 0; c < v.cols; ++c) {
+          s.q0(r, c) = out(r, c);
+          s.m(r, c) = m(r, c);
+        }
+      sites_.push_back(std::move(s));
+    }
+    const Site& s = sites_.at(next_++);
+    for (std::size_t r = 0; r < v.rows; ++r)
+      for (std::size_t c = 0; c < v.cols; ++c)
+        v(r, c) = s.q0(r, c) + s.m(r, c) * (v(r, c) - s.v0(r, c));
+  }
+  template <class Policy>
+  void quantize(MatrixView<double> v, Policy policy) {
+    quantize(v, policy, [](MatrixView<const float>, MatrixView<float> m) {
+      for (std::size_t r = 0; r < m.rows; ++r)
+        for (std::size_t c = 0; c < m.cols; ++c) m(r, c) = 1.0f;
+    });
+  }
+  /// The recorded quantized value of site k (Q(v0)).
+  const DTensor& quantized(std::size_t k) const { return sites_.at(k).q0; }
+
+ private:
+  struct Site {
+    DTensor v0, q0, m;
+  };
+  std::vector<Site> sites_;
+  std::size_t next_ = 0;
+  bool recording_ = true;
+};
+
+}  // namespace pquant::testing
