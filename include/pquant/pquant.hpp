@@ -8,3 +8,4 @@
 #include "pquant/storage.hpp"
 #include "pquant/layers.hpp"
 #include "pquant/quantizers.hpp"
+#include "pquant/kernels.hpp"

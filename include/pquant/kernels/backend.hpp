@@ -1,0 +1,77 @@
+// The boundary between pquant's target-independent entry points and the per-target SIMD kernels.
+//
+// The entry points (gemv.hpp, gemm.hpp) check their arguments and call the functions declared here.
+// Who defines them is the user's choice, made once per program (docs/kernels.md):
+//   - runtime dispatch (default): exactly one translation unit defines PQUANT_DISPATCH_IMPLEMENTATION
+//     and includes "pquant/kernels/dispatch.hpp"; it compiles every kernel for every Highway target
+//     and picks the best one the CPU has at run time (pquant's own tests link pquant_dispatch_impl);
+//   - static dispatch: define PQUANT_STATIC_DISPATCH for the whole program; the functions become
+//     inline and are compiled for the one target the compiler flags allow (HWY_STATIC_TARGET).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#if defined(PQUANT_STATIC_DISPATCH)
+#define PQUANT_KERNEL_API inline
+#else
+#define PQUANT_KERNEL_API
+#endif
+
+namespace pquant::kernels::detail {
+
+/// C[M x N] (=, or += when accumulate) A[M x K] * B[K x N] with general strides:
+/// A(i, k) = a[i * a_rs + k * a_cs], B(k, j) = b[k * b_rs + j * b_cs], C(i, j) = c[i * ldc + j].
+struct GemmF32Args {
+  const float* a;
+  std::size_t a_rs, a_cs;
+  const float* b;
+  std::size_t b_rs, b_cs;
+  float* c;
+  std::size_t ldc;
+  std::size_t m, n, k;
+  bool accumulate;
+};
+
+/// out[r] = sum_g T_g[index(r, g)] for every padded row r < tiles * kLutTile (see kernel_weights.hpp).
+/// tables: per group g, 16 low bytes then 16 high bytes of the int16 entries T_g[0..15].
+/// Exact: |T| <= kLutEntryBound, int16 partial sums over <= kLutGroupsPerBlock groups.
+struct LutGemvArgs {
+  const std::uint8_t* index;
+  std::size_t tiles, pairs;
+  const std::uint8_t* tables;
+  std::int32_t* out;
+};
+inline constexpr int kLutEntryBound = 512;       // |T| <= 4 weights * 128
+inline constexpr std::size_t kLutGroupsPerBlock = 32;  // 32 * 512 = 16384 < 32767
+
+/// out[r] = sum_k w[r * stride + k] * x16[k], k < stride (rows zero-padded, x16 zero-padded).
+struct Int8GemvArgs {
+  const std::int8_t* w;
+  std::size_t rows, stride;
+  const std::int16_t* x16;
+  std::int32_t* out;
+};
+
+/// y[r] = sum_k w[r * stride + k] * x[k], k < cols.
+struct F32GemvArgs {
+  const float* w;
+  std::size_t rows, cols, stride;
+  const float* x;
+  float* y;
+};
+
+PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
+PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
+PQUANT_KERNEL_API void int8_gemv(const Int8GemvArgs& args);
+PQUANT_KERNEL_API void f32_gemv(const F32GemvArgs& args);
+/// Bitfield of the Highway targets compiled into the kernels (HWY_TARGETS of the dispatch unit).
+PQUANT_KERNEL_API std::int64_t compiled_targets();
+/// The Highway target the next kernel call will run on.
+PQUANT_KERNEL_API std::int64_t current_target();
+
+}  // namespace pquant::kernels::detail
+
+#if defined(PQUANT_STATIC_DISPATCH)
+#include "pquant/kernels/detail/static_backend.h"
+#endif

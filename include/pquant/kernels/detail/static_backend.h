@@ -1,0 +1,18 @@
+// PQUANT_STATIC_DISPATCH: the kernels compiled inline for the one target the compiler flags
+// allow (HWY_STATIC_TARGET, e.g. AVX2 with -march=x86-64-v3 -maes -mpclmul). Included by
+// backend.hpp; no dispatch translation unit is needed.
+#pragma once
+
+#include <cstdint>
+
+#include "hwy/highway.h"
+#include "pquant/kernels/kernels-inl.h"
+
+namespace pquant::kernels::detail {
+inline void gemm_f32(const GemmF32Args& args) { HWY_NAMESPACE::GemmF32(args); }
+inline void lut_gemv(const LutGemvArgs& args) { HWY_NAMESPACE::LutGemv(args); }
+inline void int8_gemv(const Int8GemvArgs& args) { HWY_NAMESPACE::Int8Gemv(args); }
+inline void f32_gemv(const F32GemvArgs& args) { HWY_NAMESPACE::F32Gemv(args); }
+inline std::int64_t compiled_targets() { return HWY_STATIC_TARGET; }
+inline std::int64_t current_target() { return HWY_STATIC_TARGET; }
+}  // namespace pquant::kernels::detail

@@ -1,0 +1,43 @@
+// Runtime dispatch: the one translation unit that compiles pquant's SIMD kernels for every Highway
+// target. In exactly one .cpp file of a program:
+//
+//   #define PQUANT_DISPATCH_IMPLEMENTATION
+//   #include "pquant/kernels/dispatch.hpp"
+//
+// Every other file just includes the target-independent headers (pquant/kernels.hpp). The kernels
+// then run on the best target the CPU supports (HWY_DYNAMIC_DISPATCH), with no -march flags needed.
+// Build this TU with -DHWY_DISABLED_TARGETS=... to drop targets (compile time); see docs/kernels.md.
+// Without PQUANT_DISPATCH_IMPLEMENTATION (or with PQUANT_STATIC_DISPATCH) this header is empty.
+#pragma once
+
+#if defined(PQUANT_DISPATCH_IMPLEMENTATION) && !defined(PQUANT_STATIC_DISPATCH)
+
+#include <cstdint>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "pquant/kernels/kernels-inl.h"
+#include "hwy/foreach_target.h"  // must precede highway.h
+#include "hwy/highway.h"
+#include "pquant/kernels/backend.hpp"
+#include "pquant/kernels/kernels-inl.h"
+
+#if HWY_ONCE
+namespace pquant::kernels {
+HWY_EXPORT(GemmF32);
+HWY_EXPORT(LutGemv);
+HWY_EXPORT(Int8Gemv);
+HWY_EXPORT(F32Gemv);
+HWY_EXPORT(CurrentTarget);
+
+namespace detail {
+void gemm_f32(const GemmF32Args& args) { HWY_DYNAMIC_DISPATCH(GemmF32)(args); }
+void lut_gemv(const LutGemvArgs& args) { HWY_DYNAMIC_DISPATCH(LutGemv)(args); }
+void int8_gemv(const Int8GemvArgs& args) { HWY_DYNAMIC_DISPATCH(Int8Gemv)(args); }
+void f32_gemv(const F32GemvArgs& args) { HWY_DYNAMIC_DISPATCH(F32Gemv)(args); }
+std::int64_t compiled_targets() { return HWY_TARGETS; }
+std::int64_t current_target() { return HWY_DYNAMIC_DISPATCH(CurrentTarget)(); }
+}  // namespace detail
+}  // namespace pquant::kernels
+#endif  // HWY_ONCE
+
+#endif  // PQUANT_DISPATCH_IMPLEMENTATION

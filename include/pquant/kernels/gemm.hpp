@@ -1,0 +1,150 @@
+// Batched kernels: the FP32 GEMMs of training (forward, backward data, backward weights) and the
+// integer GEMMs of the quantized forward (W1A8, W2A8, W8A8; QAT and prompt prefill), with the same
+// fused epilogue as the GEMVs. Blocked for cache, parallel over blocks of the output with oneTBB,
+// results independent of the thread count. See docs/kernels.md.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "pquant/core/error.hpp"
+#include "pquant/core/matrix.hpp"
+#include "pquant/kernels/backend.hpp"
+#include "pquant/kernels/detail/host.hpp"
+#include "pquant/kernels/epilogue.hpp"
+#include "pquant/kernels/kernel_weights.hpp"
+
+namespace pquant::kernels {
+
+/// Y[M x N] (= or +=) X[M x K] * W[N x K]^T: the forward product of a linear layer.
+inline void gemm_forward(MatrixView<const float> x, MatrixView<const float> w, MatrixView<float> y,
+                         Accumulate mode = Accumulate::overwrite) {
+  constexpr const char* fn = "gemm_forward";
+  check::non_empty(x, fn, "x");
+  check::non_empty(w, fn, "w");
+  check::non_empty(MatrixView<const float>(y), fn, "y");
+  require<ShapeError>(w.cols == x.cols, fn, ": argument 'w' must have ", x.cols,
+                      " columns (K of 'x'), got ", w.cols);
+  check::shape(y, x.rows, w.rows, fn, "y");
+  detail::gemm_f32({x.data, x.stride, 1, w.data, 1, w.stride, y.data, y.stride, x.rows, w.rows,
+                    x.cols, mode == Accumulate::accumulate});
+}
+
+/// dX[M x K] (= or +=) dY[M x N] * W[N x K]: the gradient with respect to the input.
+inline void gemm_backward_data(MatrixView<const float> dy, MatrixView<const float> w,
+                               MatrixView<float> dx, Accumulate mode = Accumulate::overwrite) {
+  constexpr const char* fn = "gemm_backward_data";
+  check::non_empty(dy, fn, "dy");
+  check::non_empty(w, fn, "w");
+  check::non_empty(MatrixView<const float>(dx), fn, "dx");
+  require<ShapeError>(w.rows == dy.cols, fn, ": argument 'w' must have ", dy.cols,
+                      " rows (N of 'dy'), got ", w.rows);
+  check::shape(dx, dy.rows, w.cols, fn, "dx");
+  detail::gemm_f32({dy.data, dy.stride, 1, w.data, w.stride, 1, dx.data, dx.stride, dy.rows,
+                    w.cols, dy.cols, mode == Accumulate::accumulate});
+}
+
+/// dW[N x K] (+= by default, or =) dY[M x N]^T * X[M x K]: the gradient with respect to the weights.
+inline void gemm_backward_weights(MatrixView<const float> dy, MatrixView<const float> x,
+                                  MatrixView<float> dw, Accumulate mode = Accumulate::accumulate) {
+  constexpr const char* fn = "gemm_backward_weights";
+  check::non_empty(dy, fn, "dy");
+  check::non_empty(x, fn, "x");
+  check::non_empty(MatrixView<const float>(dw), fn, "dw");
+  require<ShapeError>(x.rows == dy.rows, fn, ": argument 'x' must have ", dy.rows,
+                      " rows (M of 'dy'), got ", x.rows);
+  check::shape(dw, dy.cols, x.cols, fn, "dw");
+  detail::gemm_f32({dy.data, 1, dy.stride, x.data, x.stride, 1, dw.data, dw.stride, dy.cols,
+                    x.cols, dy.rows, mode == Accumulate::accumulate});
+}
+
+namespace detail {
+
+inline void check_int_gemm(MatrixView<const std::int8_t> x, std::size_t n, std::size_t k,
+                           const Epilogue& ep, MatrixView<float> y, const char* fn) {
+  check::non_empty(x, fn, "x");
+  check::non_empty(MatrixView<const float>(y), fn, "y");
+  require<ShapeError>(x.cols == k, fn, ": argument 'x' must have ", k,
+                      " columns (K of 'w'), got ", x.cols);
+  check::shape(y, x.rows, n, fn, "y");
+  check_scales(ep.row_scale, n, fn, "row_scale");
+  check_scales(ep.token_scale, x.rows, fn, "token_scale");
+  if (!ep.residual.empty()) check::shape(ep.residual, x.rows, n, fn, "residual");
+}
+
+/// The integer GEMM on the FP32 microkernel: operands are small integers, so every FMA and every
+/// partial sum is exact in float as long as |partial sum| <= 2^24; `chunk` (2^24 / max |w x|)
+/// K-columns are multiplied at a time and the chunk results added in int32.
+template <class Decode>
+void int_gemm(MatrixView<const std::int8_t> x, std::size_t n, std::size_t k, Decode decode,
+              std::size_t chunk, const Epilogue& ep, MatrixView<float> y) {
+  const std::size_t m = x.rows;
+  Scratch<float, 1> xf(m * k);
+  Scratch<float, 2> wf(n * k);
+  Scratch<float, 3> cf(m * n);
+  Scratch<std::int32_t, 1> acc(m * n);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t c = 0; c < k; ++c) xf.data()[i * k + c] = static_cast<float>(x(i, c));
+  decode(wf.data());
+  std::int32_t* a = acc.data();
+  for (std::size_t k0 = 0; k0 < k; k0 += chunk) {
+    const std::size_t kc = std::min(chunk, k - k0);
+    gemm_f32({xf.data() + k0, k, 1, wf.data() + k0, 1, k, cf.data(), n, m, n, kc, false});
+    for (std::size_t i = 0; i < m * n; ++i) {
+      const auto v = static_cast<std::int32_t>(cf.data()[i]);
+      a[i] = k0 == 0 ? v : a[i] + v;
+    }
+  }
+  for (std::size_t i = 0; i < m; ++i) {
+    const float ts = scale_at(ep.token_scale, i);
+    for (std::size_t j = 0; j < n; ++j)
+      y(i, j) = epilogue_value(a[i * n + j], scale_at(ep.row_scale, j), ts,
+                               ep.residual.empty() ? 0.0f : ep.residual(i, j));
+  }
+}
+
+template <class F>
+void int_gemm_lut(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const Epilogue& ep,
+                  MatrixView<float> y, const char* fn) {
+  check_int_gemm(x, w.rows(), w.cols(), ep, y, fn);
+  check_k(w.cols(), kMaxKLowBit, fn);
+  const std::size_t n = w.rows(), k = w.cols();
+  auto decode = [&](float* out) {
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t c = 0; c < k; ++c) out[r * k + c] = static_cast<float>(lut_value(w, r, c));
+  };
+  int_gemm(x, n, k, decode, std::size_t{1} << 17, ep, y);  // |w x| <= 128: 2^24 / 2^7
+}
+
+}  // namespace detail
+
+/// Y[M x N] = epilogue(X[M x K] (INT8) * W1[N x K]^T): the quantized forward of a 1-bit layer.
+inline void gemm_w1a8(MatrixView<const std::int8_t> x, const SignWeights& w, const Epilogue& ep,
+                      MatrixView<float> y) {
+  detail::int_gemm_lut(x, w, ep, y, "gemm_w1a8");
+}
+
+/// Y[M x N] = epilogue(X[M x K] (INT8) * W2[N x K]^T): ternary (BitNet b1.58) weights.
+inline void gemm_w2a8(MatrixView<const std::int8_t> x, const TernaryWeights& w, const Epilogue& ep,
+                      MatrixView<float> y) {
+  detail::int_gemm_lut(x, w, ep, y, "gemm_w2a8");
+}
+
+/// Y[M x N] = epilogue(X[M x K] (INT8) * W8[N x K]^T): INT8 weights (decoupled FFN experts).
+inline void gemm_w8a8(MatrixView<const std::int8_t> x, const Int8Weights& w, const Epilogue& ep,
+                      MatrixView<float> y) {
+  constexpr const char* fn = "gemm_w8a8";
+  detail::check_int_gemm(x, w.rows(), w.cols(), ep, y, fn);
+  detail::check_k(w.cols(), kMaxKInt8, fn);
+  const std::size_t n = w.rows(), k = w.cols();
+  auto decode = [&](float* out) {
+    for (std::size_t r = 0; r < n; ++r)
+      for (std::size_t c = 0; c < k; ++c) out[r * k + c] = static_cast<float>(w.value(r, c));
+  };
+  detail::int_gemm(x, n, k, decode, 1024, ep, y);  // |w x| <= 2^14: 2^24 / 2^14
+}
+
+}  // namespace pquant::kernels

@@ -1,0 +1,130 @@
+// Batch-1 kernels (decoding): y[N] = epilogue(W[N x K] . x[K]) for 1-bit, ternary, codebook, INT8
+// and FP32 weights. Integer paths are exact (int32 accumulation, limits in epilogue.hpp) and
+// bit-identical on every target and thread count; they run on the kernels selected by
+// pquant/kernels/dispatch.hpp (see docs/kernels.md). Rows are split over oneTBB's current arena.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "pquant/core/error.hpp"
+#include "pquant/core/matrix.hpp"
+#include "pquant/kernels/backend.hpp"
+#include "pquant/kernels/detail/host.hpp"
+#include "pquant/kernels/epilogue.hpp"
+#include "pquant/kernels/kernel_weights.hpp"
+
+namespace pquant::kernels {
+
+namespace detail {
+
+inline void check_gemv(std::size_t k, std::size_t n, std::span<const std::int8_t> x,
+                       const GemvEpilogue& ep, std::span<float> y, const char* fn) {
+  check::size(x, k, fn, "x");
+  check::size(y, n, fn, "y");
+  check_scales(ep.row_scale, n, fn, "row_scale");
+  require<ShapeError>(ep.residual.empty() || ep.residual.size() == n, fn,
+                      ": argument 'residual' must be empty or have ", n, " elements, got ",
+                      ep.residual.size());
+}
+
+inline void finish_gemv(const std::int32_t* acc, const GemvEpilogue& ep, std::span<float> y) {
+  for (std::size_t n = 0; n < y.size(); ++n)
+    y[n] = epilogue_value(acc[n], scale_at(ep.row_scale, n), ep.token_scale,
+                          ep.residual.empty() ? 0.0f : ep.residual[n]);
+}
+
+/// Runs the LUT kernel over `w` with `tables`; out gets the padded accumulators.
+template <class F>
+void run_lut(const LutWeights<F>& w, const std::uint8_t* tables, std::int32_t* out) {
+  lut_gemv({w.data(), w.tiles(), w.pairs(), tables, out});
+}
+
+}  // namespace detail
+
+/// y[N] = epilogue(W1[N x K] . x[K]): 1-bit weights, INT8 activations, table lookup (T-MAC).
+inline void gemv_w1a8(std::span<const std::int8_t> x, const SignWeights& w, const GemvEpilogue& ep,
+                      std::span<float> y) {
+  detail::check_gemv(w.cols(), w.rows(), x, ep, y, "gemv_w1a8");
+  detail::check_k(w.cols(), kMaxKLowBit, "gemv_w1a8");
+  const std::size_t groups = 2 * w.pairs();
+  detail::Scratch<std::uint8_t, 0> tables(groups * 32);
+  detail::Scratch<std::int32_t, 0> acc(w.tiles() * kLutTile);
+  detail::build_sign_tables(x, groups, tables.data());
+  detail::run_lut(w, tables.data(), acc.data());
+  detail::finish_gemv(acc.data(), ep, y);
+}
+
+/// y[N] = epilogue(W2[N x K] . x[K]): ternary weights, INT8 activations, table lookup over pairs.
+inline void gemv_w2a8(std::span<const std::int8_t> x, const TernaryWeights& w,
+                      const GemvEpilogue& ep, std::span<float> y) {
+  detail::check_gemv(w.cols(), w.rows(), x, ep, y, "gemv_w2a8");
+  detail::check_k(w.cols(), kMaxKLowBit, "gemv_w2a8");
+  const std::size_t groups = 2 * w.pairs();
+  detail::Scratch<std::uint8_t, 0> tables(groups * 32);
+  detail::Scratch<std::int32_t, 0> acc(w.tiles() * kLutTile);
+  detail::build_ternary_tables(x, groups, tables.data());
+  detail::run_lut(w, tables.data(), acc.data());
+  detail::finish_gemv(acc.data(), ep, y);
+}
+
+/// y[N] = token_scale * sum_j C[n][j] * S_j[n] + residual[n]: b-bit codebook weights with per-row
+/// codebooks C (k-means), INT8 activations. S_j[n] = sum of x[k] over the k whose code is j, exact
+/// in int32 (one table-lookup pass per code); then acc = fma(C[n][j], float(S_j), acc) for j = 0..,
+/// y = fma(acc, token_scale, residual).
+template <unsigned Bits>
+void gemv_codebook(std::span<const std::int8_t> x, const CodebookWeights<Bits>& w,
+                   float token_scale, std::span<const float> residual, std::span<float> y) {
+  constexpr const char* fn = "gemv_codebook";
+  check::size(x, w.cols(), fn, "x");
+  check::size(y, w.rows(), fn, "y");
+  require<ShapeError>(residual.empty() || residual.size() == w.rows(), fn,
+                      ": argument 'residual' must be empty or have ", w.rows(), " elements, got ",
+                      residual.size());
+  detail::check_k(w.cols(), kMaxKLowBit, fn);
+  const std::size_t groups = 2 * w.pairs();
+  detail::Scratch<std::uint8_t, 0> tables(groups * 32);
+  detail::Scratch<std::int32_t, 0> sums(w.tiles() * kLutTile);
+  detail::Scratch<float, 0> acc_buffer(w.rows());
+  float* acc = acc_buffer.data();
+  const std::int32_t* s = sums.data();
+  for (std::size_t n = 0; n < w.rows(); ++n) acc[n] = 0.0f;
+  for (unsigned j = 0; j < (1u << Bits); ++j) {
+    detail::build_bucket_tables<Bits>(x, groups, j, tables.data());
+    detail::run_lut(w, tables.data(), sums.data());
+    for (std::size_t n = 0; n < w.rows(); ++n)
+      acc[n] = std::fma(w.codebook(n)[j], static_cast<float>(s[n]), acc[n]);
+  }
+  for (std::size_t n = 0; n < w.rows(); ++n)
+    y[n] = std::fma(acc[n], token_scale, residual.empty() ? 0.0f : residual[n]);
+}
+
+/// y[N] = epilogue(W8[N x K] . x[K]): INT8 weights and activations, widening multiply-add.
+inline void gemv_w8a8(std::span<const std::int8_t> x, const Int8Weights& w, const GemvEpilogue& ep,
+                      std::span<float> y) {
+  detail::check_gemv(w.cols(), w.rows(), x, ep, y, "gemv_w8a8");
+  detail::check_k(w.cols(), kMaxKInt8, "gemv_w8a8");
+  detail::Scratch<std::int16_t, 0> x16(w.stride());
+  for (std::size_t k = 0; k < w.stride(); ++k) x16.data()[k] = k < x.size() ? x[k] : 0;
+  detail::Scratch<std::int32_t, 0> acc(w.rows());
+  detail::int8_gemv({w.data(), w.rows(), w.stride(), x16.data(), acc.data()});
+  detail::finish_gemv(acc.data(), ep, y);
+}
+
+/// y[N] = W[N x K] . x[K] (+ residual[N]): the full-precision baseline.
+inline void gemv_f32(std::span<const float> x, MatrixView<const float> w, std::span<float> y,
+                     std::span<const float> residual = {}) {
+  check::non_empty(w, "gemv_f32", "w");
+  check::size(x, w.cols, "gemv_f32", "x");
+  check::size(y, w.rows, "gemv_f32", "y");
+  require<ShapeError>(residual.empty() || residual.size() == w.rows,
+                      "gemv_f32: argument 'residual' must be empty or have ", w.rows,
+                      " elements, got ", residual.size());
+  detail::f32_gemv({w.data, w.rows, w.cols, w.stride, x.data(), y.data()});
+  if (!residual.empty())
+    for (std::size_t n = 0; n < w.rows; ++n) y[n] += residual[n];
+}
+
+}  // namespace pquant::kernels

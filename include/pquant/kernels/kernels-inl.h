@@ -1,0 +1,398 @@
+// Per-target SIMD kernels (Highway). Not included directly: dispatch.hpp (runtime dispatch, one TU)
+// or detail/static_backend.h (PQUANT_STATIC_DISPATCH) expand it once per target. Shapes and the
+// exactness arguments are documented beside each kernel and in docs/kernels.md.
+
+// Toggle guard: one expansion per target (Highway's foreach_target re-includes this file).
+#if defined(PQUANT_KERNELS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef PQUANT_KERNELS_INL_H_
+#undef PQUANT_KERNELS_INL_H_
+#else
+#define PQUANT_KERNELS_INL_H_
+#endif
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
+
+#include "hwy/aligned_allocator.h"
+#include "hwy/highway.h"
+#include "pquant/kernels/backend.hpp"
+#include "pquant/kernels/kernel_weights.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace pquant::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Target the next call runs on (for tests and reports).
+HWY_NOINLINE std::int64_t CurrentTarget() { return HWY_TARGET; }
+
+// Per-thread scratch that only grows (no allocation or page faults in the hot path).
+template <class T, int kSlot>
+T* Scratch(std::size_t count) {
+  static thread_local hwy::AlignedFreeUniquePtr<T[]> buffer;
+  static thread_local std::size_t capacity = 0;
+  if (count > capacity) {
+    buffer = hwy::AllocateAligned<T>(count);
+    capacity = count;
+  }
+  return buffer.get();
+}
+
+// ---------------------------------------------------------------------------------------------
+// LUT GEMV: out[r] = sum_g T_g[index(r, g)] (W1A8, W2A8, codebook buckets).
+//
+// One tile = 32 rows. Per pair of groups one byte-vector load holds both 4-bit indices of 32 rows
+// (16 on 128-bit targets); each index selects the low and high byte of its int16 table entry with
+// TableLookupBytes, InterleaveLower/Upper rebuild the int16 entries, and they are summed in int16
+// for at most kLutGroupsPerBlock groups (|sum| <= 32 * 512 = 16384 < 32767), then widened to int32.
+// 256-bit vectors are used on AVX-512 targets too (the layout's tile is 32 rows).
+
+#if HWY_TARGET == HWY_SCALAR
+// One-lane target (no byte shuffles): the same sums, one row at a time.
+HWY_INLINE void LutTile(const std::uint8_t* HWY_RESTRICT index, std::size_t pairs,
+                        const std::uint8_t* HWY_RESTRICT tables, std::int32_t* HWY_RESTRICT out) {
+  for (std::size_t row = 0; row < kLutTile; ++row) {
+    std::int32_t acc = 0;
+    for (std::size_t p = 0; p < pairs; ++p) {
+      const unsigned v = index[p * kLutTile + row];
+      const std::uint8_t* t = tables + p * 64;
+      acc += static_cast<std::int16_t>(t[v & 15] | (t[16 + (v & 15)] << 8));
+      acc += static_cast<std::int16_t>(t[32 + (v >> 4)] | (t[48 + (v >> 4)] << 8));
+    }
+    out[row] = acc;
+  }
+}
+#else
+HWY_INLINE void LutTile(const std::uint8_t* HWY_RESTRICT index, std::size_t pairs,
+                        const std::uint8_t* HWY_RESTRICT tables, std::int32_t* HWY_RESTRICT out) {
+  const hn::CappedTag<std::uint8_t, 32> d8;
+  const hn::Repartition<std::int16_t, decltype(d8)> d16;
+  const hn::Repartition<std::uint16_t, decltype(d8)> du16;
+  const std::size_t N = hn::Lanes(d8);
+  const std::size_t H = N / 2;
+  HWY_ALIGN std::int16_t part[32];
+  std::int32_t acc[kLutTile] = {};
+  const auto nibble = hn::Set(d8, 0x0F);
+  constexpr std::size_t kPairsPerBlock = detail::kLutGroupsPerBlock / 2;
+  for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
+    for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
+      const std::size_t p1 = std::min(pairs, p0 + kPairsPerBlock);
+      auto a0 = hn::Zero(d16);
+      auto a1 = hn::Zero(d16);
+      for (std::size_t p = p0; p < p1; ++p) {
+        const auto v = hn::Load(d8, index + p * kLutTile + chunk);
+        const auto lo = hn::And(v, nibble);
+        const auto hi = hn::And(hn::BitCast(d8, hn::ShiftRight<4>(hn::BitCast(du16, v))), nibble);
+        const std::uint8_t* t = tables + p * 64;
+        const auto l0 = hn::TableLookupBytes(hn::LoadDup128(d8, t), lo);
+        const auto h0 = hn::TableLookupBytes(hn::LoadDup128(d8, t + 16), lo);
+        a0 = hn::Add(a0, hn::BitCast(d16, hn::InterleaveLower(l0, h0)));
+        a1 = hn::Add(a1, hn::BitCast(d16, hn::InterleaveUpper(d8, l0, h0)));
+        const auto l1 = hn::TableLookupBytes(hn::LoadDup128(d8, t + 32), hi);
+        const auto h1 = hn::TableLookupBytes(hn::LoadDup128(d8, t + 48), hi);
+        a0 = hn::Add(a0, hn::BitCast(d16, hn::InterleaveLower(l1, h1)));
+        a1 = hn::Add(a1, hn::BitCast(d16, hn::InterleaveUpper(d8, l1, h1)));
+      }
+      hn::Store(a0, d16, part);
+      hn::Store(a1, d16, part + H);
+      for (std::size_t q = 0; q < N; ++q) acc[chunk + q] += part[q];
+    }
+  }
+  // Vector order -> row order: int16 lane j of the Lower half is byte row (j / 8) * 16 + j % 8 of
+  // the chunk (interleaves work per 128-bit block), of the Upper half that row + 8.
+  for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
+    for (std::size_t q = 0; q < N; ++q) {
+      const std::size_t j = q < H ? q : q - H;
+      const std::size_t row = (j / 8) * 16 + j % 8 + (q < H ? 0 : 8);
+      out[chunk + row] = acc[chunk + q];
+    }
+  }
+}
+
+#endif  // HWY_TARGET == HWY_SCALAR
+
+HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
+  const std::size_t tile_bytes = a.pairs * kLutTile;
+  // Small row tiles scheduled dynamically: the two cores of a VM are not always equal.
+  tbb::parallel_for(
+      tbb::blocked_range<std::size_t>(0, a.tiles, 2),
+      [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+        for (std::size_t t = range.begin(); t != range.end(); ++t)
+          LutTile(a.index + t * tile_bytes, a.pairs, a.tables, a.out + t * kLutTile);
+      },
+      tbb::simple_partitioner());
+}
+
+// ---------------------------------------------------------------------------------------------
+// INT8 GEMV: out[r] = sum_k w[r][k] * x[k]. Weights widened to int16, pairs multiplied and added
+// into int32 (pmaddwd); |w * x| <= 16384 so two products fit, and K <= kMaxKInt8 keeps int32 exact.
+
+#if HWY_TARGET == HWY_SCALAR
+HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
+  for (std::size_t r = 0; r < a.rows; ++r) {
+    std::int32_t acc = 0;
+    for (std::size_t k = 0; k < a.stride; ++k) acc += a.w[r * a.stride + k] * a.x16[k];
+    a.out[r] = acc;
+  }
+}
+#else
+HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
+  const hn::ScalableTag<std::int16_t> d16;
+  const hn::Rebind<std::int8_t, decltype(d16)> d8;
+  const hn::Repartition<std::int32_t, decltype(d16)> d32;
+  const std::size_t N = hn::Lanes(d16);
+  const std::size_t stride = a.stride;
+  tbb::parallel_for(
+      tbb::blocked_range<std::size_t>(0, a.rows, 32),
+      [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+        std::size_t r = range.begin();
+        for (; r + 4 <= range.end(); r += 4) {
+          const std::int8_t* w0 = a.w + r * stride;
+          auto s0 = hn::Zero(d32), s1 = hn::Zero(d32), s2 = hn::Zero(d32), s3 = hn::Zero(d32);
+          auto t0 = hn::Zero(d32), t1 = hn::Zero(d32), t2 = hn::Zero(d32), t3 = hn::Zero(d32);
+          for (std::size_t k = 0; k < stride; k += N) {
+            const auto x = hn::Load(d16, a.x16 + k);
+            s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + k)), x, s0, t0);
+            s1 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + stride + k)), x, s1, t1);
+            s2 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 2 * stride + k)), x, s2, t2);
+            s3 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 3 * stride + k)), x, s3, t3);
+          }
+          a.out[r] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, t0)));
+          a.out[r + 1] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s1, t1)));
+          a.out[r + 2] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s2, t2)));
+          a.out[r + 3] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s3, t3)));
+        }
+        for (; r < range.end(); ++r) {
+          const std::int8_t* w0 = a.w + r * stride;
+          auto s0 = hn::Zero(d32), t0 = hn::Zero(d32);
+          for (std::size_t k = 0; k < stride; k += N) {
+            s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + k)),
+                                               hn::Load(d16, a.x16 + k), s0, t0);
+          }
+          a.out[r] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, t0)));
+        }
+      },
+      tbb::simple_partitioner());
+}
+
+#endif  // HWY_TARGET == HWY_SCALAR
+
+// ---------------------------------------------------------------------------------------------
+// FP32 GEMV: y[r] = sum_k w[r][k] * x[k]; four rows share each x load, FMA into per-row vectors.
+// The summation order depends only on K and the target (never on threads).
+
+HWY_NOINLINE void F32Gemv(const detail::F32GemvArgs& a) {
+  const hn::ScalableTag<float> df;
+  const std::size_t N = hn::Lanes(df);
+  const std::size_t kv = a.cols / N * N;
+  tbb::parallel_for(
+      tbb::blocked_range<std::size_t>(0, a.rows, 16),
+      [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+        std::size_t r = range.begin();
+        for (; r + 4 <= range.end(); r += 4) {
+          const float* w0 = a.w + r * a.stride;
+          const float* w1 = w0 + a.stride;
+          const float* w2 = w1 + a.stride;
+          const float* w3 = w2 + a.stride;
+          auto s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
+          for (std::size_t k = 0; k < kv; k += N) {
+            const auto x = hn::LoadU(df, a.x + k);
+            s0 = hn::MulAdd(hn::LoadU(df, w0 + k), x, s0);
+            s1 = hn::MulAdd(hn::LoadU(df, w1 + k), x, s1);
+            s2 = hn::MulAdd(hn::LoadU(df, w2 + k), x, s2);
+            s3 = hn::MulAdd(hn::LoadU(df, w3 + k), x, s3);
+          }
+          float y0 = hn::GetLane(hn::SumOfLanes(df, s0)), y1 = hn::GetLane(hn::SumOfLanes(df, s1));
+          float y2 = hn::GetLane(hn::SumOfLanes(df, s2)), y3 = hn::GetLane(hn::SumOfLanes(df, s3));
+          for (std::size_t k = kv; k < a.cols; ++k) {
+            y0 += w0[k] * a.x[k];
+            y1 += w1[k] * a.x[k];
+            y2 += w2[k] * a.x[k];
+            y3 += w3[k] * a.x[k];
+          }
+          a.y[r] = y0;
+          a.y[r + 1] = y1;
+          a.y[r + 2] = y2;
+          a.y[r + 3] = y3;
+        }
+        for (; r < range.end(); ++r) {
+          const float* w0 = a.w + r * a.stride;
+          auto s0 = hn::Zero(df);
+          for (std::size_t k = 0; k < kv; k += N)
+            s0 = hn::MulAdd(hn::LoadU(df, w0 + k), hn::LoadU(df, a.x + k), s0);
+          float y0 = hn::GetLane(hn::SumOfLanes(df, s0));
+          for (std::size_t k = kv; k < a.cols; ++k) y0 += w0[k] * a.x[k];
+          a.y[r] = y0;
+        }
+      },
+      tbb::simple_partitioner());
+}
+
+// ---------------------------------------------------------------------------------------------
+// FP32 GEMM, BLIS-style: C blocks of kMC x kNC are independent tasks; within a task, for each
+// kKC slice of K, A is packed into kMR-row panels and B into NR-column panels (NR = 2 vectors),
+// and a kMR x NR register-blocked FMA microkernel runs over them. Every C element is owned by one
+// task and summed in a fixed order (K slices in order), so results do not depend on threads.
+
+inline constexpr std::size_t kMR = 6;
+inline constexpr std::size_t kKC = 256;
+
+template <class DF>
+HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* HWY_RESTRICT ap,
+                          const float* HWY_RESTRICT bp, float* c, std::size_t ldc, bool add,
+                          std::size_t mr, std::size_t nr) {
+  const std::size_t N = hn::Lanes(df);
+  auto c00 = hn::Zero(df), c01 = hn::Zero(df), c10 = hn::Zero(df), c11 = hn::Zero(df);
+  auto c20 = hn::Zero(df), c21 = hn::Zero(df), c30 = hn::Zero(df), c31 = hn::Zero(df);
+  auto c40 = hn::Zero(df), c41 = hn::Zero(df), c50 = hn::Zero(df), c51 = hn::Zero(df);
+  for (std::size_t k = 0; k < kc; ++k) {
+    const auto b0 = hn::Load(df, bp + k * 2 * N);
+    const auto b1 = hn::Load(df, bp + k * 2 * N + N);
+    const float* a = ap + k * kMR;
+    auto av = hn::Set(df, a[0]);
+    c00 = hn::MulAdd(av, b0, c00);
+    c01 = hn::MulAdd(av, b1, c01);
+    av = hn::Set(df, a[1]);
+    c10 = hn::MulAdd(av, b0, c10);
+    c11 = hn::MulAdd(av, b1, c11);
+    av = hn::Set(df, a[2]);
+    c20 = hn::MulAdd(av, b0, c20);
+    c21 = hn::MulAdd(av, b1, c21);
+    av = hn::Set(df, a[3]);
+    c30 = hn::MulAdd(av, b0, c30);
+    c31 = hn::MulAdd(av, b1, c31);
+    av = hn::Set(df, a[4]);
+    c40 = hn::MulAdd(av, b0, c40);
+    c41 = hn::MulAdd(av, b1, c41);
+    av = hn::Set(df, a[5]);
+    c50 = hn::MulAdd(av, b0, c50);
+    c51 = hn::MulAdd(av, b1, c51);
+  }
+  if (mr == kMR && nr == 2 * N) {
+    auto put = [&](std::size_t i, decltype(c00) v0, decltype(c00) v1) HWY_ATTR {
+      float* row = c + i * ldc;
+      if (add) {
+        v0 = hn::Add(hn::LoadU(df, row), v0);
+        v1 = hn::Add(hn::LoadU(df, row + N), v1);
+      }
+      hn::StoreU(v0, df, row);
+      hn::StoreU(v1, df, row + N);
+    };
+    put(0, c00, c01);
+    put(1, c10, c11);
+    put(2, c20, c21);
+    put(3, c30, c31);
+    put(4, c40, c41);
+    put(5, c50, c51);
+    return;
+  }
+  HWY_ALIGN float tile[kMR * 2 * HWY_MAX_BYTES / sizeof(float)];
+  const std::size_t w = 2 * N;
+  hn::Store(c00, df, tile + 0 * w), hn::Store(c01, df, tile + 0 * w + N);
+  hn::Store(c10, df, tile + 1 * w), hn::Store(c11, df, tile + 1 * w + N);
+  hn::Store(c20, df, tile + 2 * w), hn::Store(c21, df, tile + 2 * w + N);
+  hn::Store(c30, df, tile + 3 * w), hn::Store(c31, df, tile + 3 * w + N);
+  hn::Store(c40, df, tile + 4 * w), hn::Store(c41, df, tile + 4 * w + N);
+  hn::Store(c50, df, tile + 5 * w), hn::Store(c51, df, tile + 5 * w + N);
+  for (std::size_t i = 0; i < mr; ++i)
+    for (std::size_t j = 0; j < nr; ++j)
+      c[i * ldc + j] = add ? c[i * ldc + j] + tile[i * w + j] : tile[i * w + j];
+}
+
+// A(i, k) for i in [i0, i0 + mc), k in [k0, k0 + kc) -> kMR-row panels, zero-padded.
+inline void GemmPackA(const detail::GemmF32Args& g, std::size_t i0, std::size_t mc, std::size_t k0,
+                      std::size_t kc, float* HWY_RESTRICT ap) {
+  const std::size_t panels = (mc + kMR - 1) / kMR;
+  for (std::size_t p = 0; p < panels; ++p) {
+    float* dst = ap + p * kc * kMR;
+    for (std::size_t ii = 0; ii < kMR; ++ii) {
+      const std::size_t i = p * kMR + ii;
+      if (i >= mc) {
+        for (std::size_t k = 0; k < kc; ++k) dst[k * kMR + ii] = 0.0f;
+        continue;
+      }
+      const float* src = g.a + (i0 + i) * g.a_rs + k0 * g.a_cs;
+      for (std::size_t k = 0; k < kc; ++k) dst[k * kMR + ii] = src[k * g.a_cs];
+    }
+  }
+}
+
+// B(k, j) for k in [k0, k0 + kc), j in [j0, j0 + nc) -> nr-column panels, zero-padded.
+inline void GemmPackB(const detail::GemmF32Args& g, std::size_t k0, std::size_t kc, std::size_t j0,
+                      std::size_t nc, std::size_t nr, float* HWY_RESTRICT bp) {
+  const std::size_t panels = (nc + nr - 1) / nr;
+  for (std::size_t p = 0; p < panels; ++p) {
+    float* dst = bp + p * kc * nr;
+    const std::size_t jn = std::min(nr, nc - p * nr);
+    if (g.b_cs == 1) {  // rows of B contiguous: copy row by row
+      for (std::size_t k = 0; k < kc; ++k) {
+        const float* src = g.b + (k0 + k) * g.b_rs + j0 + p * nr;
+        for (std::size_t jj = 0; jj < jn; ++jj) dst[k * nr + jj] = src[jj];
+        for (std::size_t jj = jn; jj < nr; ++jj) dst[k * nr + jj] = 0.0f;
+      }
+    } else {  // columns of B contiguous (B = W^T): walk each column
+      for (std::size_t jj = 0; jj < nr; ++jj) {
+        if (jj >= jn) {
+          for (std::size_t k = 0; k < kc; ++k) dst[k * nr + jj] = 0.0f;
+          continue;
+        }
+        const float* src = g.b + k0 * g.b_rs + (j0 + p * nr + jj) * g.b_cs;
+        for (std::size_t k = 0; k < kc; ++k) dst[k * nr + jj] = src[k * g.b_rs];
+      }
+    }
+  }
+}
+
+HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
+  if (g.m == 0 || g.n == 0) return;
+  if (g.k == 0) {
+    if (!g.accumulate)
+      for (std::size_t i = 0; i < g.m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + g.n, 0.0f);
+    return;
+  }
+  const hn::ScalableTag<float> df;
+  const std::size_t nr = 2 * hn::Lanes(df);
+  // Blocks of C: shrink until there are enough tasks to keep two threads busy.
+  std::size_t mc = 96, nc = 256;
+  auto blocks = [&] { return ((g.m + mc - 1) / mc) * ((g.n + nc - 1) / nc); };
+  while (blocks() < 16 && mc > kMR) mc /= 2;
+  while (blocks() < 16 && nc > nr) nc /= 2;
+  mc = std::max<std::size_t>(kMR, mc / kMR * kMR);
+  nc = std::max(nr, nc / nr * nr);
+  const std::size_t bm = (g.m + mc - 1) / mc, bn = (g.n + nc - 1) / nc;
+  tbb::parallel_for(
+      tbb::blocked_range<std::size_t>(0, bm * bn, 1),
+      [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+        const std::size_t kc_max = std::min(kKC, g.k);
+        float* ap = Scratch<float, 0>(((mc + kMR - 1) / kMR) * kMR * kc_max);
+        float* bp = Scratch<float, 1>(((nc + nr - 1) / nr) * nr * kc_max);
+        for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
+          const std::size_t i0 = (blk / bn) * mc, j0 = (blk % bn) * nc;
+          const std::size_t mcb = std::min(mc, g.m - i0), ncb = std::min(nc, g.n - j0);
+          for (std::size_t k0 = 0; k0 < g.k; k0 += kKC) {
+            const std::size_t kc = std::min(kKC, g.k - k0);
+            const bool add = g.accumulate || k0 > 0;
+            GemmPackB(g, k0, kc, j0, ncb, nr, bp);
+            GemmPackA(g, i0, mcb, k0, kc, ap);
+            for (std::size_t jp = 0; jp < ncb; jp += nr) {
+              for (std::size_t ip = 0; ip < mcb; ip += kMR) {
+                GemmMicro(df, kc, ap + (ip / kMR) * kc * kMR, bp + (jp / nr) * kc * nr,
+                          g.c + (i0 + ip) * g.ldc + j0 + jp, g.ldc, add,
+                          std::min(kMR, mcb - ip), std::min(nr, ncb - jp));
+              }
+            }
+          }
+        }
+      },
+      tbb::simple_partitioner());
+}
+
+}  // namespace pquant::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // PQUANT_KERNELS_INL_H_
