@@ -98,7 +98,7 @@ for route in "${routes[@]}"; do
     exit 1
   fi
   grep -E '^test_package: ' "$out"
-  grep -q "test_package: .* ok" "$out" || { cat "$out"; echo "no passing test_package line" >&2; exit 1; }
+  grep -q "^test_package: .*: ok$" "$out" || { cat "$out"; echo "no passing test_package line" >&2; exit 1; }
   # With [platform_requires] CMakeDeps generates nothing for the dependencies: the build modules
   # must have been used. With packaged dependencies they must not.
   if [ "$route" = platform ]; then
