@@ -3,6 +3,9 @@
 #pragma once
 
 #include "pquant/quantizers/activation_quantizer.hpp"
+#include "pquant/quantizers/int8_absmax.hpp"
+#include "pquant/quantizers/kmeans_codebook.hpp"
 #include "pquant/quantizers/sign_absmean.hpp"
 #include "pquant/quantizers/straight_through.hpp"
+#include "pquant/quantizers/ternary_absmean.hpp"
 #include "pquant/quantizers/weight_quantizer.hpp"
