@@ -1,0 +1,211 @@
+// GEMM kernels on every supported target: FP32 training GEMMs vs a double-precision reference with
+// a justified tolerance; integer GEMMs bit-exact vs the scalar reference.
+#include <gtest/gtest.h>
+
+#include <oneapi/tbb/task_arena.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernel_test_util.hpp"
+#include "pquant/kernels.hpp"
+
+namespace pquant::test {
+namespace {
+
+struct Mnk {
+  std::size_t m, n, k;
+};
+const Mnk kShapes[] = {{1, 1, 1},    {3, 7, 5},      {127, 129, 131},
+                       {6, 16, 256}, {97, 300, 513}, {256, 96, 64}};
+
+// Error bound of a float dot product of K terms computed with FMAs in any order, plus one extra
+// rounding for an accumulated output: |error| <= gamma_(K+1) * sum_k |a b| (+ |C_old|), with
+// gamma_n = n u / (1 - n u) and u = 2^-24 (Higham, Accuracy and Stability, section 3.1).
+double tolerance(std::size_t k, double abs_sum) {
+  const double u = std::ldexp(1.0, -24), n = double(k + 1);
+  return n * u / (1 - n * u) * abs_sum + 1e-30;
+}
+
+void expect_close(MatrixView<const float> got, MatrixView<const double> ref,
+                  MatrixView<const double> abs_sum, std::size_t k, const char* what) {
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < got.rows; ++i)
+    for (std::size_t j = 0; j < got.cols; ++j) {
+      const double err = std::abs(double(got(i, j)) - ref(i, j));
+      if (!(err <= tolerance(k, abs_sum(i, j))) && bad++ < 5)
+        ADD_FAILURE() << what << " (" << i << ", " << j << "): " << got(i, j) << " vs "
+                      << ref(i, j);
+    }
+  EXPECT_EQ(bad, 0u) << what;
+}
+
+class Gemm : public PerTarget {};
+
+TEST_P(Gemm, ForwardMatchesDoubleReference) {
+  for (const Mnk& s : kShapes) {
+    const auto x = random_matrix(s.m, s.k, 1), w = random_matrix(s.n, s.k, 2);
+    Matrix<float> y(s.m, s.n);
+    kernels::gemm_forward(x, w, y);
+    Matrix<double> ref(s.m, s.n), abs_sum(s.m, s.n);
+    kernels::reference::gemm_f64(
+        s.m, s.n, s.k, [&](std::size_t i, std::size_t p) { return x(i, p); },
+        [&](std::size_t p, std::size_t j) { return w(j, p); }, ref.view(), abs_sum.view());
+    expect_close(y, ref, abs_sum, s.k, "forward");
+    // Accumulate mode adds onto what is there: y + X W^T.
+    Matrix<float> y2 = y;
+    kernels::gemm_forward(x, w, y2, kernels::Accumulate::accumulate);
+    for (std::size_t i = 0; i < s.m; ++i)
+      for (std::size_t j = 0; j < s.n; ++j) {
+        ref(i, j) += y(i, j);
+        abs_sum(i, j) += std::abs(y(i, j));
+      }
+    expect_close(y2, ref, abs_sum, s.k + 1, "forward accumulate");
+  }
+}
+
+TEST_P(Gemm, BackwardDataMatchesDoubleReference) {
+  for (const Mnk& s : kShapes) {
+    const auto dy = random_matrix(s.m, s.n, 3), w = random_matrix(s.n, s.k, 4);
+    Matrix<float> dx(s.m, s.k);
+    kernels::gemm_backward_data(dy, w, dx);
+    Matrix<double> ref(s.m, s.k), abs_sum(s.m, s.k);
+    kernels::reference::gemm_f64(
+        s.m, s.k, s.n, [&](std::size_t i, std::size_t p) { return dy(i, p); },
+        [&](std::size_t p, std::size_t j) { return w(p, j); }, ref.view(), abs_sum.view());
+    expect_close(dx, ref, abs_sum, s.n, "backward data");
+  }
+}
+
+TEST_P(Gemm, BackwardWeightsAccumulatesDoubleReference) {
+  for (const Mnk& s : kShapes) {
+    const auto dy = random_matrix(s.m, s.n, 5), x = random_matrix(s.m, s.k, 6);
+    Matrix<float> dw = random_matrix(s.n, s.k, 7);
+    const Matrix<float> dw0 = dw;
+    kernels::gemm_backward_weights(dy, x, dw);  // default: accumulate
+    Matrix<double> ref(s.n, s.k), abs_sum(s.n, s.k);
+    kernels::reference::gemm_f64(
+        s.n, s.k, s.m, [&](std::size_t i, std::size_t p) { return dy(p, i); },
+        [&](std::size_t p, std::size_t j) { return x(p, j); }, ref.view(), abs_sum.view());
+    for (std::size_t i = 0; i < s.n; ++i)
+      for (std::size_t j = 0; j < s.k; ++j) {
+        ref(i, j) += dw0(i, j);
+        abs_sum(i, j) += std::abs(dw0(i, j));
+      }
+    expect_close(dw, ref, abs_sum, s.m + 1, "backward weights");
+  }
+}
+
+TEST_P(Gemm, StridedViewsAreRespected) {
+  // Sub-views with stride > cols: the kernels must neither read nor write outside them.
+  Matrix<float> xb = random_matrix(20, 40, 8), wb = random_matrix(30, 40, 9);
+  Matrix<float> yb(20, 50);
+  for (auto& v : yb.flat()) v = 7.0f;
+  MatrixView<const float> x(xb.data(), 20, 33, 40), w(wb.data(), 30, 33, 40);
+  MatrixView<float> y(yb.data(), 20, 30, 50);
+  kernels::gemm_forward(x, w, y);
+  Matrix<double> ref(20, 30), abs_sum(20, 30);
+  kernels::reference::gemm_f64(
+      20, 30, 33, [&](std::size_t i, std::size_t p) { return x(i, p); },
+      [&](std::size_t p, std::size_t j) { return w(j, p); }, ref.view(), abs_sum.view());
+  expect_close(y, ref, abs_sum, 33, "strided forward");
+  for (std::size_t i = 0; i < 20; ++i)
+    for (std::size_t j = 30; j < 50; ++j) ASSERT_EQ(yb(i, j), 7.0f);
+}
+
+TEST_P(Gemm, IntegerGemmsMatchReferenceBitExactly) {
+  for (const Mnk& s : {Mnk{1, 1, 1}, Mnk{3, 7, 5}, Mnk{127, 129, 131}, Mnk{40, 70, 2500}}) {
+    const auto x = random_int8(s.m, s.k, -128, 127, 11);
+    const auto row_scale = random_floats(s.n, 0.01f, 1.0f, 12);
+    const auto token_scale = random_floats(s.m, 0.001f, 0.1f, 13);
+    const auto residual = random_matrix(s.m, s.n, 14);
+    const kernels::Epilogue ep{row_scale, token_scale, residual};
+    Matrix<float> y(s.m, s.n), ref(s.m, s.n);
+    const auto w1 = random_sign(s.n, s.k, 15);
+    kernels::gemm_w1a8(x, kernels::pack_sign(w1), ep, y);
+    kernels::reference::gemm_int(x, w1, ep, ref);
+    EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << "w1a8";
+    const auto w2 = random_int8(s.n, s.k, -1, 1, 16);
+    kernels::gemm_w2a8(x, kernels::pack_ternary(w2), {row_scale, {}, {}}, y);
+    kernels::reference::gemm_int(x, w2, {row_scale, {}, {}}, ref);
+    EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << "w2a8";
+    // K = 2500 > 1024 exercises the exact K-chunking of the INT8 GEMM.
+    const auto w8 = random_int8(s.n, s.k, -128, 127, 17);
+    kernels::gemm_w8a8(x, kernels::pack_int8(w8), ep, y);
+    kernels::reference::gemm_int(x, w8, ep, ref);
+    EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << "w8a8";
+  }
+}
+
+TEST_P(Gemm, IntegerGemmExtremes) {
+  const std::size_t k = 3000;
+  Matrix<std::int8_t> x(5, k), w(9, k);
+  for (auto& v : x.flat()) v = -128;
+  for (auto& v : w.flat()) v = -128;
+  Matrix<float> y(5, 9);
+  kernels::gemm_w8a8(x, kernels::pack_int8(w), {}, y);
+  for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 16384.0f);
+  for (auto& v : w.flat()) v = -1;
+  kernels::gemm_w1a8(x, kernels::pack_sign(w), {}, y);
+  for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 128.0f);
+}
+
+TEST_P(Gemm, ResultsDoNotDependOnThreadCount) {
+  const auto x = random_matrix(300, 200, 21), w = random_matrix(260, 200, 22);
+  const auto dy = random_matrix(300, 260, 23);
+  auto run = [&](int threads) {
+    Matrix<float> y(300, 260), dx(300, 200), dw(260, 200);
+    tbb::task_arena arena(threads);
+    arena.execute([&] {
+      kernels::gemm_forward(x, w, y);
+      kernels::gemm_backward_data(dy, w, dx);
+      kernels::gemm_backward_weights(dy, x, dw);
+    });
+    std::vector<float> all(y.flat().begin(), y.flat().end());
+    all.insert(all.end(), dx.flat().begin(), dx.flat().end());
+    all.insert(all.end(), dw.flat().begin(), dw.flat().end());
+    return all;
+  };
+  const auto one = run(1);
+  const auto two = run(2);
+  const auto five = run(5);
+  EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(one.data(), five.data(), one.size() * sizeof(float)), 0);
+}
+
+TEST_P(Gemm, BadArgumentsThrow) {
+  Matrix<float> x(4, 5), w(6, 5), y(4, 6), w_bad(6, 4), y_bad(4, 5);
+  EXPECT_THROW(kernels::gemm_forward(x, w_bad, y), ShapeError);
+  EXPECT_THROW(kernels::gemm_forward(x, w, y_bad), ShapeError);
+  EXPECT_THROW(kernels::gemm_forward(MatrixView<const float>{}, w, y), ShapeError);
+  Matrix<float> dx(4, 5), dx_bad(4, 6);
+  EXPECT_THROW(kernels::gemm_backward_data(y, w, dx_bad), ShapeError);
+  EXPECT_THROW(kernels::gemm_backward_data(y, w_bad, dx), ShapeError);
+  Matrix<float> dw(6, 5), dw_bad(5, 6);
+  EXPECT_THROW(kernels::gemm_backward_weights(y, x, dw_bad), ShapeError);
+  EXPECT_THROW(kernels::gemm_backward_weights(y, Matrix<float>(3, 5), dw), ShapeError);
+  Matrix<std::int8_t> xi(4, 5), wi(6, 5);
+  const auto sw = kernels::pack_sign(random_sign(6, 5, 1));
+  std::vector<float> s3(3);
+  EXPECT_THROW(kernels::gemm_w1a8(xi, sw, {}, y_bad), ShapeError);
+  EXPECT_THROW(kernels::gemm_w1a8(Matrix<std::int8_t>(4, 6), sw, {}, y), ShapeError);
+  EXPECT_THROW(kernels::gemm_w1a8(xi, sw, {s3, {}, {}}, y), ShapeError);
+  EXPECT_THROW(kernels::gemm_w1a8(xi, sw, {{}, s3, {}}, y), ShapeError);
+  EXPECT_THROW(kernels::gemm_w1a8(xi, sw, {{}, {}, Matrix<float>(4, 5)}, y), ShapeError);
+  EXPECT_THROW(kernels::gemm_w8a8(xi, kernels::pack_int8(wi), {}, y_bad), ShapeError);
+}
+
+TEST(GemmLimits, LowBitKBeyondTheInt32LimitIsAnError) {
+  const std::size_t k = kernels::kMaxKLowBit + 1;
+  const kernels::SignWeights w(1, k);
+  std::vector<std::int8_t> x(k);
+  std::vector<float> y(1);
+  EXPECT_THROW(kernels::gemv_w1a8(x, w, {}, y), ShapeError);
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, Gemm, ::testing::ValuesIn(kernels::available_targets()),
+                         target_param_name);
+
+}  // namespace
+}  // namespace pquant::test
