@@ -11,3 +11,5 @@
 #include "pquant/layers/activations.hpp"
 #include "pquant/layers/cross_entropy.hpp"
 #include "pquant/layers/bit_linear.hpp"
+#include "pquant/layers/rope.hpp"
+#include "pquant/layers/attention.hpp"

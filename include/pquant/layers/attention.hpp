@@ -1,0 +1,245 @@
+// Multi-head causal self-attention with RoPE; the four projections are a Projection policy.
+//
+//   a = RMSNorm(x)                      one pre-norm shared by Q, K and V (learnable gain)
+//   Q = RoPE(a Wq^T), K = RoPE(a Wk^T), V = a Wv^T      (Q/K/V projections: normalize_input off)
+//   per sequence b and head h:  S = Q_h K_h^T / sqrt(hd), S[t, s] = -inf for s > t (causal),
+//                               P = softmax_rows(S), O_h = P V_h
+//   y = O Wo^T                          (a quantized O projection normalizes its own input)
+// The block adds the residual (x + y) and must NOT normalize x again. Softmax subtracts the row
+// max. Work is split over batch*heads with oneTBB; each task writes its own head's columns.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <span>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include "pquant/core/matrix.hpp"
+#include "pquant/layers/bit_linear.hpp"
+#include "pquant/layers/init.hpp"
+#include "pquant/layers/layer.hpp"
+#include "pquant/layers/parameter_store.hpp"
+#include "pquant/layers/rms_norm.hpp"
+#include "pquant/layers/rope.hpp"
+
+namespace pquant {
+
+namespace detail {
+template <class F>
+void for_each_head(std::size_t count, F&& f) {
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, count),
+                    [&](const tbb::blocked_range<std::size_t>& r) {
+                      for (std::size_t i = r.begin(); i != r.end(); ++i) f(i);
+                    });
+}
+}  // namespace detail
+
+/// Q, K, V [B*T x H*hd] -> O [B*T x H*hd]; P [B*H*T*T] receives the attention probabilities
+/// (row-major per (b, h): P[((b*H + h)*T + t)*T + s], zero above the diagonal).
+template <class T>
+void causal_attention_forward(MatrixView<const T> q, MatrixView<const T> k, MatrixView<const T> v,
+                              std::size_t heads, SequenceShape shape, MatrixView<T> o, T* probs) {
+  const std::size_t seq = shape.seq_len, hd = q.cols / heads;
+  const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+  detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
+    const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
+    T* p = probs + bh * seq * seq;
+    for (std::size_t t = 0; t < seq; ++t) {
+      T* pt = p + t * seq;
+      const T* qt = &q(row0 + t, col0);
+      T mx = -std::numeric_limits<T>::infinity();
+      for (std::size_t s = 0; s <= t; ++s) {
+        const T* ks = &k(row0 + s, col0);
+        T dot = 0;
+        for (std::size_t c = 0; c < hd; ++c) dot += qt[c] * ks[c];
+        pt[s] = dot * scale;
+        mx = std::max(mx, pt[s]);
+      }
+      T z = 0;
+      for (std::size_t s = 0; s <= t; ++s) z += (pt[s] = std::exp(pt[s] - mx));
+      const T inv = T(1) / z;
+      for (std::size_t s = 0; s <= t; ++s) pt[s] *= inv;
+      for (std::size_t s = t + 1; s < seq; ++s) pt[s] = 0;
+      T* ot = &o(row0 + t, col0);
+      for (std::size_t c = 0; c < hd; ++c) ot[c] = 0;
+      for (std::size_t s = 0; s <= t; ++s) {
+        const T* vs = &v(row0 + s, col0);
+        for (std::size_t c = 0; c < hd; ++c) ot[c] += pt[s] * vs[c];
+      }
+    }
+  });
+}
+
+/// dO -> dQ, dK, dV (all [B*T x H*hd], overwritten), from the forward's Q, K, V and P:
+///   dP = dO V^T, dV = P^T dO, dS = P .* (dP - rowsum(dP .* P)) / sqrt(hd), dQ = dS K, dK = dS^T Q.
+template <class T>
+void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
+                               MatrixView<const T> k, MatrixView<const T> v, const T* probs,
+                               std::size_t heads, SequenceShape shape, MatrixView<T> dq,
+                               MatrixView<T> dk, MatrixView<T> dv) {
+  const std::size_t seq = shape.seq_len, hd = q.cols / heads;
+  const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+  detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
+    const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
+    const T* p = probs + bh * seq * seq;
+    for (std::size_t t = 0; t < seq; ++t)
+      for (std::size_t c = 0; c < hd; ++c)
+        dq(row0 + t, col0 + c) = dk(row0 + t, col0 + c) = dv(row0 + t, col0 + c) = 0;
+    std::vector<T> ds(seq);
+    for (std::size_t t = 0; t < seq; ++t) {
+      const T* pt = p + t * seq;
+      const T* dot_ = &dout(row0 + t, col0);
+      T sum = 0;
+      for (std::size_t s = 0; s <= t; ++s) {
+        const T* vs = &v(row0 + s, col0);
+        T dp = 0;
+        for (std::size_t c = 0; c < hd; ++c) dp += dot_[c] * vs[c];
+        ds[s] = dp;
+        sum += dp * pt[s];
+        T* dvs = &dv(row0 + s, col0);
+        for (std::size_t c = 0; c < hd; ++c) dvs[c] += pt[s] * dot_[c];
+      }
+      T* dqt = &dq(row0 + t, col0);
+      const T* qt = &q(row0 + t, col0);
+      for (std::size_t s = 0; s <= t; ++s) {
+        const T g = pt[s] * (ds[s] - sum) * scale;
+        if (g == 0) continue;
+        const T* ks = &k(row0 + s, col0);
+        T* dks = &dk(row0 + s, col0);
+        for (std::size_t c = 0; c < hd; ++c) {
+          dqt[c] += g * ks[c];
+          dks[c] += g * qt[c];
+        }
+      }
+    }
+  });
+}
+
+template <Projection Proj = BitLinear<SignAbsMean<PerTensor>>>
+class CausalSelfAttention {
+ public:
+  using projection_type = Proj;
+
+  struct Config {
+    std::size_t d_model = 0;
+    std::size_t heads = 0;  // d_model % heads == 0, head_dim = d_model / heads even
+    double rope_base = kRopeBase;
+    double init_std = 0.02;      // Q, K, V latent weights
+    double out_init_std = 0.02;  // O (GPT-2 scales it by 1/sqrt(2 * layers): caller's choice)
+  };
+
+  /// Registers "<name>.norm.gain", then "<name>.{q,k,v,o}.*" (Proj's tensors, e.g. ".weight";
+  /// a quantized O also has "<name>.o.norm.gain").
+  CausalSelfAttention(ParameterStore& store, std::string name, Config cfg)
+      : cfg_(checked(cfg, name)),
+        norm_(store, detail::param_name(name, "norm"), RMSNorm::Config{cfg.d_model}),
+        q_(store, detail::param_name(name, "q"),
+           Proj::make_config(cfg.d_model, cfg.d_model, false, cfg.init_std)),
+        k_(store, detail::param_name(name, "k"),
+           Proj::make_config(cfg.d_model, cfg.d_model, false, cfg.init_std)),
+        v_(store, detail::param_name(name, "v"),
+           Proj::make_config(cfg.d_model, cfg.d_model, false, cfg.init_std)),
+        o_(store, detail::param_name(name, "o"),
+           Proj::make_config(cfg.d_model, cfg.d_model, true, cfg.out_init_std)) {}
+
+  void init(Rng& rng) {
+    norm_.init(rng);
+    q_.init(rng);
+    k_.init(rng);
+    v_.init(rng);
+    o_.init(rng);
+  }
+
+  /// x [batch*seq_len x d_model] -> y [batch*seq_len x d_model] (the residual is the caller's).
+  void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape) {
+    constexpr const char* fn = "CausalSelfAttention::forward";
+    require<ShapeError>(shape.seq_len > 0 && shape.batch > 0 && x.rows == shape.tokens(), fn,
+                        ": argument 'x' must have batch*seq_len = ", shape.batch, "*",
+                        shape.seq_len, " rows, got ", x.rows);
+    detail::check_forward_io(x, y, cfg_.d_model, cfg_.d_model, fn);
+    shape_ = shape;
+    const std::size_t n = x.rows, d = cfg_.d_model;
+    for (Matrix<float>* m : {&a_, &q_out_, &k_out_, &v_out_, &att_}) detail::ensure_shape(*m, n, d);
+    norm_.forward(x, a_.view());
+    q_.forward(a_.view(), q_out_.view());
+    k_.forward(a_.view(), k_out_.view());
+    v_.forward(a_.view(), v_out_.view());
+    if (rope_.seq_len != shape.seq_len)
+      rope_ = RopeTable<float>(shape.seq_len, head_dim(), cfg_.rope_base);
+    rope_apply<float>(q_out_.view(), cfg_.heads, rope_);
+    rope_apply<float>(k_out_.view(), cfg_.heads, rope_);
+    probs_.resize(shape.batch * cfg_.heads * shape.seq_len * shape.seq_len);
+    causal_attention_forward<float>(q_out_.view(), k_out_.view(), v_out_.view(), cfg_.heads, shape,
+                                    att_.view(), probs_.data());
+    o_.forward(att_.view(), y);
+  }
+
+  /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients +=.
+  void backward(MatrixView<const float> dy, MatrixView<float> dx) {
+    constexpr const char* fn = "CausalSelfAttention::backward";
+    detail::check_backward_io(dy, dx, probs_.empty() ? 0 : a_.rows(), cfg_.d_model, cfg_.d_model,
+                              fn);
+    const std::size_t n = dy.rows, d = cfg_.d_model;
+    for (Matrix<float>* m : {&datt_, &dq_, &dk_, &dv_, &da_, &da_part_})
+      detail::ensure_shape(*m, n, d);
+    o_.backward(dy, datt_.view());
+    causal_attention_backward<float>(datt_.view(), q_out_.view(), k_out_.view(), v_out_.view(),
+                                     probs_.data(), cfg_.heads, shape_, dq_.view(), dk_.view(),
+                                     dv_.view());
+    rope_apply<float>(dq_.view(), cfg_.heads, rope_, /*inverse=*/true);
+    rope_apply<float>(dk_.view(), cfg_.heads, rope_, /*inverse=*/true);
+    q_.backward(dq_.view(), da_.view());
+    k_.backward(dk_.view(), da_part_.view());
+    add_into(da_, da_part_);
+    v_.backward(dv_.view(), da_part_.view());
+    add_into(da_, da_part_);
+    norm_.backward(da_.view(), dx);
+  }
+
+  std::size_t in_features() const { return cfg_.d_model; }
+  std::size_t out_features() const { return cfg_.d_model; }
+  std::size_t head_dim() const { return cfg_.d_model / cfg_.heads; }
+  const Config& config() const { return cfg_; }
+  const RMSNorm& norm() const { return norm_; }
+  const Proj& q() const { return q_; }
+  const Proj& k() const { return k_; }
+  const Proj& v() const { return v_; }
+  const Proj& o() const { return o_; }
+  /// Attention probabilities of the last forward, [batch*heads*seq_len*seq_len].
+  std::span<const float> probabilities() const { return probs_; }
+
+ private:
+  static Config checked(Config cfg, const std::string& name) {
+    require<ShapeError>(cfg.d_model > 0 && cfg.heads > 0 && cfg.d_model % cfg.heads == 0 &&
+                            (cfg.d_model / cfg.heads) % 2 == 0,
+                        "CausalSelfAttention: config '", name,
+                        "' needs d_model divisible by heads with an even head_dim, got d_model ",
+                        cfg.d_model, " and heads ", cfg.heads);
+    require<ValueError>(cfg.rope_base > 1 && std::isfinite(cfg.rope_base),
+                        "CausalSelfAttention: config '", name, "' needs rope_base > 1, got ",
+                        cfg.rope_base);
+    return cfg;
+  }
+  static void add_into(Matrix<float>& acc, const Matrix<float>& part) {
+    float* a = acc.data();
+    const float* p = part.data();
+    for (std::size_t i = 0; i < acc.size(); ++i) a[i] += p[i];
+  }
+
+  Config cfg_;
+  RMSNorm norm_;
+  Proj q_, k_, v_, o_;
+  SequenceShape shape_;
+  RopeTable<float> rope_;
+  Matrix<float> a_, q_out_, k_out_, v_out_, att_;
+  Matrix<float> datt_, dq_, dk_, dv_, da_, da_part_;
+  std::vector<float> probs_;
+};
+
+}  // namespace pquant

@@ -1,0 +1,167 @@
+// CausalSelfAttention: gradients (FP projections: plain finite differences; BitLinear projections:
+// the STE surrogate of gradient_check.hpp), causality, RoPE by hand, bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "gradient_check.hpp"
+#include "pquant/layers.hpp"
+
+namespace pquant {
+namespace {
+
+using testing::check_gradients;
+using testing::DTensor;
+using testing::random_matrix;
+using testing::SteSurrogate;
+using testing::to_double;
+
+template <class Proj>
+struct Projections;
+template <>
+struct Projections<Linear> {
+  static constexpr bool kQuantized = false;
+  static ParamId weight(const Linear& p) { return p.weight_id(); }
+};
+template <class WQ, class AQ, class Ste>
+struct Projections<BitLinear<WQ, AQ, Ste>> {
+  static constexpr bool kQuantized = true;
+  using W = WQ;
+  using A = AQ;
+  static ParamId weight(const BitLinear<WQ, AQ, Ste>& p) { return p.weight_id(); }
+};
+
+template <class Proj>
+class AttentionTest : public ::testing::Test {};
+using ProjTypes = ::testing::Types<Linear, BitLinear<SignAbsMean<PerTensor>>>;
+TYPED_TEST_SUITE(AttentionTest, ProjTypes);
+
+TYPED_TEST(AttentionTest, GradientsMatchFiniteDifferences) {
+  using Info = Projections<TypeParam>;
+  constexpr std::size_t batch = 2, seq = 3, d = 8, heads = 2, n = batch * seq;
+  const SequenceShape shape{batch, seq};
+  ParameterStore store;
+  CausalSelfAttention<TypeParam> att(store, "attn", {d, heads, kRopeBase, 0.4, 0.4});
+  Rng rng(21);
+  att.init(rng);
+  init::normal(store.value(att.norm().gain_id()), rng, 1.0);
+  const Matrix<float> x = random_matrix(n, d, rng), r = random_matrix(n, d, rng);
+  Matrix<float> y(n, d), dx(n, d);
+  att.forward(x, y, shape);
+  att.backward(r, dx);
+
+  const DTensor rd = to_double("r", r.view());
+  SteSurrogate sur;
+  const RopeTable<double> rope(seq, d / heads);
+  auto reference = [&](const std::vector<DTensor>& p) {
+    sur.begin_pass();
+    std::vector<double> inv(n);
+    DTensor a = testing::zeros("a", n, d);
+    rmsnorm_forward<double>(p[0].view(), p[1].v.data(), 1e-5, a.view(), inv.data());
+    auto project = [&](const DTensor& in_raw, const DTensor& w_raw) {
+      DTensor in = in_raw, w = w_raw, out = testing::zeros("out", n, d);
+      if constexpr (Info::kQuantized) {
+        sur.quantize(in.view(), [](auto i, auto o) { Info::A::fake_quantize(i, o); });
+        sur.quantize(w.view(), [](auto i, auto o) { Info::W::fake_quantize(i, o); });
+      }
+      detail::matmul_xwt<double>(in.view(), w.view(), out.view());
+      return out;
+    };
+    DTensor q = project(a, p[2]), k = project(a, p[3]), v = project(a, p[4]);
+    rope_apply<double>(q.view(), heads, rope);
+    rope_apply<double>(k.view(), heads, rope);
+    DTensor o = testing::zeros("o", n, d);
+    std::vector<double> probs(batch * heads * seq * seq);
+    causal_attention_forward<double>(q.view(), k.view(), v.view(), heads, shape, o.view(),
+                                     probs.data());
+    if constexpr (Info::kQuantized) {
+      DTensor on = o;
+      rmsnorm_forward<double>(o.view(), p[6].v.data(), 1e-5, on.view(), inv.data());
+      o = on;
+    }
+    return project(o, p[5]);
+  };
+  std::vector<DTensor> point = {to_double("x", x.view()),
+                                to_double("norm.gain", store.value(att.norm().gain_id())),
+                                to_double("q", store.value(Info::weight(att.q()))),
+                                to_double("k", store.value(Info::weight(att.k()))),
+                                to_double("v", store.value(Info::weight(att.v()))),
+                                to_double("o", store.value(Info::weight(att.o())))};
+  std::vector<MatrixView<const float>> analytic = {dx.view(),
+                                                   store.grad(att.norm().gain_id()),
+                                                   store.grad(Info::weight(att.q())),
+                                                   store.grad(Info::weight(att.k())),
+                                                   store.grad(Info::weight(att.v())),
+                                                   store.grad(Info::weight(att.o()))};
+  if constexpr (Info::kQuantized) {
+    point.push_back(to_double("o.norm.gain", store.value(att.o().norm_gain_id())));
+    analytic.push_back(store.grad(att.o().norm_gain_id()));
+  }
+  const DTensor y_ref = reference(point);
+  sur.freeze();
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < d; ++j)
+      EXPECT_NEAR(y(i, j), y_ref(i, j), 1e-4 * (1 + std::fabs(y_ref(i, j))));
+  auto loss = [&](const std::vector<DTensor>& p) {
+    return testing::dot(rd.view(), reference(p).view());
+  };
+  check_gradients(loss, point, analytic);
+}
+
+TEST(Attention, IsCausalAndSequencesAreIndependent) {
+  constexpr std::size_t d = 8, heads = 2, seq = 4;
+  ParameterStore store;
+  CausalSelfAttention<Linear> att(store, "attn", {d, heads});
+  Rng rng(22);
+  att.init(rng);
+  Matrix<float> x = random_matrix(2 * seq, d, rng), y1(2 * seq, d), y2(2 * seq, d);
+  att.forward(x, y1, {2, seq});
+  for (std::size_t c = 0; c < d; ++c) x(2, c) += 1.0f;  // sequence 0, position 2
+  att.forward(x, y2, {2, seq});
+  for (std::size_t r = 0; r < 2 * seq; ++r) {
+    const bool affected = r == 2 || r == 3;  // later positions of the same sequence only
+    float diff = 0;
+    for (std::size_t c = 0; c < d; ++c) diff = std::max(diff, std::fabs(y1(r, c) - y2(r, c)));
+    if (affected)
+      EXPECT_GT(diff, 0.0f) << r;
+    else
+      EXPECT_EQ(diff, 0.0f) << r;
+  }
+  // The first position attends only to itself.
+  const std::span<const float> p = att.probabilities();
+  EXPECT_EQ(p[0], 1.0f);
+  EXPECT_EQ(p[1], 0.0f);
+}
+
+TEST(Rope, RotatesPairsByPositionTimesThetaAndInvertsExactly) {
+  // head_dim 4: pairs (0, 2) with theta 1 and (1, 3) with theta 10000^(-1/2) = 0.01.
+  const RopeTable<double> table(2, 4);
+  std::vector<double> x = {1, 2, 3, 4, 1, 2, 3, 4};  // positions 0 and 1
+  rope_apply<double>(MatrixView<double>(x.data(), 2, 4), 1, table);
+  EXPECT_DOUBLE_EQ(x[0], 1);  // position 0: identity
+  EXPECT_DOUBLE_EQ(x[3], 4);
+  EXPECT_NEAR(x[4], 1 * std::cos(1.0) - 3 * std::sin(1.0), 1e-15);
+  EXPECT_NEAR(x[6], 1 * std::sin(1.0) + 3 * std::cos(1.0), 1e-15);
+  EXPECT_NEAR(x[5], 2 * std::cos(0.01) - 4 * std::sin(0.01), 1e-15);
+  EXPECT_NEAR(x[7], 2 * std::sin(0.01) + 4 * std::cos(0.01), 1e-15);
+  rope_apply<double>(MatrixView<double>(x.data(), 2, 4), 1, table, /*inverse=*/true);
+  const std::vector<double> expect = {1, 2, 3, 4, 1, 2, 3, 4};
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_NEAR(x[i], expect[i], 1e-14);
+}
+
+TEST(Attention, RejectsBadConfigAndShapes) {
+  ParameterStore store;
+  EXPECT_THROW(CausalSelfAttention<Linear>(store, "a", {8, 3}), ShapeError);
+  EXPECT_THROW(CausalSelfAttention<Linear>(store, "b", {6, 2}), ShapeError);  // odd head_dim
+  CausalSelfAttention<Linear> att(store, "c", {8, 2});
+  Matrix<float> x(6, 8), y(6, 8), dx(6, 8);
+  EXPECT_THROW(att.backward(y, dx), ValueError);
+  EXPECT_THROW(att.forward(x, y, {2, 4}), ShapeError);
+  x(0, 0) = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(att.forward(x, y, {2, 3}), ValueError);
+}
+
+}  // namespace
+}  // namespace pquant
