@@ -9,3 +9,5 @@
 #include "pquant/layers.hpp"
 #include "pquant/quantizers.hpp"
 #include "pquant/kernels.hpp"
+#include "pquant/model.hpp"
+#include "pquant/training.hpp"
