@@ -1,0 +1,260 @@
+// Engine: decoding over a PackedModel with a KV cache (structure in packed_model.hpp).
+//
+//   Engine e(model);
+//   auto logits = e.prefill(prompt);   // all prompt tokens in one batched pass (integer GEMMs)
+//   logits = e.step(next_token);       // one token (GEMV kernels: W1A8 LUT, W2A8, W8A8, FP32)
+// Both paths produce the same exact integer accumulators and the same FP epilogue.
+//
+// Numerics: RMSNorm as layers/rms_norm.hpp (FP32, eps from the config); INT8 absmax per token
+// fused after it; RoPE rotates the pairs (i, i + head_dim/2) of each head by pos * theta^(-2i/hd)
+// (LLaMA "rotate half"); attention scores scaled by 1/sqrt(head_dim), softmax in FP32 with the max
+// subtracted; the router picks the lowest expert index among equal probabilities.
+// Threads: the kernels split rows over oneTBB's current arena (set with tbb::global_control).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "pquant/core/error.hpp"
+#include "pquant/core/matrix.hpp"
+#include "pquant/inference/packed_linear.hpp"
+#include "pquant/inference/packed_model.hpp"
+#include "pquant/layers/activations.hpp"
+
+namespace pquant::inference {
+
+/// Applies rotary embeddings in place to one head vector at absolute position `pos`.
+// x: [head_dim]
+inline void rope_rotate(float* x, std::size_t head_dim, std::size_t pos, float theta) {
+  const std::size_t half = head_dim / 2;
+  for (std::size_t i = 0; i < half; ++i) {
+    const double freq = std::pow(static_cast<double>(theta),
+                                 -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+    const double angle = static_cast<double>(pos) * freq;
+    const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+    const float a = x[i], b = x[i + half];
+    x[i] = a * c - b * s;
+    x[i + half] = a * s + b * c;
+  }
+}
+
+class Engine {
+ public:
+  explicit Engine(const PackedModel& model) : m_(&model), cfg_(model.config) {
+    validate(model, "Engine");
+    const std::size_t d = cfg_.d_model;
+    k_cache_.resize(cfg_.layers);
+    v_cache_.resize(cfg_.layers);
+    for (std::size_t l = 0; l < cfg_.layers; ++l) {
+      k_cache_[l] = Matrix<float>(cfg_.context, d);
+      v_cache_[l] = Matrix<float>(cfg_.context, d);
+    }
+  }
+
+  const InferenceConfig& config() const { return cfg_; }
+  std::size_t position() const { return pos_; }
+  void reset() { pos_ = 0; }
+  /// Expert chosen per (layer, token) by the most recent forward (pquant, router diagnostics).
+  const std::vector<std::size_t>& last_experts() const { return last_experts_; }
+
+  /// Runs `tokens` at positions position()..; returns the last token's logits [vocab].
+  std::span<const float> prefill(std::span<const int> tokens) {
+    forward(tokens, /*all_logits=*/false);
+    return logits_.row(logits_.rows() - 1);
+  }
+  std::span<const float> step(int token) { return prefill(std::span<const int>(&token, 1)); }
+
+  /// Logits of every position of `tokens` [n x vocab] (parity tests, perplexity), batched.
+  const Matrix<float>& forward_all(std::span<const int> tokens) {
+    forward(tokens, /*all_logits=*/true);
+    return logits_;
+  }
+
+ private:
+  void forward(std::span<const int> tokens, bool all_logits) {
+    const std::size_t n = tokens.size(), d = cfg_.d_model;
+    require<ShapeError>(n > 0, "Engine::forward: argument 'tokens' must be non-empty");
+    require<ValueError>(pos_ + n <= cfg_.context, "Engine::forward: position ", pos_, " + ", n,
+                        " tokens exceeds the context of ", cfg_.context);
+    for (std::size_t t = 0; t < n; ++t)
+      require<ValueError>(tokens[t] >= 0 && static_cast<std::size_t>(tokens[t]) < cfg_.vocab,
+                          "Engine::forward: token ", tokens[t], " at index ", t,
+                          " is outside the vocabulary [0, ", cfg_.vocab, ")");
+    ensure(x_, n, d);
+    for (std::size_t t = 0; t < n; ++t)
+      std::copy_n(m_->embedding.row(static_cast<std::size_t>(tokens[t])).data(), d,
+                  x_.row(t).data());
+    last_experts_.clear();
+    for (std::size_t l = 0; l < cfg_.layers; ++l) {
+      attention(l, n);
+      ffn(l, n);
+    }
+    pos_ += n;
+    // Head: final RMSNorm then FP32 projection (only the last row unless all logits are wanted).
+    const std::size_t first = all_logits ? 0 : n - 1;
+    const MatrixView<const float> xs = x_.view().row_range(first, n - first);
+    normalize_quantize(xs, m_->final_norm, cfg_.norm_eps, false, act_);
+    ensure(logits_, n - first, cfg_.vocab);
+    if (n - first == 1) {
+      kernels::gemv_f32(act_.a.row(0), m_->head.view(), logits_.row(0));
+    } else {
+      kernels::gemm_forward(act_.a.view(), m_->head.view(), logits_.view());
+    }
+  }
+
+  void attention(std::size_t l, std::size_t n) {
+    const PackedBlock& b = m_->blocks[l];
+    const std::size_t d = cfg_.d_model, hd = cfg_.head_dim(), heads = cfg_.heads;
+    const bool quant = cfg_.quantized();
+    normalize_quantize(x_.view(), b.attn_norm, cfg_.norm_eps, quant, act_);
+    ensure(q_, n, d);
+    MatrixView<float> kc = k_cache_[l].view().row_range(pos_, n);
+    MatrixView<float> vc = v_cache_[l].view().row_range(pos_, n);
+    apply(b.q, act_, q_.view());
+    apply(b.k, act_, kc);
+    apply(b.v, act_, vc);
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::size_t h = 0; h < heads; ++h) {
+        rope_rotate(&q_(t, h * hd), hd, pos_ + t, cfg_.rope_theta);
+        rope_rotate(&kc(t, h * hd), hd, pos_ + t, cfg_.rope_theta);
+      }
+    ensure(attn_, n, d);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    scores_.resize(pos_ + n);
+    const Matrix<float>& K = k_cache_[l];
+    const Matrix<float>& V = v_cache_[l];
+    for (std::size_t t = 0; t < n; ++t) {
+      const std::size_t len = pos_ + t + 1;  // causal: keys 0..pos_+t
+      for (std::size_t h = 0; h < heads; ++h) {
+        const float* qv = &q_(t, h * hd);
+        float mx = -INFINITY;
+        for (std::size_t j = 0; j < len; ++j) {
+          const float* kv = &K(j, h * hd);
+          float s = 0.0f;
+          for (std::size_t i = 0; i < hd; ++i) s += qv[i] * kv[i];
+          scores_[j] = s * scale;
+          mx = std::max(mx, scores_[j]);
+        }
+        float sum = 0.0f;
+        for (std::size_t j = 0; j < len; ++j) {
+          scores_[j] = std::exp(scores_[j] - mx);
+          sum += scores_[j];
+        }
+        float* out = &attn_(t, h * hd);
+        std::fill(out, out + hd, 0.0f);
+        for (std::size_t j = 0; j < len; ++j) {
+          const float p = scores_[j] / sum;
+          const float* vv = &V(j, h * hd);
+          for (std::size_t i = 0; i < hd; ++i) out[i] += p * vv[i];
+        }
+      }
+    }
+    normalize_quantize(attn_.view(), b.o_norm, cfg_.norm_eps, quant, act2_);
+    ensure(y_, n, d);
+    apply(b.o, act2_, y_.view(), x_.view());  // x + W_o attn, residual fused in the epilogue
+    std::swap(x_, y_);
+  }
+
+  /// h = silu(g) * u (or max(u, 0)^2) from the fused up projection's output.
+  void activate(const Matrix<float>& up, std::size_t width, Matrix<float>& h) const {
+    ensure(h, up.rows(), width);
+    for (std::size_t t = 0; t < up.rows(); ++t)
+      for (std::size_t c = 0; c < width; ++c) {
+        if (cfg_.swiglu) {
+          const float g = up(t, c);
+          h(t, c) = g * sigmoid(g) * up(t, width + c);
+        } else {
+          const float u = up(t, c) > 0.0f ? up(t, c) : 0.0f;
+          h(t, c) = u * u;
+        }
+      }
+  }
+
+  void ffn(std::size_t l, std::size_t n) {
+    const PackedBlock& b = m_->blocks[l];
+    const std::size_t d = cfg_.d_model;
+    const bool quant = cfg_.quantized();
+    normalize_quantize(x_.view(), b.ffn_norm, cfg_.norm_eps, quant, act_);
+    // Low-bit (or FP) branch.
+    ensure(up_, n, b.up.rows);
+    apply(b.up, act_, up_.view());
+    activate(up_, cfg_.lowbit_ff(), h_);
+    normalize_quantize(h_.view(), b.down_norm, cfg_.norm_eps, quant, act2_);
+    ensure(y_, n, d);
+    if (cfg_.variant != Variant::kPQuant) {
+      apply(b.down, act2_, y_.view(), x_.view());
+      std::swap(x_, y_);
+      return;
+    }
+    apply(b.down, act2_, y_.view());  // y_1
+    // INT8 branch: router first, then only the chosen expert's weights are read.
+    const std::size_t experts = cfg_.experts;
+    chosen_.assign(n, 0);
+    prob_.assign(n, 1.0f);
+    if (experts > 1) {
+      router_logits_.resize(experts);
+      for (std::size_t t = 0; t < n; ++t) {
+        kernels::gemv_f32(act_.a.row(t), b.router.view(), router_logits_);
+        std::size_t best = 0;
+        float mx = router_logits_[0];
+        for (std::size_t e = 1; e < experts; ++e)
+          if (router_logits_[e] > mx) {  // strict: the lowest index wins ties
+            mx = router_logits_[e];
+            best = e;
+          }
+        float sum = 0.0f;
+        for (std::size_t e = 0; e < experts; ++e) sum += std::exp(router_logits_[e] - mx);
+        chosen_[t] = best;
+        prob_[t] = 1.0f / sum;  // softmax probability of the argmax: exp(0) / sum
+      }
+    }
+    for (std::size_t t = 0; t < n; ++t) last_experts_.push_back(chosen_[t]);
+    ensure(y8_, n, d);
+    for (std::size_t e = 0; e < experts; ++e) {
+      // Gather the tokens routed to expert e (decode: one token, one expert).
+      rows_.clear();
+      for (std::size_t t = 0; t < n; ++t)
+        if (chosen_[t] == e) rows_.push_back(t);
+      if (rows_.empty()) continue;
+      const std::size_t m = rows_.size();
+      sub_.a = Matrix<float>(m, d);
+      sub_.q = Matrix<std::int8_t>(m, d);
+      sub_.inv_gain.resize(m);
+      for (std::size_t i = 0; i < m; ++i) {
+        std::copy_n(act_.a.row(rows_[i]).data(), d, sub_.a.row(i).data());
+        std::copy_n(act_.q.row(rows_[i]).data(), d, sub_.q.row(i).data());
+        sub_.inv_gain[i] = act_.inv_gain[rows_[i]];
+      }
+      ensure(eup_, m, b.expert_up[e].rows);
+      apply(b.expert_up[e], sub_, eup_.view());
+      activate(eup_, cfg_.r, eh_);
+      normalize_quantize(eh_.view(), b.expert_down_norm[e], cfg_.norm_eps, true, act3_);
+      ensure(ey_, m, d);
+      apply(b.expert_down[e], act3_, ey_.view());
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t c = 0; c < d; ++c) y8_(rows_[i], c) = prob_[rows_[i]] * ey_(i, c);
+    }
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::size_t c = 0; c < d; ++c) x_(t, c) += b.alpha * y8_(t, c) + b.beta * y_(t, c);
+  }
+
+  template <class T>
+  static void ensure(Matrix<T>& m, std::size_t rows, std::size_t cols) {
+    if (m.rows() != rows || m.cols() != cols) m = Matrix<T>(rows, cols);
+  }
+
+  const PackedModel* m_;
+  InferenceConfig cfg_;
+  std::size_t pos_ = 0;
+  std::vector<Matrix<float>> k_cache_, v_cache_;  // [context x d] per layer, RoPE applied to K
+  Matrix<float> x_, y_, q_, attn_, up_, h_, y8_, eup_, eh_, ey_, logits_;
+  QuantizedTokens act_, act2_, act3_, sub_;
+  std::vector<float> scores_, router_logits_, prob_;
+  std::vector<std::size_t> chosen_, rows_, last_experts_;
+};
+
+}  // namespace pquant::inference
