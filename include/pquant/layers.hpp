@@ -13,3 +13,6 @@
 #include "pquant/layers/bit_linear.hpp"
 #include "pquant/layers/rope.hpp"
 #include "pquant/layers/attention.hpp"
+#include "pquant/layers/ffn.hpp"
+#include "pquant/layers/top1_router.hpp"
+#include "pquant/layers/decoupled_ffn.hpp"

@@ -1,0 +1,234 @@
+// DecoupledFfn: pQuant's FFN (method.md section 3).
+//
+//   a = RMSNorm(x)                                      ONE norm, shared by every branch
+//   Y = alpha * p_t * FFN_int8^(e_t)(a) + beta * FFN_int1(a)
+// FFN_int8^(e) are N experts of hidden width r (Int8Proj projections, INT8 weights and
+// activations by default); FFN_int1 has hidden width D_ff - r (Int1Proj, 1-bit by default).
+// With N > 1 a Top1Router picks e_t and p_t = its softmax probability (Switch convention); with
+// N = 1 there is no router and p_t = 1. alpha, beta are learnable scalars (ParamRole::kScalar,
+// init 2.0 and 0.2). The optional load-balancing loss (N > 1) is aux_loss(); its gradient is
+// included by backward(), so the caller adds aux_loss() to the reported training loss.
+// Experts that receive no token in a forward are skipped (their gradients stay untouched).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pquant/core/matrix.hpp"
+#include "pquant/layers/bit_linear.hpp"
+#include "pquant/layers/ffn.hpp"
+#include "pquant/layers/init.hpp"
+#include "pquant/layers/layer.hpp"
+#include "pquant/layers/parameter_store.hpp"
+#include "pquant/layers/rms_norm.hpp"
+#include "pquant/layers/top1_router.hpp"
+#include "pquant/quantizers/int8_absmax.hpp"
+#include "pquant/quantizers/sign_absmean.hpp"
+
+namespace pquant {
+
+/// INT8 weights (absmax per output row) x INT8 activations: the high-precision branch.
+using Int8BitLinear = BitLinear<Int8AbsMax<PerRow>, Int8AbsMaxPerToken>;
+/// 1-bit weights (sign, absmean per tensor) x INT8 activations: BitNet / pQuant.
+using SignBitLinear = BitLinear<SignAbsMean<PerTensor>, Int8AbsMaxPerToken>;
+
+template <Projection Int8Proj = Int8BitLinear, Projection Int1Proj = SignBitLinear>
+class DecoupledFfn {
+ public:
+  struct Config {
+    std::size_t d_model = 0;
+    std::size_t d_ff = 0;     // total hidden width: r (INT8 branch) + d_ff - r (1-bit branch)
+    std::size_t r = 0;        // INT8 hidden width per expert, 0 < r < d_ff
+    std::size_t experts = 1;  // N in 1..; N > 1 adds the router
+    FfnActivation activation = FfnActivation::kSwiGLU;
+    float alpha_init = 2.0f;
+    float beta_init = 0.2f;
+    float load_balance_coef = 0.01f;  // 0 disables the auxiliary loss
+    double init_std = 0.02;
+    double out_init_std = 0.02;
+  };
+
+  /// Registers "<name>.norm.gain", "<name>.alpha", "<name>.beta", "<name>.router.weight" (N > 1),
+  /// "<name>.experts.<e>.{gate,up,down}.*" and "<name>.int1.{gate,up,down}.*".
+  DecoupledFfn(ParameterStore& store, const std::string& name, Config cfg)
+      : store_(&store),
+        cfg_(checked(cfg, name)),
+        norm_(store, detail::param_name(name, "norm"), RMSNorm::Config{cfg.d_model}) {
+    alpha_ = store.add(detail::param_name(name, "alpha"), 1, 1, ParamRole::kScalar);
+    beta_ = store.add(detail::param_name(name, "beta"), 1, 1, ParamRole::kScalar);
+    if (cfg.experts > 1)
+      router_.emplace(
+          store, detail::param_name(name, "router"),
+          Top1Router::Config{cfg.d_model, cfg.experts, cfg.load_balance_coef, cfg.init_std});
+    for (std::size_t e = 0; e < cfg.experts; ++e)
+      experts_.push_back(std::make_unique<FfnBranch<Int8Proj>>(
+          store, name + ".experts." + std::to_string(e),
+          typename FfnBranch<Int8Proj>::Config{cfg.d_model, cfg.r, cfg.activation, cfg.init_std,
+                                               cfg.out_init_std}));
+    int1_.emplace(
+        store, detail::param_name(name, "int1"),
+        typename FfnBranch<Int1Proj>::Config{cfg.d_model, cfg.d_ff - cfg.r, cfg.activation,
+                                             cfg.init_std, cfg.out_init_std});
+    set_scalars();
+  }
+
+  void init(Rng& rng) {
+    norm_.init(rng);
+    set_scalars();
+    if (router_) router_->init(rng);
+    for (auto& e : experts_) e->init(rng);
+    int1_->init(rng);
+  }
+
+  /// x [tokens x d_model] -> y [tokens x d_model] (the residual is the caller's).
+  void forward(MatrixView<const float> x, MatrixView<float> y) {
+    constexpr const char* fn = "DecoupledFfn::forward";
+    const std::size_t n = x.rows, d = cfg_.d_model;
+    detail::check_forward_io(x, y, d, d, fn);
+    for (Matrix<float>* m : {&a_, &y8_, &y1_}) detail::ensure_shape(*m, n, d);
+    norm_.forward(x, a_.view());
+    // Routing: tokens of each expert, in token order.
+    rows_.assign(cfg_.experts, {});
+    prob_.assign(n, 1.0f);
+    if (router_) {
+      router_->forward(a_.view());
+      for (std::size_t t = 0; t < n; ++t) {
+        rows_[router_->choices()[t]].push_back(t);
+        prob_[t] = router_->chosen_probability(t);
+      }
+    } else {
+      rows_[0].resize(n);
+      for (std::size_t t = 0; t < n; ++t) rows_[0][t] = t;
+    }
+    total_usage_.resize(cfg_.experts, 0);
+    expert_in_.resize(cfg_.experts);
+    expert_out_.resize(cfg_.experts);
+    for (std::size_t e = 0; e < cfg_.experts; ++e) {
+      const std::vector<std::size_t>& rows = rows_[e];
+      total_usage_[e] += rows.size();
+      if (rows.empty()) continue;
+      detail::ensure_shape(expert_in_[e], rows.size(), d);
+      detail::ensure_shape(expert_out_[e], rows.size(), d);
+      for (std::size_t i = 0; i < rows.size(); ++i)
+        for (std::size_t c = 0; c < d; ++c) expert_in_[e](i, c) = a_(rows[i], c);
+      experts_[e]->forward(expert_in_[e].view(), expert_out_[e].view());
+      for (std::size_t i = 0; i < rows.size(); ++i)
+        for (std::size_t c = 0; c < d; ++c) y8_(rows[i], c) = prob_[rows[i]] * expert_out_[e](i, c);
+    }
+    int1_->forward(a_.view(), y1_.view());
+    const float alpha = alpha_value(), beta = beta_value();
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::size_t c = 0; c < d; ++c) y(t, c) = alpha * y8_(t, c) + beta * y1_(t, c);
+  }
+
+  /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients += (incl.
+  /// alpha, beta, router and the load-balancing loss's gradient).
+  void backward(MatrixView<const float> dy, MatrixView<float> dx) {
+    const std::size_t n = dy.rows, d = cfg_.d_model;
+    detail::check_backward_io(dy, dx, a_.rows(), d, d, "DecoupledFfn::backward");
+    const float alpha = alpha_value(), beta = beta_value();
+    double dalpha = 0, dbeta = 0;
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::size_t c = 0; c < d; ++c) {
+        dalpha += static_cast<double>(dy(t, c)) * y8_(t, c);
+        dbeta += static_cast<double>(dy(t, c)) * y1_(t, c);
+      }
+    store_->grad(alpha_)(0, 0) += static_cast<float>(dalpha);
+    store_->grad(beta_)(0, 0) += static_cast<float>(dbeta);
+    for (Matrix<float>* m : {&dbranch_, &da_}) detail::ensure_shape(*m, n, d);
+    // 1-bit branch: dY1 = beta * dY.
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::size_t c = 0; c < d; ++c) dbranch_(t, c) = beta * dy(t, c);
+    int1_->backward(dbranch_.view(), da_.view());
+    // Experts: dOut_e = alpha * p_t * dY; dp_t = alpha * <dY_t, Out_e,t>.
+    dprob_.assign(n, 0.0f);
+    for (std::size_t e = 0; e < cfg_.experts; ++e) {
+      const std::vector<std::size_t>& rows = rows_[e];
+      if (rows.empty()) continue;
+      detail::ensure_shape(dexpert_out_, rows.size(), d);
+      detail::ensure_shape(dexpert_in_, rows.size(), d);
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        const std::size_t t = rows[i];
+        float dot = 0;
+        for (std::size_t c = 0; c < d; ++c) {
+          dexpert_out_(i, c) = alpha * prob_[t] * dy(t, c);
+          dot += dy(t, c) * expert_out_[e](i, c);
+        }
+        dprob_[t] = alpha * dot;
+      }
+      experts_[e]->backward(dexpert_out_.view(), dexpert_in_.view());
+      for (std::size_t i = 0; i < rows.size(); ++i)
+        for (std::size_t c = 0; c < d; ++c) da_(rows[i], c) += dexpert_in_(i, c);
+    }
+    if (router_) {
+      router_->backward(dprob_, dbranch_.view());
+      for (std::size_t t = 0; t < n; ++t)
+        for (std::size_t c = 0; c < d; ++c) da_(t, c) += dbranch_(t, c);
+    }
+    norm_.backward(da_.view(), dx);
+  }
+
+  std::size_t in_features() const { return cfg_.d_model; }
+  std::size_t out_features() const { return cfg_.d_model; }
+  const Config& config() const { return cfg_; }
+  ParamId alpha_id() const { return alpha_; }
+  ParamId beta_id() const { return beta_; }
+  float alpha_value() const { return store_->value(alpha_)(0, 0); }
+  float beta_value() const { return store_->value(beta_)(0, 0); }
+  const RMSNorm& norm() const { return norm_; }
+  /// The router (absent when experts == 1).
+  const std::optional<Top1Router>& router() const { return router_; }
+  const FfnBranch<Int8Proj>& expert(std::size_t e) const { return *experts_.at(e); }
+  const FfnBranch<Int1Proj>& int1_branch() const { return *int1_; }
+  /// The coefficient-scaled load-balancing loss of the last forward (0 without router/coef).
+  double aux_loss() const { return router_ ? router_->aux_loss() : 0.0; }
+  /// Tokens routed to each expert in the last forward / since construction or reset_usage().
+  std::vector<std::uint64_t> usage() const {
+    std::vector<std::uint64_t> u(cfg_.experts, 0);
+    for (std::size_t e = 0; e < rows_.size(); ++e) u[e] = rows_[e].size();
+    return u;
+  }
+  std::span<const std::uint64_t> total_usage() const { return total_usage_; }
+  void reset_usage() {
+    std::fill(total_usage_.begin(), total_usage_.end(), 0);
+    if (router_) router_->reset_usage();
+  }
+
+ private:
+  static Config checked(Config cfg, const std::string& name) {
+    require<ShapeError>(cfg.d_model > 0 && cfg.r > 0 && cfg.r < cfg.d_ff && cfg.experts > 0,
+                        "DecoupledFfn: config '", name,
+                        "' needs d_model > 0, 0 < r < d_ff and experts > 0, got d_model ",
+                        cfg.d_model, ", r ", cfg.r, ", d_ff ", cfg.d_ff, ", experts ", cfg.experts);
+    return cfg;
+  }
+  void set_scalars() {
+    store_->value(alpha_)(0, 0) = cfg_.alpha_init;
+    store_->value(beta_)(0, 0) = cfg_.beta_init;
+  }
+
+  ParameterStore* store_;
+  Config cfg_;
+  RMSNorm norm_;
+  ParamId alpha_, beta_;
+  std::optional<Top1Router> router_;
+  std::vector<std::unique_ptr<FfnBranch<Int8Proj>>> experts_;
+  std::optional<FfnBranch<Int1Proj>> int1_;
+  // Caches of the last forward.
+  Matrix<float> a_, y8_, y1_;
+  std::vector<std::vector<std::size_t>> rows_;
+  std::vector<float> prob_;
+  std::vector<Matrix<float>> expert_in_, expert_out_;
+  std::vector<std::uint64_t> total_usage_;
+  // Backward scratch.
+  Matrix<float> dbranch_, da_, dexpert_out_, dexpert_in_;
+  std::vector<float> dprob_;
+};
+
+}  // namespace pquant

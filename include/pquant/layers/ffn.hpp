@@ -1,0 +1,155 @@
+// Feed-forward networks: FfnBranch<Proj> (one gated FFN on an already-normalized input) and
+// Ffn<Proj> (the dense pre-norm FFN of the FP, BitNet and BitNet b1.58 variants).
+//
+//   SwiGLU: y = down(silu(a Wg^T) * (a Wu^T))     ReLU^2: y = down(max(a Wu^T, 0)^2)
+// The gate/up projections read the caller's normalized input a (normalize_input off); a quantized
+// down projection normalizes its own input (BitNet's per-BitLinear RMSNorm), an FP one does not.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include "pquant/core/matrix.hpp"
+#include "pquant/layers/activations.hpp"
+#include "pquant/layers/init.hpp"
+#include "pquant/layers/layer.hpp"
+#include "pquant/layers/parameter_store.hpp"
+#include "pquant/layers/rms_norm.hpp"
+
+namespace pquant {
+
+template <Projection Proj>
+class FfnBranch {
+ public:
+  struct Config {
+    std::size_t d_model = 0;
+    std::size_t hidden = 0;
+    FfnActivation activation = FfnActivation::kSwiGLU;
+    double init_std = 0.02;      // gate, up
+    double out_init_std = 0.02;  // down
+  };
+
+  /// Registers "<name>.gate" (SwiGLU only), "<name>.up", "<name>.down" (Proj's tensors each).
+  FfnBranch(ParameterStore& store, const std::string& name, Config cfg) : cfg_(checked(cfg, name)) {
+    if (cfg.activation == FfnActivation::kSwiGLU)
+      gate_.emplace(store, detail::param_name(name, "gate"),
+                    Proj::make_config(cfg.d_model, cfg.hidden, false, cfg.init_std));
+    up_.emplace(store, detail::param_name(name, "up"),
+                Proj::make_config(cfg.d_model, cfg.hidden, false, cfg.init_std));
+    down_.emplace(store, detail::param_name(name, "down"),
+                  Proj::make_config(cfg.hidden, cfg.d_model, true, cfg.out_init_std));
+  }
+
+  void init(Rng& rng) {
+    if (gate_) gate_->init(rng);
+    up_->init(rng);
+    down_->init(rng);
+  }
+
+  /// a [tokens x d_model] (normalized by the owner) -> y [tokens x d_model].
+  void forward(MatrixView<const float> a, MatrixView<float> y) {
+    const std::size_t n = a.rows, h = cfg_.hidden;
+    detail::ensure_shape(u_, n, h);
+    detail::ensure_shape(h_, n, h);
+    up_->forward(a, u_.view());
+    if (gate_) {
+      detail::ensure_shape(g_, n, h);
+      gate_->forward(a, g_.view());
+      swiglu_forward<float>(g_.view(), u_.view(), h_.view());
+    } else {
+      relu2_forward<float>(u_.view(), h_.view());
+    }
+    down_->forward(h_.view(), y);
+  }
+
+  /// dy [tokens x d_model] -> da [tokens x d_model] (overwritten; required).
+  void backward(MatrixView<const float> dy, MatrixView<float> da) {
+    const std::size_t n = dy.rows, h = cfg_.hidden;
+    require<ValueError>(h_.rows() == n, "FfnBranch::backward: called before forward or with ", n,
+                        " tokens after a forward of ", h_.rows());
+    detail::ensure_shape(dh_, n, h);
+    detail::ensure_shape(du_, n, h);
+    down_->backward(dy, dh_.view());
+    if (gate_) {
+      detail::ensure_shape(dg_, n, h);
+      swiglu_backward<float>(dh_.view(), g_.view(), u_.view(), dg_.view(), du_.view());
+      up_->backward(du_.view(), da);
+      detail::ensure_shape(da_part_, n, cfg_.d_model);
+      gate_->backward(dg_.view(), da_part_.view());
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t c = 0; c < cfg_.d_model; ++c) da(i, c) += da_part_(i, c);
+    } else {
+      relu2_backward<float>(dh_.view(), u_.view(), du_.view());
+      up_->backward(du_.view(), da);
+    }
+  }
+
+  std::size_t in_features() const { return cfg_.d_model; }
+  std::size_t out_features() const { return cfg_.d_model; }
+  const Config& config() const { return cfg_; }
+  /// The projections (gate is empty with ReLU^2).
+  const std::optional<Proj>& gate() const { return gate_; }
+  const Proj& up() const { return *up_; }
+  const Proj& down() const { return *down_; }
+
+ private:
+  static Config checked(Config cfg, const std::string& name) {
+    require<ShapeError>(cfg.d_model > 0 && cfg.hidden > 0, "FfnBranch: config '", name,
+                        "' needs d_model > 0 and hidden > 0, got ", cfg.d_model, " and ",
+                        cfg.hidden);
+    return cfg;
+  }
+
+  Config cfg_;
+  std::optional<Proj> gate_, up_, down_;
+  Matrix<float> g_, u_, h_, dh_, dg_, du_, da_part_;
+};
+
+/// The dense pre-norm FFN: y = FfnBranch(RMSNorm(x)); the residual is the caller's.
+template <Projection Proj>
+class Ffn {
+ public:
+  using Config = typename FfnBranch<Proj>::Config;
+
+  /// Registers "<name>.norm.gain", then the branch's "<name>.{gate,up,down}.*".
+  Ffn(ParameterStore& store, const std::string& name, Config cfg)
+      : norm_(store, detail::param_name(name, "norm"), RMSNorm::Config{cfg.d_model}),
+        branch_(store, name, cfg) {}
+
+  void init(Rng& rng) {
+    norm_.init(rng);
+    branch_.init(rng);
+  }
+
+  /// x [tokens x d_model] -> y [tokens x d_model].
+  void forward(MatrixView<const float> x, MatrixView<float> y) {
+    const std::size_t d = branch_.config().d_model;
+    detail::check_forward_io(x, y, d, d, "Ffn::forward");
+    detail::ensure_shape(a_, x.rows, d);
+    norm_.forward(x, a_.view());
+    branch_.forward(a_.view(), y);
+  }
+
+  /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients +=.
+  void backward(MatrixView<const float> dy, MatrixView<float> dx) {
+    const std::size_t d = branch_.config().d_model;
+    detail::check_backward_io(dy, dx, a_.rows(), d, d, "Ffn::backward");
+    detail::ensure_shape(da_, dy.rows, d);
+    branch_.backward(dy, da_.view());
+    norm_.backward(da_.view(), dx);
+  }
+
+  std::size_t in_features() const { return branch_.config().d_model; }
+  std::size_t out_features() const { return branch_.config().d_model; }
+  const Config& config() const { return branch_.config(); }
+  const RMSNorm& norm() const { return norm_; }
+  const FfnBranch<Proj>& branch() const { return branch_; }
+
+ private:
+  RMSNorm norm_;
+  FfnBranch<Proj> branch_;
+  Matrix<float> a_, da_;
+};
+
+}  // namespace pquant
