@@ -1,23 +1,27 @@
-// A consumer of the pquant package (Conan's test_package; the vcpkg and pkg-config tests build it
-// too). It checks the package's usage requirements for real: pquant's headers (quantize a weight
-// matrix with SignAbsMean and INT8 activations with Int8AbsMaxPerToken, checked against a plain
-// recomputation here), Highway's runtime library (libhwy) and oneTBB, all through pquant::pquant.
+// A consumer of the pquant package (Conan's test_package; the vcpkg, FetchContent and pkg-config
+// tests build it too). It uses the package the way docs/using.md tells users to: the headers, and
+// runtime SIMD dispatch set up by pquant_dispatch.cpp. It checks, against a plain recomputation
+// here: quantizing a weight matrix (SignAbsMean, per row) and activations (Int8AbsMaxPerToken), and
+// the 1-bit GEMV (gemv_w1a8) on every SIMD target the CPU supports; plus oneTBB, all through
+// pquant::pquant alone.
+#include <pquant/kernels.hpp>
 #include <pquant/pquant.hpp>
 #include <pquant/quantizers.hpp>
 
-#include <hwy/targets.h>
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_reduce.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <span>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace {
 
-constexpr std::size_t kRows = 5, kCols = 37;  // not a multiple of 8: exercises partial bytes
+constexpr std::size_t kRows = 40, kCols = 75;  // two LUT row tiles, a partial byte and group
 
 float weight(std::size_t r, std::size_t c) {  // a deterministic, sign-mixed pattern
   return std::sin(0.7f * static_cast<float>(r * kCols + c) + 0.3f) * static_cast<float>(r + 1);
@@ -30,7 +34,8 @@ int check_sign_absmean(const std::vector<float>& w) {
   int bad = 0;
   for (std::size_t r = 0; r < kRows; ++r) {
     double sum = 0, abs_sum = 0;
-    for (std::size_t c = 0; c < kCols; ++c) sum += w[r * kCols + c], abs_sum += std::fabs(w[r * kCols + c]);
+    for (std::size_t c = 0; c < kCols; ++c)
+      sum += w[r * kCols + c], abs_sum += std::fabs(w[r * kCols + c]);
     const float mu = static_cast<float>(sum / kCols), lambda = static_cast<float>(abs_sum / kCols);
     for (std::size_t c = 0; c < kCols; ++c) {
       const float expected = w[r * kCols + c] >= mu ? lambda : -lambda;
@@ -55,6 +60,42 @@ int check_int8_activations(const std::vector<float>& x) {
   return bad;
 }
 
+// y = gemv_w1a8(Q(x), W1) on every available target vs. the integer product computed here:
+// y[n] = fma(float(sum_k sign_nk * q_k), lambda_n / g, 0) (docs/kernels.md's epilogue).
+int check_gemv(const std::vector<float>& w, const std::vector<float>& x, std::string& targets) {
+  namespace k = pquant::kernels;
+  const auto packed = pquant::SignAbsMean<pquant::PerRow>::quantize(
+      pquant::MatrixView<const float>(w.data(), kRows, kCols));
+  const k::SignWeights weights = k::pack_lut(packed.view());
+  std::vector<std::int8_t> q(kCols);
+  float gain = 0;
+  pquant::Int8AbsMaxPerToken::quantize(pquant::MatrixView<const float>(x.data(), 1, kCols),
+                                       pquant::MatrixView<std::int8_t>(q.data(), 1, kCols),
+                                       std::span<float>(&gain, 1));
+  const float token_scale = 1.0f / gain;
+  std::vector<float> expected(kRows);
+  for (std::size_t n = 0; n < kRows; ++n) {
+    std::int32_t acc = 0;
+    for (std::size_t c = 0; c < kCols; ++c) acc += (packed.code(n, c) ? 1 : -1) * q[c];
+    expected[n] = std::fma(static_cast<float>(acc), packed.params()[n] * token_scale, 0.0f);
+  }
+  int bad = 0;
+  for (const std::int64_t target : k::available_targets()) {
+    k::force_target(target);
+    std::vector<float> y(kRows, -1.0f);
+    k::gemv_w1a8(q, weights, k::GemvEpilogue{packed.params(), token_scale, {}}, y);
+    int wrong = 0;
+    for (std::size_t n = 0; n < kRows; ++n)
+      if (!(std::fabs(y[n] - expected[n]) <= 1e-5f * std::fmax(1.0f, std::fabs(expected[n]))))
+        ++wrong;
+    targets += (targets.empty() ? "" : " ") + k::target_name(target) + (wrong ? "(WRONG)" : "");
+    bad += wrong;
+  }
+  k::force_target(0);
+  if (targets.empty()) ++bad;  // no kernel target at all: the dispatch unit is missing
+  return bad;
+}
+
 }  // namespace
 
 int main() {
@@ -65,9 +106,8 @@ int main() {
 
   const int bad_w = check_sign_absmean(w);
   const int bad_x = check_int8_activations(x);
-
-  // Highway's runtime target detection lives in libhwy: this links only if the package links it.
-  const std::int64_t targets = hwy::SupportedTargets();
+  std::string targets;
+  const int bad_gemv = check_gemv(w, x, targets);
 
   // oneTBB: a parallel sum of 0..9999 (= 49995000).
   const long long sum = tbb::parallel_reduce(
@@ -78,10 +118,11 @@ int main() {
       },
       std::plus<long long>());
 
-  const bool ok = bad_w == 0 && bad_x == 0 && targets != 0 && sum == 49995000LL;
-  std::printf("test_package: pquant %s: SignAbsMean %s, INT8 activations %s, Highway targets 0x%llx, "
-              "TBB sum %lld: %s\n",
-              pquant::kVersionString, bad_w ? "WRONG" : "ok", bad_x ? "WRONG" : "ok",
-              static_cast<unsigned long long>(targets), sum, ok ? "ok" : "FAILED");
+  const bool ok = bad_w == 0 && bad_x == 0 && bad_gemv == 0 && sum == 49995000LL;
+  std::printf(
+      "test_package: pquant %s: SignAbsMean %s, INT8 activations %s, gemv_w1a8 %s on [%s], "
+      "TBB sum %lld: %s\n",
+      pquant::kVersionString, bad_w ? "WRONG" : "ok", bad_x ? "WRONG" : "ok",
+      bad_gemv ? "WRONG" : "ok", targets.c_str(), sum, ok ? "ok" : "FAILED");
   return ok ? 0 : 1;
 }
