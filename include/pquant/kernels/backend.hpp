@@ -2,9 +2,11 @@
 //
 // The entry points (gemv.hpp, gemm.hpp) check their arguments and call the functions declared here.
 // Who defines them is the user's choice, made once per program (docs/kernels.md):
-//   - runtime dispatch (default): exactly one translation unit defines PQUANT_DISPATCH_IMPLEMENTATION
+//   - runtime dispatch (default): exactly one translation unit defines
+//   PQUANT_DISPATCH_IMPLEMENTATION
 //     and includes "pquant/kernels/dispatch.hpp"; it compiles every kernel for every Highway target
-//     and picks the best one the CPU has at run time (pquant's own tests link pquant_dispatch_impl);
+//     and picks the best one the CPU has at run time (pquant's own tests link
+//     pquant_dispatch_impl);
 //   - static dispatch: define PQUANT_STATIC_DISPATCH for the whole program; the functions become
 //     inline and are compiled for the one target the compiler flags allow (HWY_STATIC_TARGET).
 #pragma once
@@ -33,17 +35,21 @@ struct GemmF32Args {
   bool accumulate;
 };
 
-/// out[r] = sum_g T_g[index(r, g)] for every padded row r < tiles * kLutTile (see kernel_weights.hpp).
-/// tables: per group g, 16 low bytes then 16 high bytes of the int16 entries T_g[0..15].
-/// Exact: |T| <= kLutEntryBound, int16 partial sums over <= kLutGroupsPerBlock groups.
+/// out[r] = sum_g (16 TH_g[i] + TL_g[i]), i = index(r, g), for every padded row r < tiles *
+/// kLutTile (layout in kernel_weights.hpp; pairs is even). tables: per group g, 16 bytes TL_g
+/// (uint8) then 16 bytes TH_g (int8): the table of a 4-bit group split by activation nibble, x = 16
+/// xh + xl with xl = x & 15 in [0, 15] and xh = x >> 4 in [-8, 7]. Callers guarantee 0 <= TL <= 60
+/// and -32 <= TH <= 28, so four groups sum exactly in 8 bits (<= 240 unsigned, >= -128 signed), are
+/// widened into int16 (|16 TH + TL| <= 2048 per four groups, 8 steps <= 16384 < 32767), and into
+/// int32 every kLutGroupsPerBlock groups. The int32 sums wrap modulo 2^32: exact whenever the
+/// caller's final result fits int32 (K limits in epilogue.hpp).
 struct LutGemvArgs {
   const std::uint8_t* index;
   std::size_t tiles, pairs;
   const std::uint8_t* tables;
   std::int32_t* out;
 };
-inline constexpr int kLutEntryBound = 512;       // |T| <= 4 weights * 128
-inline constexpr std::size_t kLutGroupsPerBlock = 32;  // 32 * 512 = 16384 < 32767
+inline constexpr std::size_t kLutGroupsPerBlock = 32;
 
 /// out[r] = sum_k w[r * stride + k] * x16[k], k < stride (rows zero-padded, x16 zero-padded).
 struct Int8GemvArgs {

@@ -6,8 +6,9 @@
 //
 // Every other file just includes the target-independent headers (pquant/kernels.hpp). The kernels
 // then run on the best target the CPU supports (HWY_DYNAMIC_DISPATCH), with no -march flags needed.
-// Build this TU with -DHWY_DISABLED_TARGETS=... to drop targets (compile time); see docs/kernels.md.
-// Without PQUANT_DISPATCH_IMPLEMENTATION (or with PQUANT_STATIC_DISPATCH) this header is empty.
+// Build this TU with -DHWY_DISABLED_TARGETS=... to drop targets (compile time); see
+// docs/kernels.md. Without PQUANT_DISPATCH_IMPLEMENTATION (or with PQUANT_STATIC_DISPATCH) this
+// header is empty.
 #pragma once
 
 #if defined(PQUANT_DISPATCH_IMPLEMENTATION) && !defined(PQUANT_STATIC_DISPATCH)
@@ -30,12 +31,24 @@ HWY_EXPORT(F32Gemv);
 HWY_EXPORT(CurrentTarget);
 
 namespace detail {
-void gemm_f32(const GemmF32Args& args) { HWY_DYNAMIC_DISPATCH(GemmF32)(args); }
-void lut_gemv(const LutGemvArgs& args) { HWY_DYNAMIC_DISPATCH(LutGemv)(args); }
-void int8_gemv(const Int8GemvArgs& args) { HWY_DYNAMIC_DISPATCH(Int8Gemv)(args); }
-void f32_gemv(const F32GemvArgs& args) { HWY_DYNAMIC_DISPATCH(F32Gemv)(args); }
-std::int64_t compiled_targets() { return HWY_TARGETS; }
-std::int64_t current_target() { return HWY_DYNAMIC_DISPATCH(CurrentTarget)(); }
+void gemm_f32(const GemmF32Args& args) {
+  HWY_DYNAMIC_DISPATCH(GemmF32)(args);
+}
+void lut_gemv(const LutGemvArgs& args) {
+  HWY_DYNAMIC_DISPATCH(LutGemv)(args);
+}
+void int8_gemv(const Int8GemvArgs& args) {
+  HWY_DYNAMIC_DISPATCH(Int8Gemv)(args);
+}
+void f32_gemv(const F32GemvArgs& args) {
+  HWY_DYNAMIC_DISPATCH(F32Gemv)(args);
+}
+std::int64_t compiled_targets() {
+  return HWY_TARGETS;
+}
+std::int64_t current_target() {
+  return HWY_DYNAMIC_DISPATCH(CurrentTarget)();
+}
 }  // namespace detail
 }  // namespace pquant::kernels
 #endif  // HWY_ONCE

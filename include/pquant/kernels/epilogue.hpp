@@ -1,12 +1,14 @@
 // Epilogue: how an integer accumulator leaves a kernel as FP32, and the integer limits that make
 // the accumulation exact.
 //
-//   out[m][n] = fma(float(acc[m][n]), row_scale[n] * token_scale[m], residual[m][n])
+//   s = row_scale[n] * token_scale[m]                                  (float, one rounding)
+//   out[m][n] = float(double(float(acc[m][n])) * double(s) + double(residual[m][n]))
 //
 // row_scale is lambda (or gamma, or the INT8 row scale), token_scale is 1/g of the activation
-// quantizer (method.md sections 2, 5). The product of the two scales is rounded once, then one
-// fused multiply-add (residual 0 when absent) rounds once more: the same two roundings in every
-// kernel, every target and the scalar reference, so integer paths are bit-identical end to end.
+// quantizer (method.md sections 2, 5). The double product of two floats is exact, so the double
+// sum rounds once and the cast once more; a compiler that contracts the double a*b+c into an FMA
+// computes the same value (the product is exact). Every kernel, target and the scalar reference
+// use this formula, so integer paths are bit-identical end to end (and no libm fma call is needed).
 #pragma once
 
 #include <cmath>
@@ -21,7 +23,7 @@ namespace pquant::kernels {
 
 /// Scales and residual of a batched (GEMM) integer kernel.
 struct Epilogue {
-  std::span<const float> row_scale;    // N values (per output row), 1 value (per tensor) or empty (1)
+  std::span<const float> row_scale;  // N values (per output row), 1 value (per tensor) or empty (1)
   std::span<const float> token_scale;  // M values (per token), 1 value or empty (1)
   MatrixView<const float> residual;    // M x N added to the output, or empty
 };
@@ -44,13 +46,14 @@ enum class Accumulate { overwrite, accumulate };
 namespace detail {
 
 /// The one formula every integer kernel ends with (see the header comment).
-inline float epilogue_value(std::int32_t acc, float row_scale, float token_scale,
-                            float residual) {
-  return std::fma(static_cast<float>(acc), row_scale * token_scale, residual);
+inline float epilogue_value(std::int32_t acc, float row_scale, float token_scale, float residual) {
+  const float scale = row_scale * token_scale;
+  return static_cast<float>(static_cast<double>(static_cast<float>(acc)) *
+                                static_cast<double>(scale) +
+                            static_cast<double>(residual));
 }
 
-inline void check_scales(std::span<const float> s, std::size_t n, const char* fn,
-                         const char* arg) {
+inline void check_scales(std::span<const float> s, std::size_t n, const char* fn, const char* arg) {
   require<ShapeError>(s.empty() || s.size() == 1 || s.size() == n, fn, ": argument '", arg,
                       "' must have 0, 1 or ", n, " elements, got ", s.size());
 }

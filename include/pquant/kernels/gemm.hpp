@@ -43,11 +43,12 @@ inline void gemm_backward_data(MatrixView<const float> dy, MatrixView<const floa
   require<ShapeError>(w.rows == dy.cols, fn, ": argument 'w' must have ", dy.cols,
                       " rows (N of 'dy'), got ", w.rows);
   check::shape(dx, dy.rows, w.cols, fn, "dx");
-  detail::gemm_f32({dy.data, dy.stride, 1, w.data, w.stride, 1, dx.data, dx.stride, dy.rows,
-                    w.cols, dy.cols, mode == Accumulate::accumulate});
+  detail::gemm_f32({dy.data, dy.stride, 1, w.data, w.stride, 1, dx.data, dx.stride, dy.rows, w.cols,
+                    dy.cols, mode == Accumulate::accumulate});
 }
 
-/// dW[N x K] (+= by default, or =) dY[M x N]^T * X[M x K]: the gradient with respect to the weights.
+/// dW[N x K] (+= by default, or =) dY[M x N]^T * X[M x K]: the gradient with respect to the
+/// weights.
 inline void gemm_backward_weights(MatrixView<const float> dy, MatrixView<const float> x,
                                   MatrixView<float> dw, Accumulate mode = Accumulate::accumulate) {
   constexpr const char* fn = "gemm_backward_weights";
@@ -57,8 +58,8 @@ inline void gemm_backward_weights(MatrixView<const float> dy, MatrixView<const f
   require<ShapeError>(x.rows == dy.rows, fn, ": argument 'x' must have ", dy.rows,
                       " rows (M of 'dy'), got ", x.rows);
   check::shape(dw, dy.cols, x.cols, fn, "dw");
-  detail::gemm_f32({dy.data, 1, dy.stride, x.data, x.stride, 1, dw.data, dw.stride, dy.cols,
-                    x.cols, dy.rows, mode == Accumulate::accumulate});
+  detail::gemm_f32({dy.data, 1, dy.stride, x.data, x.stride, 1, dw.data, dw.stride, dy.cols, x.cols,
+                    dy.rows, mode == Accumulate::accumulate});
 }
 
 namespace detail {
@@ -67,8 +68,8 @@ inline void check_int_gemm(MatrixView<const std::int8_t> x, std::size_t n, std::
                            const Epilogue& ep, MatrixView<float> y, const char* fn) {
   check::non_empty(x, fn, "x");
   check::non_empty(MatrixView<const float>(y), fn, "y");
-  require<ShapeError>(x.cols == k, fn, ": argument 'x' must have ", k,
-                      " columns (K of 'w'), got ", x.cols);
+  require<ShapeError>(x.cols == k, fn, ": argument 'x' must have ", k, " columns (K of 'w'), got ",
+                      x.cols);
   check::shape(y, x.rows, n, fn, "y");
   check_scales(ep.row_scale, n, fn, "row_scale");
   check_scales(ep.token_scale, x.rows, fn, "token_scale");

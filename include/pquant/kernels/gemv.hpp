@@ -54,6 +54,10 @@ inline void gemv_w1a8(std::span<const std::int8_t> x, const SignWeights& w, cons
   detail::Scratch<std::int32_t, 0> acc(w.tiles() * kLutTile);
   detail::build_sign_tables(x, groups, tables.data());
   detail::run_lut(w, tables.data(), acc.data());
+  // W1 . x = 2 sum(b x) - sum(x), b = (w + 1) / 2 (modulo 2^32, exact: the result fits int32).
+  const std::int64_t sx = detail::sum_of(x);
+  for (std::size_t n = 0; n < w.rows(); ++n)
+    acc.data()[n] = detail::wrap32(2 * std::int64_t{acc.data()[n]} - sx);
   detail::finish_gemv(acc.data(), ep, y);
 }
 
@@ -67,6 +71,10 @@ inline void gemv_w2a8(std::span<const std::int8_t> x, const TernaryWeights& w,
   detail::Scratch<std::int32_t, 0> acc(w.tiles() * kLutTile);
   detail::build_ternary_tables(x, groups, tables.data());
   detail::run_lut(w, tables.data(), acc.data());
+  // W2 . x = sum(c x) - sum(x), c = w + 1 (modulo 2^32, exact: the result fits int32).
+  const std::int64_t sx = detail::sum_of(x);
+  for (std::size_t n = 0; n < w.rows(); ++n)
+    acc.data()[n] = detail::wrap32(std::int64_t{acc.data()[n]} - sx);
   detail::finish_gemv(acc.data(), ep, y);
 }
 

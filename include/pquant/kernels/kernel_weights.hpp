@@ -7,7 +7,8 @@
 //   weight g*G + i at bits [i*bits, (i+1)*bits). Byte (t * pairs + p) * 32 + (r % 32) holds, for
 //   row r of tile t = r / 32, group 2p in its low nibble and group 2p + 1 in its high nibble. One
 //   32-byte load therefore feeds 32 rows with two groups each. Rows are padded to a whole tile and
-//   K to a whole pair of groups; padding codes are 0 and meet zero activations, so they add 0.
+//   K to a whole number of 4 groups (two pairs: one kernel step); padding codes are 0 and meet
+//   zero activations, so they add 0.
 //
 // INT8 layout: row-major, each row padded with zeros to a multiple of 64 bytes.
 #pragma once
@@ -24,14 +25,14 @@
 
 namespace pquant::kernels {
 
-inline constexpr std::size_t kLutTile = 32;      // rows per interleaved tile
+inline constexpr std::size_t kLutTile = 32;       // rows per interleaved tile
 inline constexpr std::size_t kInt8RowAlign = 64;  // bytes
 
 template <class F>
-concept LutFormat = CodeFormat<F> && (F::kBits == 1 || F::kBits == 2 || F::kBits == 4);
+concept LutFormat = CodeFormat<F> &&(F::kBits == 1 || F::kBits == 2 || F::kBits == 4);
 
-/// Codes of a [rows x cols] matrix in the LUT layout above (codes only: scales stay with the caller,
-/// codebooks are kept here because the kernel needs them).
+/// Codes of a [rows x cols] matrix in the LUT layout above (codes only: scales stay with the
+/// caller, codebooks are kept here because the kernel needs them).
 template <LutFormat Format>
 class LutWeights {
  public:
@@ -41,7 +42,10 @@ class LutWeights {
 
   LutWeights() = default;
   LutWeights(std::size_t rows, std::size_t cols)
-      : rows_(rows), cols_(cols), pairs_(pairs_for(cols)), tiles_((rows + kLutTile - 1) / kLutTile) {
+      : rows_(rows),
+        cols_(cols),
+        pairs_(pairs_for(cols)),
+        tiles_((rows + kLutTile - 1) / kLutTile) {
     require<ShapeError>(rows > 0 && cols > 0, "LutWeights: shape must be non-empty, got ", rows,
                         "x", cols);
     bytes_ = AlignedBuffer<std::uint8_t>(tiles_ * pairs_ * kLutTile);
@@ -55,16 +59,14 @@ class LutWeights {
   std::size_t pairs() const { return pairs_; }
   std::size_t padded_cols() const { return pairs_ * 2 * kGroup; }
   const std::uint8_t* data() const { return bytes_.data(); }
+  /// Raw layout bytes (for loaders that read a stored kernel layout; padding must stay zero).
+  std::uint8_t* data() { return bytes_.data(); }
   std::size_t bytes() const { return bytes_.size(); }
   /// Codebook of row r (2^bits floats), codebook formats only.
-  const float* codebook(std::size_t r) const
-    requires(Format::kHasCodebook)
-  {
+  const float* codebook(std::size_t r) const requires(Format::kHasCodebook) {
     return codebooks_.data() + (r << kBits);
   }
-  float* codebook(std::size_t r)
-    requires(Format::kHasCodebook)
-  {
+  float* codebook(std::size_t r) requires(Format::kHasCodebook) {
     return codebooks_.data() + (r << kBits);
   }
 
@@ -79,11 +81,14 @@ class LutWeights {
     const unsigned shift = static_cast<unsigned>((g % 2) * 4 + (c % kGroup) * kBits);
     const unsigned mask = ((1u << kBits) - 1) << shift;
     std::uint8_t& byte = bytes_[offset(r, g / 2)];
-    byte = static_cast<std::uint8_t>((byte & ~mask) | ((static_cast<unsigned>(code) << shift) & mask));
+    byte =
+        static_cast<std::uint8_t>((byte & ~mask) | ((static_cast<unsigned>(code) << shift) & mask));
   }
 
  private:
-  static std::size_t pairs_for(std::size_t cols) { return (cols + 2 * kGroup - 1) / (2 * kGroup); }
+  static std::size_t pairs_for(std::size_t cols) {
+    return (cols + 4 * kGroup - 1) / (4 * kGroup) * 2;
+  }
   std::size_t offset(std::size_t r, std::size_t pair) const {
     return ((r / kLutTile) * pairs_ + pair) * kLutTile + r % kLutTile;
   }
@@ -103,7 +108,9 @@ class Int8Weights {
  public:
   Int8Weights() = default;
   Int8Weights(std::size_t rows, std::size_t cols)
-      : rows_(rows), cols_(cols), stride_((cols + kInt8RowAlign - 1) / kInt8RowAlign * kInt8RowAlign) {
+      : rows_(rows),
+        cols_(cols),
+        stride_((cols + kInt8RowAlign - 1) / kInt8RowAlign * kInt8RowAlign) {
     require<ShapeError>(rows > 0 && cols > 0, "Int8Weights: shape must be non-empty, got ", rows,
                         "x", cols);
     values_ = AlignedBuffer<std::int8_t>(rows * stride_);
@@ -112,6 +119,7 @@ class Int8Weights {
   std::size_t cols() const { return cols_; }
   std::size_t stride() const { return stride_; }
   const std::int8_t* data() const { return values_.data(); }
+  std::int8_t* data() { return values_.data(); }
   const std::int8_t* row(std::size_t r) const { return values_.data() + r * stride_; }
   std::int8_t* row(std::size_t r) { return values_.data() + r * stride_; }
   std::int8_t value(std::size_t r, std::size_t c) const { return values_[r * stride_ + c]; }
@@ -135,17 +143,20 @@ LutWeights<F> pack_lut(const PackedView<F, S, L>& w) {
     for (std::size_t c = 0; c < w.cols; ++c) {
       const std::uint8_t code = w.code(r, c);
       if constexpr (std::is_same_v<F, TernaryCode>) {
-        require<FormatError>(code != 3, "pack_lut: argument 'w' holds the invalid ternary code 3 at (",
-                             r, ", ", c, ")");
+        require<FormatError>(code != 3,
+                             "pack_lut: argument 'w' holds the invalid ternary code 3 at (", r,
+                             ", ", c, ")");
       }
       out.set_code(r, c, code);
     }
   }
   if constexpr (F::kHasCodebook) {
     constexpr std::size_t kEntries = std::size_t{1} << F::kBits;
-    const bool per_row = S::count(w.rows, w.cols) == w.rows && S::index(w.rows - 1, 0, w.cols) == w.rows - 1;
+    const bool per_row =
+        S::count(w.rows, w.cols) == w.rows && S::index(w.rows - 1, 0, w.cols) == w.rows - 1;
     const bool per_tensor = S::count(w.rows, w.cols) == 1;
-    require<ShapeError>(per_row || per_tensor, "pack_lut: argument 'w' must have per-row or per-tensor codebooks, got ",
+    require<ShapeError>(per_row || per_tensor,
+                        "pack_lut: argument 'w' must have per-row or per-tensor codebooks, got ",
                         S::name());
     for (std::size_t r = 0; r < w.rows; ++r)
       for (std::size_t j = 0; j < kEntries; ++j)
@@ -175,8 +186,9 @@ inline TernaryWeights pack_ternary(MatrixView<const std::int8_t> w) {
   for (std::size_t r = 0; r < w.rows; ++r)
     for (std::size_t c = 0; c < w.cols; ++c) {
       const int v = w(r, c);
-      require<ValueError>(v >= -1 && v <= 1, "pack_ternary: argument 'w' must hold -1, 0 or +1, got ",
-                          v, " at (", r, ", ", c, ")");
+      require<ValueError>(v >= -1 && v <= 1,
+                          "pack_ternary: argument 'w' must hold -1, 0 or +1, got ", v, " at (", r,
+                          ", ", c, ")");
       out.set_code(r, c, TernaryCode::encode(v));
     }
   return out;
@@ -198,14 +210,14 @@ Int8Weights pack_int8(const PackedView<Int8Code, S, L>& w) {
                       "pack_int8: argument 'w' must be non-empty, got ", w.rows, "x", w.cols);
   Int8Weights out(w.rows, w.cols);
   for (std::size_t r = 0; r < w.rows; ++r)
-    for (std::size_t c = 0; c < w.cols; ++c) out.row(r)[c] = static_cast<std::int8_t>(w.value(r, c));
+    for (std::size_t c = 0; c < w.cols; ++c)
+      out.row(r)[c] = static_cast<std::int8_t>(w.value(r, c));
   return out;
 }
 
 /// Integer value of weight (r, c) of a packed integer-format matrix (used by GEMMs and tests).
 template <LutFormat F>
-  requires(!F::kHasCodebook)
-int lut_value(const LutWeights<F>& w, std::size_t r, std::size_t c) {
+requires(!F::kHasCodebook) int lut_value(const LutWeights<F>& w, std::size_t r, std::size_t c) {
   return F::decode(w.code(r, c));
 }
 

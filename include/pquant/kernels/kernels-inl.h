@@ -29,7 +29,9 @@ namespace pquant::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // Target the next call runs on (for tests and reports).
-HWY_NOINLINE std::int64_t CurrentTarget() { return HWY_TARGET; }
+HWY_NOINLINE std::int64_t CurrentTarget() {
+  return HWY_TARGET;
+}
 
 // Per-thread scratch that only grows (no allocation or page faults in the hot path).
 template <class T, int kSlot>
@@ -44,76 +46,120 @@ T* Scratch(std::size_t count) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// LUT GEMV: out[r] = sum_g T_g[index(r, g)] (W1A8, W2A8, codebook buckets).
+// LUT GEMV: out[r] = sum_g (16 TH_g[index(r, g)] + TL_g[index(r, g)]) (W1A8, W2A8, codebook
+// buckets; the bounds that make every step exact are in backend.hpp, LutGemvArgs).
 //
-// One tile = 32 rows. Per pair of groups one byte-vector load holds both 4-bit indices of 32 rows
-// (16 on 128-bit targets); each index selects the low and high byte of its int16 table entry with
-// TableLookupBytes, InterleaveLower/Upper rebuild the int16 entries, and they are summed in int16
-// for at most kLutGroupsPerBlock groups (|sum| <= 32 * 512 = 16384 < 32767), then widened to int32.
-// 256-bit vectors are used on AVX-512 targets too (the layout's tile is 32 rows).
+// One tile = 32 rows; one byte-vector load holds the 4-bit indices of two groups for 32 rows (16 on
+// 128-bit targets). A step covers two loads = four groups: TableLookupBytes gives TL and TH of each
+// group for every row, four of each are summed in 8 bits, and one unsigned x signed pairwise
+// multiply-add (pmaddubsw with constant (1, 0) / (0, 1) / (16, 0) / (0, 16) multipliers) widens the
+// even and odd rows into int16 while applying the factor 16. So a group costs 2 byte shuffles per
+// 32 rows and the widening is shared by four groups. 256-bit vectors are used on AVX-512 targets
+// too (the layout's tile is 32 rows).
 
 #if HWY_TARGET == HWY_SCALAR
 // One-lane target (no byte shuffles): the same sums, one row at a time.
 HWY_INLINE void LutTile(const std::uint8_t* HWY_RESTRICT index, std::size_t pairs,
                         const std::uint8_t* HWY_RESTRICT tables, std::int32_t* HWY_RESTRICT out) {
   for (std::size_t row = 0; row < kLutTile; ++row) {
-    std::int32_t acc = 0;
+    std::uint32_t acc = 0;
     for (std::size_t p = 0; p < pairs; ++p) {
       const unsigned v = index[p * kLutTile + row];
       const std::uint8_t* t = tables + p * 64;
-      acc += static_cast<std::int16_t>(t[v & 15] | (t[16 + (v & 15)] << 8));
-      acc += static_cast<std::int16_t>(t[32 + (v >> 4)] | (t[48 + (v >> 4)] << 8));
+      for (unsigned half = 0; half < 2; ++half) {
+        const unsigned i = half ? (v >> 4) : (v & 15u);
+        const std::uint8_t* tg = t + 32 * half;
+        acc += static_cast<std::uint32_t>(16 * static_cast<std::int8_t>(tg[16 + i]) + tg[i]);
+      }
     }
-    out[row] = acc;
+    out[row] = static_cast<std::int32_t>(acc);
   }
 }
 #else
+
+// pmaddubsw: (unsigned a) x (signed b), adjacent pairs added into int16. Our operands never
+// saturate, so the portable fallback (no saturation) is identical.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_SSSE3
+HWY_INLINE hn::Vec128<std::int16_t> MulPairs(hn::Vec128<std::uint8_t> a,
+                                             hn::Vec128<std::int8_t> b) {
+  return hn::Vec128<std::int16_t>{_mm_maddubs_epi16(a.raw, b.raw)};
+}
+#if HWY_TARGET <= HWY_AVX2
+HWY_INLINE hn::Vec256<std::int16_t> MulPairs(hn::Vec256<std::uint8_t> a,
+                                             hn::Vec256<std::int8_t> b) {
+  return hn::Vec256<std::int16_t>{_mm256_maddubs_epi16(a.raw, b.raw)};
+}
+#endif
+#else
+template <class VU8, class VI8>
+HWY_INLINE auto MulPairs(VU8 a, VI8 b) {
+  const hn::DFromV<VU8> du8;
+  const hn::Repartition<std::uint16_t, decltype(du8)> du16;
+  const hn::Repartition<std::int16_t, decltype(du8)> di16;
+  const auto a_even = hn::BitCast(di16, hn::And(hn::BitCast(du16, a), hn::Set(du16, 0xFF)));
+  const auto a_odd = hn::BitCast(di16, hn::ShiftRight<8>(hn::BitCast(du16, a)));
+  const auto b_even = hn::ShiftRight<8>(hn::ShiftLeft<8>(hn::BitCast(di16, b)));
+  const auto b_odd = hn::ShiftRight<8>(hn::BitCast(di16, b));
+  return hn::Add(hn::Mul(a_even, b_even), hn::Mul(a_odd, b_odd));
+}
+#endif
+
 HWY_INLINE void LutTile(const std::uint8_t* HWY_RESTRICT index, std::size_t pairs,
                         const std::uint8_t* HWY_RESTRICT tables, std::int32_t* HWY_RESTRICT out) {
-  const hn::CappedTag<std::uint8_t, 32> d8;
-  const hn::Repartition<std::int16_t, decltype(d8)> d16;
-  const hn::Repartition<std::uint16_t, decltype(d8)> du16;
-  const std::size_t N = hn::Lanes(d8);
+  const hn::CappedTag<std::uint8_t, 32> du8;
+  const hn::Repartition<std::int8_t, decltype(du8)> di8;
+  const hn::Repartition<std::int16_t, decltype(du8)> di16;
+  const hn::Repartition<std::uint16_t, decltype(du8)> du16;
+  const std::size_t N = hn::Lanes(du8);
   const std::size_t H = N / 2;
   HWY_ALIGN std::int16_t part[32];
-  std::int32_t acc[kLutTile] = {};
-  const auto nibble = hn::Set(d8, 0x0F);
+  std::uint32_t acc[kLutTile] = {};
+  const auto nibble = hn::Set(du8, 0x0F);
+  const auto even1 = hn::BitCast(di8, hn::Set(du16, 0x0001));   // (1, 0) multipliers
+  const auto odd1 = hn::BitCast(di8, hn::Set(du16, 0x0100));    // (0, 1)
+  const auto even16 = hn::BitCast(du8, hn::Set(du16, 0x0010));  // (16, 0)
+  const auto odd16 = hn::BitCast(du8, hn::Set(du16, 0x1000));   // (0, 16)
   constexpr std::size_t kPairsPerBlock = detail::kLutGroupsPerBlock / 2;
   for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
     for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
       const std::size_t p1 = std::min(pairs, p0 + kPairsPerBlock);
-      auto a0 = hn::Zero(d16);
-      auto a1 = hn::Zero(d16);
-      for (std::size_t p = p0; p < p1; ++p) {
-        const auto v = hn::Load(d8, index + p * kLutTile + chunk);
-        const auto lo = hn::And(v, nibble);
-        const auto hi = hn::And(hn::BitCast(d8, hn::ShiftRight<4>(hn::BitCast(du16, v))), nibble);
+      auto acc_even = hn::Zero(di16);
+      auto acc_odd = hn::Zero(di16);
+      for (std::size_t p = p0; p < p1; p += 2) {
+        const auto v0 = hn::Load(du8, index + p * kLutTile + chunk);
+        const auto v1 = hn::Load(du8, index + (p + 1) * kLutTile + chunk);
+        const auto i0 = hn::And(v0, nibble);
+        const auto i1 = hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0))), nibble);
+        const auto i2 = hn::And(v1, nibble);
+        const auto i3 = hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1))), nibble);
         const std::uint8_t* t = tables + p * 64;
-        const auto l0 = hn::TableLookupBytes(hn::LoadDup128(d8, t), lo);
-        const auto h0 = hn::TableLookupBytes(hn::LoadDup128(d8, t + 16), lo);
-        a0 = hn::Add(a0, hn::BitCast(d16, hn::InterleaveLower(l0, h0)));
-        a1 = hn::Add(a1, hn::BitCast(d16, hn::InterleaveUpper(d8, l0, h0)));
-        const auto l1 = hn::TableLookupBytes(hn::LoadDup128(d8, t + 32), hi);
-        const auto h1 = hn::TableLookupBytes(hn::LoadDup128(d8, t + 48), hi);
-        a0 = hn::Add(a0, hn::BitCast(d16, hn::InterleaveLower(l1, h1)));
-        a1 = hn::Add(a1, hn::BitCast(d16, hn::InterleaveUpper(d8, l1, h1)));
+        // Low-nibble sums: 4 x <= 60 fits uint8; high-nibble sums: 4 x [-32, 28] fits int8.
+        auto lo = hn::TableLookupBytes(hn::LoadDup128(du8, t), i0);
+        auto hi = hn::TableLookupBytes(hn::LoadDup128(du8, t + 16), i0);
+        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, t + 32), i1));
+        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, t + 48), i1));
+        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, t + 64), i2));
+        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, t + 80), i2));
+        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, t + 96), i3));
+        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, t + 112), i3));
+        const auto hi_signed = hn::BitCast(di8, hi);
+        acc_even = hn::Add(acc_even, hn::Add(MulPairs(lo, even1), MulPairs(even16, hi_signed)));
+        acc_odd = hn::Add(acc_odd, hn::Add(MulPairs(lo, odd1), MulPairs(odd16, hi_signed)));
       }
-      hn::Store(a0, d16, part);
-      hn::Store(a1, d16, part + H);
-      for (std::size_t q = 0; q < N; ++q) acc[chunk + q] += part[q];
+      hn::Store(acc_even, di16, part);
+      hn::Store(acc_odd, di16, part + H);
+      for (std::size_t q = 0; q < N; ++q)
+        acc[chunk + q] += static_cast<std::uint32_t>(static_cast<std::int32_t>(part[q]));
     }
   }
-  // Vector order -> row order: int16 lane j of the Lower half is byte row (j / 8) * 16 + j % 8 of
-  // the chunk (interleaves work per 128-bit block), of the Upper half that row + 8.
-  for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
+  // Vector order -> row order: lane q of the even sums is row 2q of the chunk, of the odd sums
+  // 2q+1.
+  for (std::size_t chunk = 0; chunk < kLutTile; chunk += N)
     for (std::size_t q = 0; q < N; ++q) {
-      const std::size_t j = q < H ? q : q - H;
-      const std::size_t row = (j / 8) * 16 + j % 8 + (q < H ? 0 : 8);
-      out[chunk + row] = acc[chunk + q];
+      const std::size_t row = q < H ? 2 * q : 2 * (q - H) + 1;
+      out[chunk + row] = static_cast<std::int32_t>(acc[chunk + q]);
     }
-  }
 }
-
 #endif  // HWY_TARGET == HWY_SCALAR
 
 HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
@@ -157,10 +203,14 @@ HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
           auto t0 = hn::Zero(d32), t1 = hn::Zero(d32), t2 = hn::Zero(d32), t3 = hn::Zero(d32);
           for (std::size_t k = 0; k < stride; k += N) {
             const auto x = hn::Load(d16, a.x16 + k);
-            s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + k)), x, s0, t0);
-            s1 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + stride + k)), x, s1, t1);
-            s2 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 2 * stride + k)), x, s2, t2);
-            s3 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 3 * stride + k)), x, s3, t3);
+            s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + k)), x,
+                                               s0, t0);
+            s1 = hn::ReorderWidenMulAccumulate(
+                d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + stride + k)), x, s1, t1);
+            s2 = hn::ReorderWidenMulAccumulate(
+                d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 2 * stride + k)), x, s2, t2);
+            s3 = hn::ReorderWidenMulAccumulate(
+                d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 3 * stride + k)), x, s3, t3);
           }
           a.out[r] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, t0)));
           a.out[r + 1] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s1, t1)));
@@ -382,8 +432,8 @@ HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
             for (std::size_t jp = 0; jp < ncb; jp += nr) {
               for (std::size_t ip = 0; ip < mcb; ip += kMR) {
                 GemmMicro(df, kc, ap + (ip / kMR) * kc * kMR, bp + (jp / nr) * kc * nr,
-                          g.c + (i0 + ip) * g.ldc + j0 + jp, g.ldc, add,
-                          std::min(kMR, mcb - ip), std::min(nr, ncb - jp));
+                          g.c + (i0 + ip) * g.ldc + j0 + jp, g.ldc, add, std::min(kMR, mcb - ip),
+                          std::min(nr, ncb - jp));
               }
             }
           }

@@ -22,10 +22,9 @@ inline void gemm_int(MatrixView<const std::int8_t> x, MatrixView<const std::int8
     for (std::size_t n = 0; n < w.rows; ++n) {
       std::int64_t acc = 0;
       for (std::size_t k = 0; k < x.cols; ++k) acc += std::int64_t{x(i, k)} * w(n, k);
-      y(i, n) = detail::epilogue_value(static_cast<std::int32_t>(acc),
-                                       detail::scale_at(ep.row_scale, n),
-                                       detail::scale_at(ep.token_scale, i),
-                                       ep.residual.empty() ? 0.0f : ep.residual(i, n));
+      y(i, n) = detail::epilogue_value(
+          static_cast<std::int32_t>(acc), detail::scale_at(ep.row_scale, n),
+          detail::scale_at(ep.token_scale, i), ep.residual.empty() ? 0.0f : ep.residual(i, n));
     }
 }
 
@@ -38,8 +37,8 @@ inline void gemv_int(std::span<const std::int8_t> x, MatrixView<const std::int8_
   gemm_int({x.data(), 1, x.size()}, w, e, {y.data(), 1, y.size()});
 }
 
-/// y[N] = token_scale * sum_j C[n][j] * S_j[n] + residual[n] (order and roundings as gemv_codebook):
-/// codes[N x K] in [0, 2^bits), codebooks[N x 2^bits].
+/// y[N] = token_scale * sum_j C[n][j] * S_j[n] + residual[n] (order and roundings as
+/// gemv_codebook): codes[N x K] in [0, 2^bits), codebooks[N x 2^bits].
 inline void gemv_codebook(std::span<const std::int8_t> x, MatrixView<const std::uint8_t> codes,
                           MatrixView<const float> codebooks, float token_scale,
                           std::span<const float> residual, std::span<float> y) {

@@ -27,8 +27,12 @@ inline void force_target(std::int64_t target) {
 }
 
 /// The target the next kernel call will run on.
-inline std::int64_t current_target() { return detail::current_target(); }
+inline std::int64_t current_target() {
+  return detail::current_target();
+}
 
-inline std::string target_name(std::int64_t target) { return hwy::TargetName(target); }
+inline std::string target_name(std::int64_t target) {
+  return hwy::TargetName(target);
+}
 
 }  // namespace pquant::kernels

@@ -1,0 +1,188 @@
+// GEMV benchmarks (issue 3): BM_gemv/<kind>/<rows>/<cols>/<threads> for f32, w8a8, w2a8, w1a8 and
+// codebook2, and BM_read_bandwidth/<bytes>/<threads>, all with counters weights_per_s and
+// weight_bytes_per_s so every ratio can be taken from one run. Run with
+//   bench_gemv --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+// Timing does not depend on the weight values, so weights are filled with a cheap pattern.
+#include <benchmark/benchmark.h>
+
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/partitioner.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "pquant/kernels.hpp"
+
+namespace {
+
+using namespace pquant;
+
+void fill_pattern(std::uint8_t* p, std::size_t n, std::uint32_t seed) {
+  std::uint32_t s = seed;
+  for (std::size_t i = 0; i < n; ++i) {
+    s = s * 1664525u + 1013904223u;
+    p[i] = static_cast<std::uint8_t>(s >> 24);
+  }
+}
+
+void set_counters(benchmark::State& state, double weights, double bytes) {
+  state.counters["weights_per_s"] =
+      benchmark::Counter(weights, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_bytes_per_s"] =
+      benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+template <class Body>
+void run_in_arena(benchmark::State& state, int threads, Body body) {
+  tbb::task_arena arena(threads);
+  arena.execute([&] {
+    for (auto _ : state) body();
+  });
+}
+
+std::vector<std::int8_t> activations(std::size_t k) {
+  std::vector<std::int8_t> x(k);
+  fill_pattern(reinterpret_cast<std::uint8_t*>(x.data()), k, 7);
+  return x;
+}
+
+void BM_gemv_w1a8(benchmark::State& state, std::size_t rows, std::size_t cols, int threads) {
+  kernels::SignWeights w(rows, cols);
+  fill_pattern(w.data(), w.bytes(), 1);
+  const auto x = activations(cols);
+  std::vector<float> y(rows), scale(rows, 0.5f);
+  run_in_arena(state, threads, [&] {
+    kernels::gemv_w1a8(x, w, {scale, 0.01f, {}}, y);
+    benchmark::DoNotOptimize(y.data());
+  });
+  set_counters(state, double(rows) * double(cols), double(w.bytes()));
+}
+
+void BM_gemv_w2a8(benchmark::State& state, std::size_t rows, std::size_t cols, int threads) {
+  kernels::TernaryWeights w(rows, cols);
+  fill_pattern(w.data(), w.bytes(), 2);  // any 4-bit index is a valid table entry for timing
+  const auto x = activations(cols);
+  std::vector<float> y(rows), scale(rows, 0.5f);
+  run_in_arena(state, threads, [&] {
+    kernels::gemv_w2a8(x, w, {scale, 0.01f, {}}, y);
+    benchmark::DoNotOptimize(y.data());
+  });
+  set_counters(state, double(rows) * double(cols), double(w.bytes()));
+}
+
+void BM_gemv_codebook2(benchmark::State& state, std::size_t rows, std::size_t cols, int threads) {
+  kernels::CodebookWeights<2> w(rows, cols);
+  fill_pattern(w.data(), w.bytes(), 3);
+  const auto x = activations(cols);
+  std::vector<float> y(rows);
+  run_in_arena(state, threads, [&] {
+    kernels::gemv_codebook<2>(x, w, 0.01f, {}, y);
+    benchmark::DoNotOptimize(y.data());
+  });
+  set_counters(state, double(rows) * double(cols), double(w.bytes()));
+}
+
+void BM_gemv_w8a8(benchmark::State& state, std::size_t rows, std::size_t cols, int threads) {
+  kernels::Int8Weights w(rows, cols);
+  fill_pattern(reinterpret_cast<std::uint8_t*>(w.data()), rows * w.stride(), 4);
+  const auto x = activations(cols);
+  std::vector<float> y(rows), scale(rows, 0.5f);
+  run_in_arena(state, threads, [&] {
+    kernels::gemv_w8a8(x, w, {scale, 0.01f, {}}, y);
+    benchmark::DoNotOptimize(y.data());
+  });
+  set_counters(state, double(rows) * double(cols), double(rows) * double(w.stride()));
+}
+
+void BM_gemv_f32(benchmark::State& state, std::size_t rows, std::size_t cols, int threads) {
+  Matrix<float> w(rows, cols);
+  for (std::size_t i = 0; i < w.size(); ++i) w.data()[i] = float(i % 17) * 0.01f - 0.08f;
+  std::vector<float> x(cols, 0.5f), y(rows);
+  run_in_arena(state, threads, [&] {
+    kernels::gemv_f32(x, w, y);
+    benchmark::DoNotOptimize(y.data());
+  });
+  set_counters(state, double(rows) * double(cols), double(rows) * double(cols) * 4.0);
+}
+
+// Streaming read of `bytes` (the ceiling every GEMV is measured against); weights_per_s counts the
+// 1-bit weights those bytes would hold (8 per byte).
+void BM_read_bandwidth(benchmark::State& state, std::size_t bytes, int threads) {
+  const std::size_t n = bytes / sizeof(std::uint64_t);
+  AlignedBuffer<std::uint64_t> buf(n);
+  fill_pattern(reinterpret_cast<std::uint8_t*>(buf.data()), n * 8, 5);
+  const std::size_t chunk = 1 << 14;  // 128 KiB per task, dynamically scheduled like the kernels
+  std::vector<std::uint64_t> sums((n + chunk - 1) / chunk);
+  run_in_arena(state, threads, [&] {
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, sums.size(), 1),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          for (std::size_t c = r.begin(); c != r.end(); ++c) {
+            const std::uint64_t* p = buf.data() + c * chunk;
+            const std::size_t len = std::min(chunk, n - c * chunk);
+            std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (std::size_t i = 0; i + 4 <= len; i += 4) {
+              s0 += p[i];
+              s1 += p[i + 1];
+              s2 += p[i + 2];
+              s3 += p[i + 3];
+            }
+            sums[c] = s0 + s1 + s2 + s3;
+          }
+        },
+        tbb::simple_partitioner());
+    benchmark::DoNotOptimize(sums.data());
+  });
+  set_counters(state, double(bytes) * 8.0, double(bytes));
+}
+
+struct Shape {
+  std::size_t rows, cols;
+};
+
+// The DRAM-resident shape: 32768 x 20480 1-bit weights = 80 MiB packed (> 64 MiB, L3 is 32 MiB).
+constexpr Shape kDram{32768, 20480};
+
+int register_all() {
+  const Shape shapes[] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {2048, 5460}};
+  for (int threads : {1, 2}) {
+    auto name = [&](const char* kind, Shape s) {
+      return std::string("BM_gemv/") + kind + "/" + std::to_string(s.rows) + "/" +
+             std::to_string(s.cols) + "/" + std::to_string(threads);
+    };
+    for (Shape s : shapes) {
+      benchmark::RegisterBenchmark(name("f32", s).c_str(), BM_gemv_f32, s.rows, s.cols, threads)->UseRealTime();
+      benchmark::RegisterBenchmark(name("w8a8", s).c_str(), BM_gemv_w8a8, s.rows, s.cols, threads)->UseRealTime();
+      benchmark::RegisterBenchmark(name("w2a8", s).c_str(), BM_gemv_w2a8, s.rows, s.cols, threads)->UseRealTime();
+      benchmark::RegisterBenchmark(name("w1a8", s).c_str(), BM_gemv_w1a8, s.rows, s.cols, threads)->UseRealTime();
+      benchmark::RegisterBenchmark(name("codebook2", s).c_str(), BM_gemv_codebook2, s.rows, s.cols,
+                                   threads)
+          ->UseRealTime();
+    }
+    // F32 and INT8 at the DRAM shape would need 2.5 GiB / 640 MiB; the 11008x4096 F32 (172 MiB)
+    // and W8A8 (43 MiB) rows above are already DRAM-resident.
+    benchmark::RegisterBenchmark(name("w2a8", kDram).c_str(), BM_gemv_w2a8, kDram.rows, kDram.cols,
+                                 threads)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(name("w1a8", kDram).c_str(), BM_gemv_w1a8, kDram.rows, kDram.cols,
+                                 threads)
+        ->UseRealTime();
+    for (std::size_t bytes : {std::size_t{2} << 20, kDram.rows * kDram.cols / 8,
+                              std::size_t{11008} * 4096 * 4}) {
+      benchmark::RegisterBenchmark(
+          ("BM_read_bandwidth/" + std::to_string(bytes) + "/" + std::to_string(threads)).c_str(),
+          BM_read_bandwidth, bytes, threads)
+          ->UseRealTime();
+    }
+  }
+  return 0;
+}
+
+const int registered = register_all();
+
+}  // namespace
+
+BENCHMARK_MAIN();
