@@ -358,6 +358,17 @@ HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* HWY_RESTRICT ap,
 inline void GemmPackA(const detail::GemmF32Args& g, std::size_t i0, std::size_t mc, std::size_t k0,
                       std::size_t kc, float* HWY_RESTRICT ap) {
   const std::size_t panels = (mc + kMR - 1) / kMR;
+  if (g.a_rs == 1) {  // columns of A contiguous (A = dY^T): copy kMR consecutive values per k
+    for (std::size_t p = 0; p < panels; ++p) {
+      float* dst = ap + p * kc * kMR;
+      const std::size_t in = std::min(kMR, mc - p * kMR);
+      for (std::size_t k = 0; k < kc; ++k) {
+        const float* src = g.a + (k0 + k) * g.a_cs + i0 + p * kMR;
+        for (std::size_t ii = 0; ii < kMR; ++ii) dst[k * kMR + ii] = ii < in ? src[ii] : 0.0f;
+      }
+    }
+    return;
+  }
   for (std::size_t p = 0; p < panels; ++p) {
     float* dst = ap + p * kc * kMR;
     for (std::size_t ii = 0; ii < kMR; ++ii) {
@@ -410,8 +421,15 @@ HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
   // Blocks of C: shrink until there are enough tasks to keep two threads busy.
   std::size_t mc = 96, nc = 256;
   auto blocks = [&] { return ((g.m + mc - 1) / mc) * ((g.n + nc - 1) / nc); };
-  while (blocks() < 16 && mc > kMR) mc /= 2;
-  while (blocks() < 16 && nc > nr) nc /= 2;
+  // Blocks depend on the shape only (never on the thread count), so results are reproducible.
+  // Each block repacks its B slice, so keep blocks big: shrink alternately down to 24 x 4 vectors.
+  while (blocks() < 8 && (mc > 24 || nc > 2 * nr)) {
+    if (mc > 24 && (mc >= nc / 4 || nc <= 2 * nr)) {
+      mc /= 2;
+    } else {
+      nc /= 2;
+    }
+  }
   mc = std::max<std::size_t>(kMR, mc / kMR * kMR);
   nc = std::max(nr, nc / nr * nr);
   const std::size_t bm = (g.m + mc - 1) / mc, bn = (g.n + nc - 1) / nc;
