@@ -127,8 +127,7 @@ inline void normalize_quantize(MatrixView<const float> x, std::span<const float>
 }
 
 /// y[tokens x rows] = W . act (+ residual). Quantized kinds read act.q / act.inv_gain, FP32 reads
-/// act.a. One token: GEMV kernels; several: the integer GEMMs (same exact accumulators, same
-/// epilogue, so prefill and decode agree bit for bit).
+/// act.a (one token: FP32 GEMV; several: the FP32 GEMM).
 inline void apply(const PackedLinear& w, const QuantizedTokens& act, MatrixView<float> y,
                   MatrixView<const float> residual = {}) {
   const std::size_t n = act.a.rows();
@@ -147,38 +146,26 @@ inline void apply(const PackedLinear& w, const QuantizedTokens& act, MatrixView<
     }
     return;
   }
-  if (n == 1) {
-    const kernels::GemvEpilogue ep{w.scale, act.inv_gain[0],
-                                   residual.empty() ? std::span<const float>() : residual.row(0)};
-    const std::span<const std::int8_t> q = act.q.row(0);
+  // Integer kinds: one GEMV per token. The LUT/INT8 GEMVs stream the packed weights directly; the
+  // integer GEMMs first expand them to floats, which only pays off for long prompts. Decode and
+  // prefill therefore run the same kernels and agree bit for bit.
+  for (std::size_t t = 0; t < n; ++t) {
+    const kernels::GemvEpilogue ep{w.scale, act.inv_gain[t],
+                                   residual.empty() ? std::span<const float>() : residual.row(t)};
+    const std::span<const std::int8_t> q = act.q.row(t);
     switch (w.kind) {
       case WeightKind::kSign1:
-        kernels::gemv_w1a8(q, w.sign, ep, y.row(0));
+        kernels::gemv_w1a8(q, w.sign, ep, y.row(t));
         break;
       case WeightKind::kTernary:
-        kernels::gemv_w2a8(q, w.ternary, ep, y.row(0));
+        kernels::gemv_w2a8(q, w.ternary, ep, y.row(t));
         break;
       case WeightKind::kInt8:
-        kernels::gemv_w8a8(q, w.int8, ep, y.row(0));
+        kernels::gemv_w8a8(q, w.int8, ep, y.row(t));
         break;
       case WeightKind::kF32:
         break;
     }
-    return;
-  }
-  const kernels::Epilogue ep{w.scale, act.inv_gain, residual};
-  switch (w.kind) {
-    case WeightKind::kSign1:
-      kernels::gemm_w1a8(act.q.view(), w.sign, ep, y);
-      break;
-    case WeightKind::kTernary:
-      kernels::gemm_w2a8(act.q.view(), w.ternary, ep, y);
-      break;
-    case WeightKind::kInt8:
-      kernels::gemm_w8a8(act.q.view(), w.int8, ep, y);
-      break;
-    case WeightKind::kF32:
-      break;
   }
 }
 
