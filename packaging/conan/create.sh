@@ -73,6 +73,32 @@ export PQUANT_HWY_VERSION=${PQUANT_HWY_VERSION:-$(modversion libhwy 1.0.3)}
 export PQUANT_TBB_VERSION=${PQUANT_TBB_VERSION:-$(modversion tbb 2021.8.0)}
 log "system Highway $PQUANT_HWY_VERSION, oneTBB $PQUANT_TBB_VERSION"
 
+# pquant's own CMakeLists (add_subdirectory) and its installed config, with Highway and oneTBB
+# from Conan's CMakeDeps under ConanCenter's names (`highway`, `TBB`) and Debian's `hwy` hidden:
+# cmake/pquantDependencies.cmake must accept Highway as `highway` too.
+cmake_with_conan_deps() {
+  local deps=$work/deps cmake=${CMAKE:-cmake} step
+  log "[wrappers] pquant's CMakeLists and installed config with Conan's 'highway' and 'TBB' packages"
+  rm -rf "$deps" "$work/cd-sub" "$work/cd-prefix" "$work/cd-find"
+  "$conan" install --requires="highway/$PQUANT_HWY_VERSION" --requires="onetbb/$PQUANT_TBB_VERSION" \
+    -pr:a "$profile" -g CMakeDeps -g CMakeToolchain --output-folder "$deps" "${common[@]}" \
+    >"$work/deps.log" 2>&1 || { cat "$work/deps.log"; exit 1; }
+  local args=(-G "Unix Makefiles" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_TOOLCHAIN_FILE=$deps/conan_toolchain.cmake"
+              -DCMAKE_DISABLE_FIND_PACKAGE_hwy=ON "-DPQUANT_SOURCE_DIR=$src" "-DCONAN_DEPS_DIR=$deps")
+  for step in add_subdirectory find_package; do
+    local bin=$work/cd-$([ $step = add_subdirectory ] && echo sub || echo find) o=$work/cd-$step.log
+    { "$cmake" -S "$src/tests/packaging/conan_deps" -B "$bin" "${args[@]}" -DPQUANT_CONSUMER_MODE=$step \
+        "-DPQUANT_PREFIX=$work/cd-prefix" &&
+      "$cmake" --build "$bin" -j 2 && "$bin/consumer"; } >"$o" 2>&1 ||
+      { cat "$o"; echo "pquant conan: [wrappers] $step consumer with Conan's highway FAILED" >&2; exit 1; }
+    grep -E "pquant \($step\): Highway from |^test_package: " "$o"
+    # The add_subdirectory build also installs pquant: the prefix the find_package consumer uses.
+    if [ $step = add_subdirectory ]; then
+      "$cmake" --install "$bin" --prefix "$work/cd-prefix" >>"$o" 2>&1 || { cat "$o"; exit 1; }
+    fi
+  done
+}
+
 version=$(sed -n 's/.*kVersionString = "\([^"]*\)".*/\1/p' "$src/include/pquant/version.hpp")
 common=(-nr -c tools.build:jobs=2 -c tools.cmake.cmaketoolchain:generator="Unix Makefiles")
 
@@ -110,6 +136,7 @@ for route in "${routes[@]}"; do
       { cat "$out"; echo "wrappers route: build modules included for packaged dependencies" >&2; exit 1; }
     grep -q "Component target declared 'highway::hwy'" "$out" ||
       { cat "$out"; echo "wrappers route: highway::hwy did not come from CMakeDeps" >&2; exit 1; }
+    cmake_with_conan_deps
   fi
 done
 

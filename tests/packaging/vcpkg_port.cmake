@@ -240,7 +240,10 @@ if(PKG_CONFIG)
     fail("pkg-config --cflags does not point into the relocated tree: ${flags}")
   endif()
   separate_arguments(flag_list UNIX_COMMAND "${flags}")
-  run(pkg-config-build ${CONSUMER_COMPILER} -O1 -o "${consumer_src}/consumer_pc" ${program} ${flag_list})
+  # Static dispatch here (kernels inline for the compiler's target, no dispatch file): the other
+  # documented way to build, and one compile of the per-target kernels fewer.
+  run(pkg-config-build ${CONSUMER_COMPILER} -O1 -DPQUANT_STATIC_DISPATCH -o "${consumer_src}/consumer_pc"
+    "${PQUANT_SOURCE_DIR}/test_package/test_package.cpp" ${flag_list})
   run(pkg-config-run "${consumer_src}/consumer_pc")
   message(STATUS "pkg-config consumer (${flags}): ${run_output}")
 else()
