@@ -1,6 +1,8 @@
 // Umbrella header for pquant/layers: trainable layers with STE-aware backward passes.
 #pragma once
 
+#include "pquant/quantizers.hpp"
+
 #include "pquant/layers/parameter_store.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"

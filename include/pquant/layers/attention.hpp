@@ -121,7 +121,7 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
   });
 }
 
-template <Projection Proj = BitLinear<SignAbsMean<PerTensor>>>
+template <Projection Proj = SignBitLinear>
 class CausalSelfAttention {
  public:
   using projection_type = Proj;

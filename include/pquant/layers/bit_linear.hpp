@@ -25,7 +25,9 @@
 #include "pquant/layers/parameter_store.hpp"
 #include "pquant/layers/rms_norm.hpp"
 #include "pquant/quantizers/activation_quantizer.hpp"
+#include "pquant/quantizers/int8_absmax.hpp"
 #include "pquant/quantizers/sign_absmean.hpp"
+#include "pquant/quantizers/ternary_absmean.hpp"
 #include "pquant/quantizers/straight_through.hpp"
 #include "pquant/quantizers/weight_quantizer.hpp"
 
@@ -131,6 +133,14 @@ class BitLinear {
   Matrix<float> dwq_;  // dW_q scratch for non-identity STE rules
 };
 
-static_assert(Projection<BitLinear<SignAbsMean<PerTensor>>>);
+/// 1-bit weights (sign, absmean per tensor) x INT8 activations: BitNet / pQuant attention and FFN.
+using SignBitLinear = BitLinear<SignAbsMean<PerTensor>, Int8AbsMaxPerToken>;
+/// Ternary weights (absmean per tensor) x INT8 activations: BitNet b1.58.
+using TernaryBitLinear = BitLinear<TernaryAbsMean<PerTensor>, Int8AbsMaxPerToken>;
+/// INT8 weights (absmax per output row) x INT8 activations: pQuant's high-precision branch.
+using Int8BitLinear = BitLinear<Int8AbsMax<PerRow>, Int8AbsMaxPerToken>;
+
+static_assert(Projection<SignBitLinear> && Projection<TernaryBitLinear> &&
+              Projection<Int8BitLinear>);
 
 }  // namespace pquant

@@ -28,15 +28,8 @@
 #include "pquant/layers/parameter_store.hpp"
 #include "pquant/layers/rms_norm.hpp"
 #include "pquant/layers/top1_router.hpp"
-#include "pquant/quantizers/int8_absmax.hpp"
-#include "pquant/quantizers/sign_absmean.hpp"
 
 namespace pquant {
-
-/// INT8 weights (absmax per output row) x INT8 activations: the high-precision branch.
-using Int8BitLinear = BitLinear<Int8AbsMax<PerRow>, Int8AbsMaxPerToken>;
-/// 1-bit weights (sign, absmean per tensor) x INT8 activations: BitNet / pQuant.
-using SignBitLinear = BitLinear<SignAbsMean<PerTensor>, Int8AbsMaxPerToken>;
 
 template <Projection Int8Proj = Int8BitLinear, Projection Int1Proj = SignBitLinear>
 class DecoupledFfn {
