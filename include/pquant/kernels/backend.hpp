@@ -40,7 +40,7 @@ struct GemmF32Args {
 /// (uint8) then 16 bytes TH_g (int8): the table of a 4-bit group split by activation nibble, x = 16
 /// xh + xl with xl = x & 15 in [0, 15] and xh = x >> 4 in [-8, 7]. Callers guarantee 0 <= TL <= 60
 /// and -32 <= TH <= 28, so four groups sum exactly in 8 bits (<= 240 unsigned, >= -128 signed), are
-/// widened into int16 (|16 TH + TL| <= 2048 per four groups, 8 steps <= 16384 < 32767), and into
+/// widened into int16 (|16 TH + TL| <= 2048 per four groups, 15 steps <= 30720 < 32767), and into
 /// int32 every kLutGroupsPerBlock groups. The int32 sums wrap modulo 2^32: exact whenever the
 /// caller's final result fits int32 (K limits in epilogue.hpp).
 struct LutGemvArgs {
@@ -49,7 +49,7 @@ struct LutGemvArgs {
   const std::uint8_t* tables;
   std::int32_t* out;
 };
-inline constexpr std::size_t kLutGroupsPerBlock = 32;
+inline constexpr std::size_t kLutGroupsPerBlock = 60;  // 15 steps * 2048 = 30720 <= 32767
 
 /// out[r] = sum_k w[r * stride + k] * x16[k], k < stride (rows zero-padded, x16 zero-padded).
 struct Int8GemvArgs {
