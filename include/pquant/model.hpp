@@ -6,3 +6,4 @@
 #include "pquant/model/variant.hpp"
 #include "pquant/model/transformer_block.hpp"
 #include "pquant/model/decoder_model.hpp"
+#include "pquant/model/variants.hpp"

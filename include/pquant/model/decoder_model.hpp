@@ -46,7 +46,8 @@ class DecoderModel {
   using variant = V;
   using Block = TransformerBlock<V>;
 
-  DecoderModel(const ModelConfig& cfg, std::uint64_t seed) : cfg_(checked(cfg)) {
+  DecoderModel(const ModelConfig& config, std::uint64_t seed) : cfg_(configured(config)) {
+    const ModelConfig& cfg = cfg_;
     embed_ = std::make_unique<Embedding>(store_, "embed",
                                          Embedding::Config{cfg.vocab, cfg.d_model, cfg.init_std});
     for (std::size_t l = 0; l < cfg.layers; ++l)
@@ -75,10 +76,12 @@ class DecoderModel {
   /// Parameters that touch one token: all but the experts the router did not pick (a top-1
   /// mixture of N experts uses 1 of them per token).
   std::size_t active_parameter_count() const {
+    // Experts are registered as "<ffn>.experts.<e>.*"; all but expert 0 count as inactive
+    // (experts of one layer have the same size, so this is exact for top-1 routing).
     std::size_t inactive = 0;
-    for (const auto& b : blocks_) {
-      if constexpr (requires { b->ffn().inactive_parameter_count(); })
-        inactive += b->ffn().inactive_parameter_count();
+    for (const ParamInfo& p : store_.infos()) {
+      const std::size_t at = p.name.find(".experts.");
+      if (at != std::string::npos && p.name.compare(at + 9, 2, "0.") != 0) inactive += p.size();
     }
     return parameter_count() - inactive;
   }
@@ -134,21 +137,26 @@ class DecoderModel {
     return softmax_cross_entropy<float>(logits_.view(), targets, MatrixView<float>{});
   }
 
-  /// alpha/beta and router usage per layer, where the variant's FFN has them.
-  ModelMetrics metrics() const {
+  /// alpha/beta per layer and tokens per expert since the previous call (training and evaluation
+  /// forwards alike), where the variant's FFN has them. Resets the usage counters.
+  ModelMetrics metrics() {
     ModelMetrics m;
-    for (const auto& b : blocks_) {
-      const auto& f = b->ffn();
+    for (auto& b : blocks_) {
+      auto& f = b->ffn();
       if constexpr (requires {
-                      f.alpha();
-                      f.beta();
+                      f.alpha_value();
+                      f.beta_value();
                     }) {
-        m.alpha.push_back(f.alpha());
-        m.beta.push_back(f.beta());
+        m.alpha.push_back(f.alpha_value());
+        m.beta.push_back(f.beta_value());
       }
-      if constexpr (requires { f.router_usage(); }) {
-        const auto usage = f.router_usage();
+      if constexpr (requires {
+                      f.total_usage();
+                      f.reset_usage();
+                    }) {
+        const auto usage = f.total_usage();
         m.router_usage.emplace_back(usage.begin(), usage.end());
+        f.reset_usage();
       }
     }
     return m;
@@ -173,7 +181,12 @@ class DecoderModel {
   }
 
  private:
-  static const ModelConfig& checked(const ModelConfig& cfg) {
+  // The variant may fill in or check config values (PQuant<N, r>), then the sizes are validated.
+  static ModelConfig configured(ModelConfig cfg) {
+    if constexpr (requires {
+                    { V::configure(cfg) } -> std::same_as<ModelConfig>;
+                  })
+      cfg = V::configure(cfg);
     cfg.validate("DecoderModel");
     return cfg;
   }
