@@ -4,19 +4,21 @@
 //   matmul_dyw:     dX = dY W      dY [n x m], W [m x k], dX [n x k] (input gradient)
 //   matmul_acc_dyx: dW += dY^T X   dY [n x m], X [n x k], dW [m x k] (weight gradient, accumulated)
 //
-// Plain loops in a cache-friendly order (contiguous inner loops the compiler vectorises), split
-// over rows with oneTBB. T = double instantiations are the references the gradient checks use;
-// the float layers route through pquant::kernels' FP32 GEMMs where available (see linear.hpp).
-// Accumulation is in T, in index order within one output element (deterministic for any thread
-// count: each output element is produced by exactly one task).
+// T = float runs on pquant::kernels' FP32 GEMMs (blocked, SIMD, runtime-dispatched, results
+// independent of the thread count): programs using the layers link the dispatch unit (see
+// pquant/kernels/dispatch.hpp). Any other T (double: the references of the gradient checks) runs
+// plain loops in a cache-friendly order, split over rows with oneTBB, accumulating in T in index
+// order (each output element produced by exactly one task: deterministic for any thread count).
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include "pquant/core/matrix.hpp"
+#include "pquant/kernels/gemm.hpp"
 
 namespace pquant::detail {
 
@@ -38,6 +40,10 @@ void for_rows(std::size_t rows, std::size_t work_per_row, F&& f) {
 /// Y = X W^T.  X [n x k], W [m x k], Y [n x m].
 template <class T>
 void matmul_xwt(MatrixView<const T> x, MatrixView<const T> w, MatrixView<T> y) {
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::gemm_forward(x, w, y);
+    return;
+  }
   const std::size_t k = x.cols, m = w.rows;
   for_rows(x.rows, k * m, [&](std::size_t i) {
     const T* xi = x.data + i * x.stride;
@@ -53,6 +59,10 @@ void matmul_xwt(MatrixView<const T> x, MatrixView<const T> w, MatrixView<T> y) {
 /// dX = dY W.  dY [n x m], W [m x k], dX [n x k].
 template <class T>
 void matmul_dyw(MatrixView<const T> dy, MatrixView<const T> w, MatrixView<T> dx) {
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::gemm_backward_data(dy, w, dx);
+    return;
+  }
   const std::size_t k = w.cols, m = w.rows;
   for_rows(dy.rows, k * m, [&](std::size_t i) {
     T* dxi = dx.data + i * dx.stride;
@@ -69,6 +79,10 @@ void matmul_dyw(MatrixView<const T> dy, MatrixView<const T> w, MatrixView<T> dx)
 /// dW += dY^T X.  dY [n x m], X [n x k], dW [m x k].
 template <class T>
 void matmul_acc_dyx(MatrixView<const T> dy, MatrixView<const T> x, MatrixView<T> dw) {
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::gemm_backward_weights(dy, x, dw, kernels::Accumulate::accumulate);
+    return;
+  }
   const std::size_t k = x.cols, n = x.rows;
   for_rows(dw.rows, k * n, [&](std::size_t j) {
     T* dwj = dw.data + j * dw.stride;
