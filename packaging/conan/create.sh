@@ -25,6 +25,11 @@ mkdir -p "$work"
 work=$(cd "$work" && pwd)
 log() { echo "pquant conan: $*"; }
 
+# A private Conan cache for this run only. Set before the first conan command: even
+# `conan --version` creates the cache folder it points to (~/.conan2 by default).
+export CONAN_HOME=$work/home
+rm -rf "$CONAN_HOME"
+
 # --- Conan 2: PQUANT_CONAN, then one on PATH, then a venv in WORK_DIR (installed from PyPI once).
 is_conan2() { "$1" --version 2>/dev/null | grep -Eq 'version 2\.'; }
 conan=""
@@ -52,9 +57,7 @@ else
 fi
 log "using $("$conan" --version) ($conan)"
 
-# --- A private Conan cache and default profile for this run only.
-export CONAN_HOME=$work/home
-rm -rf "$CONAN_HOME"
+# --- The default profile of the private cache: this machine's compiler (CXX) and settings.
 "$conan" profile detect >/dev/null 2>&1
 "$conan" remote disable "*" >/dev/null 2>&1 || true   # offline: never ask ConanCenter
 
