@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gradient_check.hpp"
+#include "pquant/kernels.hpp"
 #include "pquant/layers.hpp"
 
 namespace pquant {
@@ -138,6 +139,44 @@ TEST(BitLinear, ForwardIsLambdaOverGTimesIntegerProduct) {
       EXPECT_NEAR(y(i, o), lambda / g * static_cast<double>(acc), 1e-5 * (1 + std::fabs(y(i, o))));
     }
   }
+}
+
+template <class P>
+class BitLinearIntegerForward : public ::testing::Test {};
+using IntegerProjections = ::testing::Types<SignBitLinear, TernaryBitLinear, Int8BitLinear,
+                                            BitLinear<SignAbsMean<PerRow>>>;
+TYPED_TEST_SUITE(BitLinearIntegerForward, IntegerProjections);
+
+TYPED_TEST(BitLinearIntegerForward, EqualsTheExactIntegerProductAndInferenceEpilogue) {
+  // y = epilogue(sum_c code(o, c) * q(i, c), scale(o), 1/g_i): the inference engine's formula,
+  // bit for bit, with the codes and scales of the quantizer and q, g of the activation quantizer.
+  static_assert(TypeParam::kIntegerForward);
+  using WQ = typename TypeParam::weight_quantizer;
+  constexpr std::size_t n = 3, in = 70, out = 5;
+  ParameterStore store;
+  TypeParam layer(store, "p", {in, out, true, 0.5});
+  Rng rng(13);
+  layer.init(rng);
+  const Matrix<float> x = random_matrix(n, in, rng);
+  Matrix<float> y(n, out), a(n, in);
+  layer.forward(x, y);
+  std::vector<float> inv(n);
+  rmsnorm_forward<float>(x.view(), store.value(layer.norm_gain_id()).data, kRmsNormEps, a.view(),
+                         inv.data());
+  Matrix<std::int8_t> q(n, in);
+  std::vector<float> g(n);
+  Int8AbsMaxPerToken::quantize(a.view(), q.view(), g);
+  const auto packed = WQ::quantize(store.value(layer.weight_id()));
+  const auto scales = packed.params();
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t o = 0; o < out; ++o) {
+      std::int64_t acc = 0;
+      for (std::size_t c = 0; c < in; ++c) acc += packed.view().value(o, c) * q(i, c);
+      const float scale = scales.size() == 1 ? scales[0] : scales[o];
+      EXPECT_EQ(y(i, o), kernels::detail::epilogue_value(static_cast<std::int32_t>(acc), scale,
+                                                         1.0f / g[i], 0.0f))
+          << i << ", " << o;
+    }
 }
 
 TEST(BitLinear, RejectsBadShapesAndNonFiniteInput) {

@@ -6,7 +6,10 @@
 //         two branches of the decoupled FFN, own that RMSNorm and pass normalize_input = false);
 //   X_q = A::fake_quantize(a)       per-token INT8 absmax: q / g (exact dequantized values);
 //   W_q = W::fake_quantize(W)       quantized every forward from the FP32 latent weights;
-//   Y   = X_q W_q^T                 (the integer product times lambda / g, in FP32).
+//   Y   = X_q W_q^T = (lambda / g) * (W_int . q): with INT8 activations and 1-bit, ternary or INT8
+//         codes at per-tensor/per-row scales (kIntegerForward) the exact int32 product runs on
+//         pquant::kernels' W1A8/W2A8/W8A8 GEMMs with the inference engine's epilogue, so QAT's
+//         forward equals inference bit for bit; other policies use the dequantized FP32 product.
 // Backward (STE, method.md section 2): every quantizer is the identity and the products use the
 // quantized operands:  dX_q = dY W_q  (flows on as dA, then through RMSNorm),
 //                      dW_q = dY^T X_q, dW_latent += Ste::backward(W, dW_q).
@@ -17,8 +20,13 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <vector>
+#include <cstdint>
 
 #include "pquant/core/matrix.hpp"
+#include "pquant/kernels/epilogue.hpp"
+#include "pquant/kernels/gemm.hpp"
+#include "pquant/kernels/kernel_weights.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"
 #include "pquant/layers/matmul.hpp"
@@ -41,6 +49,15 @@ class BitLinear {
   using activation_quantizer = AQ;
   using ste_rule = Ste;
   static constexpr bool kQuantized = true;
+  /// True when the forward runs on the integer kernels (INT8 activations; 1-bit, ternary or INT8
+  /// weight codes; per-tensor or per-row scales). Otherwise dequantized operands on FP32 GEMMs.
+  static constexpr bool kIntegerForward =
+      AQ::kQuantizes &&
+      (std::is_same_v<typename WQ::scales_type, PerTensor> ||
+       std::is_same_v<typename WQ::scales_type,
+                      PerRow>)&&(std::is_same_v<typename WQ::format_type, SignBit> ||
+                                 std::is_same_v<typename WQ::format_type, TernaryCode> ||
+                                 std::is_same_v<typename WQ::format_type, Int8Code>);
 
   struct Config {
     std::size_t in_features = 0;
@@ -80,10 +97,40 @@ class BitLinear {
       norm_->forward(x, xq_.view());  // a = RMSNorm(x), quantized in place below
       a = xq_.view();
     }
-    AQ::fake_quantize(a, xq_.view());
     detail::ensure_shape(wq_, cfg_.out_features, cfg_.in_features);
-    WQ::fake_quantize(store_->value(weight_), wq_.view());
-    detail::matmul_xwt<float>(xq_.view(), wq_.view(), y);
+    if constexpr (kIntegerForward) {
+      // The exact integer product on the kernels the inference engine runs, then one scale:
+      // y = float(acc) * (lambda * (1/g)) (kernels/epilogue.hpp), bit-identical to inference.
+      detail::ensure_shape(qx_, n, cfg_.in_features);
+      gain_.resize(n);
+      inv_gain_.resize(n);
+      AQ::quantize(a, qx_.view(), gain_);
+      for (std::size_t i = 0; i < n; ++i) {
+        inv_gain_[i] = 1.0f / gain_[i];
+        // X_q = q / g: the value fake_quantize gives, for the backward products.
+        for (std::size_t c = 0; c < cfg_.in_features; ++c)
+          xq_(i, c) = static_cast<float>(qx_(i, c)) / gain_[i];
+      }
+      const auto packed = WQ::quantize(store_->value(weight_));
+      const auto pv = packed.view();
+      for (std::size_t r = 0; r < cfg_.out_features; ++r)
+        for (std::size_t c = 0; c < cfg_.in_features; ++c) wq_(r, c) = pv.dequantized(r, c);
+      const kernels::Epilogue ep{packed.params(), inv_gain_, {}};
+      using Format = typename WQ::format_type;
+      if constexpr (std::is_same_v<Format, SignBit>) {
+        kernels::gemm_w1a8(qx_.view(), kernels::pack_lut(pv), ep, y);
+      } else if constexpr (std::is_same_v<Format, TernaryCode>) {
+        kernels::gemm_w2a8(qx_.view(), kernels::pack_lut(pv), ep, y);
+      } else {
+        kernels::gemm_w8a8(qx_.view(), kernels::pack_int8(pv), ep, y);
+      }
+    } else {
+      // Other formats (codebooks), per-group scales or FP activations: dequantized operands on
+      // the FP32 GEMM (the same values; the sum is rounded in float instead of exact).
+      AQ::fake_quantize(a, xq_.view());
+      WQ::fake_quantize(store_->value(weight_), wq_.view());
+      detail::matmul_xwt<float>(xq_.view(), wq_.view(), y);
+    }
   }
 
   /// dy [tokens x out] -> dx [tokens x in] (overwritten; empty view skips it). Accumulates the
@@ -127,10 +174,12 @@ class BitLinear {
   Config cfg_;
   std::optional<RMSNorm> norm_;
   ParamId weight_;
-  Matrix<float> xq_;   // X_q [tokens x in]
-  Matrix<float> wq_;   // W_q [out x in]
-  Matrix<float> da_;   // dA scratch (before RMSNorm backward)
-  Matrix<float> dwq_;  // dW_q scratch for non-identity STE rules
+  Matrix<std::int8_t> qx_;              // INT8 codes of X (integer forward)
+  std::vector<float> gain_, inv_gain_;  // per-token g and 1/g (integer forward)
+  Matrix<float> xq_;                    // X_q [tokens x in]
+  Matrix<float> wq_;                    // W_q [out x in]
+  Matrix<float> da_;                    // dA scratch (before RMSNorm backward)
+  Matrix<float> dwq_;                   // dW_q scratch for non-identity STE rules
 };
 
 /// 1-bit weights (sign, absmean per tensor) x INT8 activations: BitNet / pQuant attention and FFN.
