@@ -15,14 +15,20 @@
 namespace pquant {
 namespace {
 
-// Brute-force Lloyd written independently: the same documented rules (quantile init, nearest with
+// Brute-force Lloyd written independently: the same documented rules (midpoint of quantile and
+// uniform init, nearest with
 // ties to the lower index over *all* centroids, double means, farthest-distinct-value re-seeding,
 // sorted centroids, stop when the assignment repeats).
 std::vector<float> reference_lloyd(std::vector<float> v, std::size_t k_count, std::size_t max_it) {
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
   std::vector<float> c(k_count);
-  for (std::size_t k = 0; k < k_count; ++k) c[k] = v[(2 * k + 1) * n / (2 * k_count)];
+  for (std::size_t k = 0; k < k_count; ++k) {
+    const double uniform = v.front() + (static_cast<double>(v.back()) - v.front()) *
+                                           static_cast<double>(k) /
+                                           static_cast<double>(k_count - 1);
+    c[k] = static_cast<float>((v[(2 * k + 1) * n / (2 * k_count)] + uniform) / 2.0) + 0.0f;
+  }
   auto nearest = [&](float x) {
     std::size_t best = 0;
     double best_d = std::numeric_limits<double>::infinity();
@@ -87,8 +93,8 @@ double best_symmetric_uniform_mse(const std::vector<float>& v, std::size_t k_cou
 }
 
 TEST(KMeansCodebook, HandComputedOneBit) {
-  // Init: n = 4, K = 2 -> c = {v[1], v[3]} = {1, 11}. 10 is nearer 11. Means {0.5, 10.5}; then the
-  // assignment repeats: converged after one update.
+  // n = 4, K = 2: quantile levels {v[1], v[3]} = {1, 11}, uniform levels {0, 11} -> init
+  // {0.5, 11}. 10 is nearer 11. Means {0.5, 10.5}; the next assignment repeats: converged.
   const std::vector<float> v = {10, 0, 11, 1};
   const CodebookFit f = KMeansCodebook<1>::fit(v);
   EXPECT_EQ(f.codebook, (std::vector<float>{0.5f, 10.5f}));
@@ -100,12 +106,21 @@ TEST(KMeansCodebook, HandComputedOneBit) {
   EXPECT_EQ(p.dequantized(0, 2), 10.5f);
 }
 
-TEST(KMeansCodebook, HandComputedTwoBitWithTies) {
-  // 1..8, K = 4: init {2, 4, 6, 8}. 3, 5 and 7 are equidistant and go to the lower centroid:
-  // clusters {1,2,3} {4,5} {6,7} {8} -> {2, 4.5, 6.5, 8}; the next assignment is the same.
+TEST(KMeansCodebook, HandComputedTieGoesToTheLowerCentroid) {
+  // {0, 1, 2}, K = 2: quantile {v[0], v[2]} = {0, 2}, uniform {0, 2} -> init {0, 2}. 1 is
+  // equidistant and joins the lower centroid: {0, 1} {2} -> {0.5, 2}, then stable. (Ties to the
+  // upper centroid would give {0, 1.5}.)
+  const CodebookFit f = KMeansCodebook<1>::fit(std::vector<float>{2, 1, 0});
+  EXPECT_EQ(f.codebook, (std::vector<float>{0.5f, 2.0f}));
+  EXPECT_EQ(f.iterations, 1u);
+}
+
+TEST(KMeansCodebook, HandComputedTwoBit) {
+  // 1..8, K = 4: quantile {2, 4, 6, 8}, uniform {1, 10/3, 17/3, 8} -> init {1.5, 11/3, 35/6, 8}.
+  // Clusters {1,2} {3,4} {5,6} {7,8} -> {1.5, 3.5, 5.5, 7.5}; the next assignment is the same.
   const std::vector<float> v = {1, 2, 3, 4, 5, 6, 7, 8};
   const CodebookFit f = KMeansCodebook<2>::fit(v);
-  EXPECT_EQ(f.codebook, (std::vector<float>{2, 4.5f, 6.5f, 8}));
+  EXPECT_EQ(f.codebook, (std::vector<float>{1.5f, 3.5f, 5.5f, 7.5f}));
   EXPECT_EQ(f.iterations, 1u);
   EXPECT_TRUE(f.converged);
 }
@@ -121,12 +136,14 @@ TEST(KMeansCodebook, AssignBreaksTiesTowardTheLowerIndex) {
 }
 
 TEST(KMeansCodebook, EmptyClustersAreReseeded) {
-  // Init {0, 0, 0, 2} leaves two clusters empty; re-seeding with the farthest distinct values
-  // (1 at error 6/7, then 0 at 1/7) ends with every value on a centroid. Without re-seeding the
-  // value 1 would stay at error ~1.
-  const std::vector<float> v = {0, 0, 0, 0, 0, 0, 1, 2};
+  // {0 x6, 1, 100}, K = 4: quantile {0, 0, 0, 100}, uniform {0, 100/3, 200/3, 100} -> init
+  // {0, 50/3, 100/3, 100}. Clusters {0 x6, 1} {} {} {100} -> means 1/7 and 100; the empty ones
+  // are re-seeded with the farthest distinct values: 1 (error 6/7), then 0 (error 1/7). Sorted
+  // {0, 1/7, 1, 100}; cluster 1/7 is now empty but every value sits on a centroid, so it stays.
+  // Without re-seeding, 0 and 1 would share the centroid 1/7.
+  const std::vector<float> v = {0, 0, 0, 0, 0, 0, 1, 100};
   const CodebookFit f = KMeansCodebook<2>::fit(v);
-  EXPECT_EQ(f.codebook, (std::vector<float>{0, static_cast<float>(1.0 / 7.0), 1, 2}));
+  EXPECT_EQ(f.codebook, (std::vector<float>{0, static_cast<float>(1.0 / 7.0), 1, 100}));
   EXPECT_EQ(f.iterations, 2u);
   EXPECT_TRUE(f.converged);
   const auto p = KMeansCodebook<2>::quantize(test::from(2, 4, v));
@@ -245,8 +262,11 @@ TEST(KMeansCodebook, LloydDoesNotIncreaseTheErrorOfItsInitialisation) {
   const auto p = KMeansCodebook<2>::quantize(w);
   std::sort(v.begin(), v.end());
   std::vector<double> init;
-  for (std::size_t k = 0; k < 4; ++k) init.push_back(v[(2 * k + 1) * v.size() / 8]);
-  EXPECT_LE(test::mse(p.dequantize(), w), uniform_grid_mse(v, init));
+  for (std::size_t k = 0; k < 4; ++k) {
+    const double uniform = v.front() + (static_cast<double>(v.back()) - v.front()) * k / 3.0;
+    init.push_back((v[(2 * k + 1) * v.size() / 8] + uniform) / 2.0);
+  }
+  EXPECT_LT(test::mse(p.dequantize(), w), uniform_grid_mse(v, init));
 }
 
 }  // namespace

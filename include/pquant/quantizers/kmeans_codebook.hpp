@@ -3,7 +3,12 @@
 // the bell-shaped weight distribution, so at equal bits the MSE is below any uniform grid's.
 //
 // Per scale group (values v_1..v_n, sorted once; K = 2^b):
-//   init      quantile init: c_k = v_(floor((2k + 1) n / 2K)) (0-based order statistics), k < K
+//   init      c_k = (q_k + u_k) / 2 (in double, rounded to float), the midpoint of the quantile
+//             level q_k = v_(floor((2k + 1) n / 2K)) (0-based order statistic) and the uniform
+//             level u_k = v_min + (v_max - v_min) k / (K - 1). Quantile init alone starts every
+//             cluster with n/K values, and Lloyd then stalls in poorer local optima on bell-shaped
+//             data (measured on the quickstart's 512 x 1024 N(0, 0.02^2), 4 bits per row: MSE
+//             4.10e-6 from quantile init, 3.48e-6 from the midpoint, in 15 rounds instead of 39)
 //   assign    each value goes to the nearest centroid; the candidates are the largest centroid
 //             <= v and the smallest > v, distances |v - c| in double, ties to the lower index (so
 //             equal centroids always resolve to the lowest of them)
@@ -14,8 +19,9 @@
 //   order     centroids are kept sorted ascending, so the codebook is monotone in the code
 //   stop      when an assignment repeats the previous one (a fixed point), or after MaxIterations
 //             assignment/update rounds (default 100)
-// Deterministic: no randomness, results depend only on the group's values. A group with fewer than
-// K distinct values is represented exactly (repeated entries, codes use the lowest index).
+// Deterministic: no randomness, results depend only on the group's values. A group with at most K
+// distinct values ends up represented exactly (while a cluster holds two distinct values another
+// is empty and gets re-seeded), with repeated entries; codes use the lowest index.
 // All-zero / constant group: every centroid equals the value, codes 0. Sums are in double, so
 // values near FLT_MAX do not overflow.
 // Clip range (ClippedStraightThrough): [c_0, c_{K-1}] of the group's codebook (refit in backward).
@@ -160,7 +166,12 @@ struct KMeansCodebook {
     CodebookFit fit;
     std::vector<float>& c = fit.codebook;
     c.resize(K);
-    for (std::size_t k = 0; k < K; ++k) c[k] = s[((2 * k + 1) * n) / (2 * K)] + 0.0f;
+    const double lo = s[0], hi = s[n - 1];
+    for (std::size_t k = 0; k < K; ++k) {
+      const double quantile = s[((2 * k + 1) * n) / (2 * K)];
+      const double uniform = lo + (hi - lo) * static_cast<double>(k) / static_cast<double>(K - 1);
+      c[k] = static_cast<float>((quantile + uniform) / 2.0) + 0.0f;
+    }
     std::vector<std::size_t> bounds(K + 1), previous;
     while (fit.iterations < MaxIterations) {
       // Assignment: clusters are contiguous runs of s because assign() is monotone in v.
