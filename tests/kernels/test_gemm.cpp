@@ -135,6 +135,11 @@ TEST_P(Gemm, IntegerGemmsMatchReferenceBitExactly) {
     kernels::gemm_w8a8(x, kernels::pack_int8(w8), ep, y);
     kernels::reference::gemm_int(x, w8, ep, ref);
     EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << "w8a8";
+    kernels::gemm_int8_values(x, w8, ep, y);
+    EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << "int8 values";
+    kernels::gemm_int8_values(x, w1, ep, y);
+    kernels::reference::gemm_int(x, w1, ep, ref);
+    EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << "sign values";
   }
 }
 

@@ -148,4 +148,20 @@ inline void gemm_w8a8(MatrixView<const std::int8_t> x, const Int8Weights& w, con
   detail::int_gemm(x, n, k, decode, 1024, ep, y);  // |w x| <= 2^14: 2^24 / 2^14
 }
 
+/// Y[M x N] = epilogue(X[M x K] (INT8) * W[N x K]^T) for weights given as plain int8 values
+/// (+-1, ternary or INT8): no packing step, for QAT where the quantized weights change every step.
+/// Same result as gemm_w1a8 / gemm_w2a8 / gemm_w8a8 on the packed form of the same values.
+inline void gemm_int8_values(MatrixView<const std::int8_t> x, MatrixView<const std::int8_t> w,
+                             const Epilogue& ep, MatrixView<float> y) {
+  constexpr const char* fn = "gemm_int8_values";
+  check::non_empty(w, fn, "w");
+  detail::check_int_gemm(x, w.rows, w.cols, ep, y, fn);
+  detail::check_k(w.cols, kMaxKInt8, fn);
+  auto decode = [&](float* out) {
+    for (std::size_t r = 0; r < w.rows; ++r)
+      for (std::size_t c = 0; c < w.cols; ++c) out[r * w.cols + c] = static_cast<float>(w(r, c));
+  };
+  detail::int_gemm(x, w.rows, w.cols, decode, 1024, ep, y);  // |w x| <= 2^14: 2^24 / 2^14
+}
+
 }  // namespace pquant::kernels
