@@ -1,6 +1,9 @@
 // The paper's variants as types, and a fifth variant written here, in "application code":
 // ternary attention with a decoupled FFN whose high-precision branch is 4-bit k-means.
 #include <gtest/gtest.h>
+#include <oneapi/tbb/global_control.h>
+
+#include <cstring>
 
 #include <cmath>
 #include <string>
@@ -158,6 +161,42 @@ TEST(Variants, RouterUsageAndFlipRatioAreReported) {
   BitNet158 t(small(), 1);
   t.one_bit_codes(codes);
   EXPECT_TRUE(codes.empty());  // ternary: no 1-bit weights
+}
+
+}  // namespace
+}  // namespace pquant
+
+namespace pquant {
+namespace {
+
+// Training results do not depend on the number of worker threads (docs/training.md).
+TEST(Variants, TrainingIsBitIdenticalForOneAndTwoThreads) {
+  ModelConfig c;
+  c.d_model = 64;
+  c.layers = 2;
+  c.heads = 4;
+  c.d_ff = 160;
+  c.r = 32;
+  c.experts = 2;
+  c.context = 32;
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "the quick brown fox " + std::to_string(i * 7 % 13) + ". ";
+  const ByteDataset data(text);
+  std::vector<std::vector<float>> weights;
+  for (int threads : {1, 2}) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    PQuant<> m(c, 9);
+    TrainerConfig tc;
+    tc.batch = 8;
+    tc.seq_len = 32;
+    tc.schedule = ConstantSchedule{.peak_lr = 3e-3f, .warmup_steps = 0, .total_steps = 3};
+    Trainer trainer(m, data, tc);
+    while (!trainer.done()) trainer.step();
+    weights.emplace_back(m.store().values().begin(), m.store().values().end());
+  }
+  ASSERT_EQ(weights[0].size(), weights[1].size());
+  EXPECT_EQ(std::memcmp(weights[0].data(), weights[1].data(), weights[0].size() * sizeof(float)),
+            0);
 }
 
 }  // namespace
