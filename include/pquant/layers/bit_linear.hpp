@@ -8,7 +8,8 @@
 //   W_q = W::fake_quantize(W)       quantized every forward from the FP32 latent weights;
 //   Y   = X_q W_q^T = (lambda / g) * (W_int . q): with INT8 activations and 1-bit, ternary or INT8
 //         codes at per-tensor/per-row scales (kIntegerForward) the exact int32 product runs on
-//         pquant::kernels' W1A8/W2A8/W8A8 GEMMs with the inference engine's epilogue, so QAT's
+//         pquant::kernels' integer GEMM (gemm_int8_values, equal to the W1A8/W2A8/W8A8 kernels)
+//         with the inference engine's epilogue, so QAT's
 //         forward equals inference bit for bit; other policies use the dequantized FP32 product.
 // Backward (STE, method.md section 2): every quantizer is the identity and the products use the
 // quantized operands:  dX_q = dY W_q  (flows on as dA, then through RMSNorm),
@@ -113,17 +114,15 @@ class BitLinear {
       }
       const auto packed = WQ::quantize(store_->value(weight_));
       const auto pv = packed.view();
+      detail::ensure_shape(wcodes_, cfg_.out_features, cfg_.in_features);
       for (std::size_t r = 0; r < cfg_.out_features; ++r)
-        for (std::size_t c = 0; c < cfg_.in_features; ++c) wq_(r, c) = pv.dequantized(r, c);
-      const kernels::Epilogue ep{packed.params(), inv_gain_, {}};
-      using Format = typename WQ::format_type;
-      if constexpr (std::is_same_v<Format, SignBit>) {
-        kernels::gemm_w1a8(qx_.view(), kernels::pack_lut(pv), ep, y);
-      } else if constexpr (std::is_same_v<Format, TernaryCode>) {
-        kernels::gemm_w2a8(qx_.view(), kernels::pack_lut(pv), ep, y);
-      } else {
-        kernels::gemm_w8a8(qx_.view(), kernels::pack_int8(pv), ep, y);
-      }
+        for (std::size_t c = 0; c < cfg_.in_features; ++c) {
+          wcodes_(r, c) = static_cast<std::int8_t>(pv.value(r, c));
+          wq_(r, c) = pv.dequantized(r, c);
+        }
+      // Weights change every step, so the unpacked-int8 entry point (same result as the packed
+      // W1A8/W2A8/W8A8 kernels, without a packing pass).
+      kernels::gemm_int8_values(qx_.view(), wcodes_.view(), {packed.params(), inv_gain_, {}}, y);
     } else {
       // Other formats (codebooks), per-group scales or FP activations: dequantized operands on
       // the FP32 GEMM (the same values; the sum is rounded in float instead of exact).
@@ -175,6 +174,7 @@ class BitLinear {
   std::optional<RMSNorm> norm_;
   ParamId weight_;
   Matrix<std::int8_t> qx_;              // INT8 codes of X (integer forward)
+  Matrix<std::int8_t> wcodes_;          // integer weight codes (integer forward)
   std::vector<float> gain_, inv_gain_;  // per-token g and 1/g (integer forward)
   Matrix<float> xq_;                    // X_q [tokens x in]
   Matrix<float> wq_;                    // W_q [out x in]
