@@ -8,7 +8,10 @@
 // Numerics: RMSNorm as layers/rms_norm.hpp (FP32, eps from the config); INT8 absmax per token
 // fused after it; RoPE rotates the pairs (i, i + head_dim/2) of each head by pos * theta^(-2i/hd)
 // (LLaMA "rotate half"); attention scores scaled by 1/sqrt(head_dim), softmax in FP32 with the max
-// subtracted; the router picks the lowest expert index among equal probabilities.
+// subtracted; the router picks the lowest expert index among equal probabilities. Every FP step
+// (norms, RoPE, attention, softmax, SwiGLU, residual adds, alpha/beta) follows the training code's
+// operation order, so with the exact integer products the engine reproduces the training forward
+// bit for bit except where FP32 GEMV and GEMM sum in different orders (head, router, FP linears).
 // Threads: the kernels split rows over oneTBB's current arena (set with tbb::global_control).
 #pragma once
 
@@ -131,20 +134,17 @@ class Engine {
       const std::size_t len = pos_ + t + 1;  // causal: keys 0..pos_+t
       for (std::size_t h = 0; h < heads; ++h) {
         const float* qv = &q_(t, h * hd);
+        dots(qv, K, h * hd, hd, len, scores_.data());
         float mx = -INFINITY;
-        for (std::size_t j = 0; j < len; ++j) {
-          scores_[j] = dot(qv, &K(j, h * hd), hd) * scale;
-          mx = std::max(mx, scores_[j]);
-        }
-        float sum = 0.0f;
-        for (std::size_t j = 0; j < len; ++j) {
-          scores_[j] = std::exp(scores_[j] - mx);
-          sum += scores_[j];
-        }
+        for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, scores_[j] *= scale);
+        float z = 0.0f;
+        for (std::size_t j = 0; j < len; ++j) z += (scores_[j] = std::exp(scores_[j] - mx));
+        const float inv = 1.0f / z;
+        for (std::size_t j = 0; j < len; ++j) scores_[j] *= inv;
         float* out = &attn_(t, h * hd);
         std::fill(out, out + hd, 0.0f);
         for (std::size_t j = 0; j < len; ++j) {
-          const float p = scores_[j] / sum;
+          const float p = scores_[j];
           const float* vv = &V(j, h * hd);
           for (std::size_t i = 0; i < hd; ++i) out[i] += p * vv[i];
         }
@@ -152,18 +152,33 @@ class Engine {
     }
     normalize_quantize(attn_.view(), b.o_norm, cfg_.norm_eps, quant, act2_);
     ensure(y_, n, d);
-    apply(b.o, act2_, y_.view(), x_.view());  // x + W_o attn, residual fused in the epilogue
-    std::swap(x_, y_);
+    apply(b.o, act2_, y_.view());
+    add_into(x_, y_);  // residual added after the projection, as the training block does
   }
 
-  /// q . k with 8 independent partial sums (vectorizable without -ffast-math).
-  static float dot(const float* a, const float* b, std::size_t n) {
-    float acc[8] = {};
-    std::size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-      for (std::size_t j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-    for (; i < n; ++i) acc[0] += a[i] * b[i];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  /// out[j] = q . K[j, col0 : col0 + n] for j < len. Each dot sums its n products in index order
+  /// from 0 (the training attention's order, so scores are bit-identical); eight keys run at once
+  /// so the independent sums overlap in the pipeline.
+  static void dots(const float* q, const Matrix<float>& K, std::size_t col0, std::size_t n,
+                   std::size_t len, float* out) {
+    std::size_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+      float acc[8] = {};
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t u = 0; u < 8; ++u) acc[u] += q[i] * K(j + u, col0 + i);
+      for (std::size_t u = 0; u < 8; ++u) out[j + u] = acc[u];
+    }
+    for (; j < len; ++j) {
+      float acc = 0.0f;
+      for (std::size_t i = 0; i < n; ++i) acc += q[i] * K(j, col0 + i);
+      out[j] = acc;
+    }
+  }
+
+  static void add_into(Matrix<float>& x, const Matrix<float>& y) {
+    float* a = x.data();
+    const float* b = y.data();
+    for (std::size_t i = 0; i < x.size(); ++i) a[i] += b[i];
   }
 
   /// h = silu(g) * u (or max(u, 0)^2) from the fused up projection's output.
@@ -193,8 +208,8 @@ class Engine {
     normalize_quantize(h_.view(), b.down_norm, cfg_.norm_eps, quant, act2_);
     ensure(y_, n, d);
     if (cfg_.variant != Variant::kPQuant) {
-      apply(b.down, act2_, y_.view(), x_.view());
-      std::swap(x_, y_);
+      apply(b.down, act2_, y_.view());
+      add_into(x_, y_);
       return;
     }
     apply(b.down, act2_, y_.view());  // y_1
@@ -203,20 +218,26 @@ class Engine {
     chosen_.assign(n, 0);
     prob_.assign(n, 1.0f);
     if (experts > 1) {
-      router_logits_.resize(experts);
+      // Router logits: GEMM for several tokens, GEMV for one (as the training Linear / decode).
+      ensure(router_logits_, n, experts);
+      if (n == 1) {
+        kernels::gemv_f32(act_.a.row(0), b.router.view(), router_logits_.row(0));
+      } else {
+        kernels::gemm_forward(act_.a.view(), b.router.view(), router_logits_.view());
+      }
       for (std::size_t t = 0; t < n; ++t) {
-        kernels::gemv_f32(act_.a.row(t), b.router.view(), router_logits_);
+        float* p = router_logits_.row(t).data();
+        float mx = p[0];
+        for (std::size_t e = 1; e < experts; ++e) mx = std::max(mx, p[e]);
+        float z = 0.0f;
+        for (std::size_t e = 0; e < experts; ++e) z += (p[e] = std::exp(p[e] - mx));
         std::size_t best = 0;
-        float mx = router_logits_[0];
-        for (std::size_t e = 1; e < experts; ++e)
-          if (router_logits_[e] > mx) {  // strict: the lowest index wins ties
-            mx = router_logits_[e];
-            best = e;
-          }
-        float sum = 0.0f;
-        for (std::size_t e = 0; e < experts; ++e) sum += std::exp(router_logits_[e] - mx);
+        for (std::size_t e = 0; e < experts; ++e) {
+          p[e] /= z;
+          if (p[e] > p[best]) best = e;  // strict: the lowest index wins ties
+        }
         chosen_[t] = best;
-        prob_[t] = 1.0f / sum;  // softmax probability of the argmax: exp(0) / sum
+        prob_[t] = p[best];
       }
     }
     for (std::size_t t = 0; t < n; ++t) last_experts_.push_back(chosen_[t]);
@@ -260,7 +281,8 @@ class Engine {
   std::vector<Matrix<float>> k_cache_, v_cache_;  // [context x d] per layer, RoPE applied to K
   Matrix<float> x_, y_, q_, attn_, up_, h_, y8_, eup_, eh_, ey_, logits_;
   QuantizedTokens act_, act2_, act3_, sub_;
-  std::vector<float> scores_, router_logits_, prob_;
+  Matrix<float> router_logits_;
+  std::vector<float> scores_, prob_;
   std::vector<std::size_t> chosen_, rows_, last_experts_;
 };
 
