@@ -38,6 +38,15 @@ if(NOT version_hpp MATCHES "kVersionString = \"([^\"]+)\"")
   fail("cannot read kVersionString from include/pquant/version.hpp")
 endif()
 set(project_version "${CMAKE_MATCH_1}")
+# The version exists twice in the source (CMake's project() and version.hpp, which Conan's recipe
+# reads); every package must carry the same one.
+file(READ "${PQUANT_SOURCE_DIR}/CMakeLists.txt" top_cmake)
+if(NOT top_cmake MATCHES "project\\(pquant[ \t\r\n]+VERSION[ \t]+([0-9.]+)")
+  fail("cannot read project(pquant VERSION ...) from CMakeLists.txt")
+endif()
+if(NOT CMAKE_MATCH_1 STREQUAL project_version)
+  fail("CMakeLists.txt says version ${CMAKE_MATCH_1}, include/pquant/version.hpp says ${project_version}")
+endif()
 
 file(READ "${port}/vcpkg.json" manifest)
 string(JSON type ERROR_VARIABLE err TYPE "${manifest}")
