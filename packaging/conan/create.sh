@@ -11,7 +11,8 @@
 #             wrappers: profiles/offline-wrappers, highway/onetbb are the local stand-in recipes
 #                       in recipes/ with ConanCenter's CMake names, consumed through CMakeDeps.
 #             Default: both.
-# Environment: CXX picks the compiler (default: the system's c++); PQUANT_CONAN a Conan 2 to use.
+# Environment: CXX picks the compiler (default: the system's c++); PQUANT_CONAN a Conan 2 to use;
+# PQUANT_CMAKE the cmake to use (default: cmake on PATH).
 # Exit status: 0 pass, 77 Conan is missing and cannot be installed (no python3 with venv or pip),
 # anything else a failure.
 set -euo pipefail
@@ -52,7 +53,9 @@ else
          "it in (Debian: apt-get install python3-venv; or pip install conan)" >&2
     exit 77
   fi
-  "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check "conan>=2,<3"
+  # PyPI is part of the build's contract (like Debian's archive): failing to reach it is a failure.
+  "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check "conan>=2,<3" ||
+    { echo "pquant conan: FAILED to install Conan 2 from PyPI with pip (is PyPI reachable?)" >&2; exit 1; }
   conan=$work/venv/bin/conan
 fi
 log "using $("$conan" --version) ($conan)"
@@ -80,7 +83,7 @@ log "system Highway $PQUANT_HWY_VERSION, oneTBB $PQUANT_TBB_VERSION"
 # from Conan's CMakeDeps under ConanCenter's names (`highway`, `TBB`) and Debian's `hwy` hidden:
 # cmake/pquantDependencies.cmake must accept Highway as `highway` too.
 cmake_with_conan_deps() {
-  local deps=$work/deps cmake=${CMAKE:-cmake} step
+  local deps=$work/deps cmake=${PQUANT_CMAKE:-cmake} step
   log "[wrappers] pquant's CMakeLists and installed config with Conan's 'highway' and 'TBB' packages"
   rm -rf "$deps" "$work/cd-sub" "$work/cd-prefix" "$work/cd-find"
   "$conan" install --requires="highway/$PQUANT_HWY_VERSION" --requires="onetbb/$PQUANT_TBB_VERSION" \
