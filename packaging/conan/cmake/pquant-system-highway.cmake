@@ -17,4 +17,11 @@ if(NOT TARGET hwy::hwy)
                       "highway/...), but no CMake package `hwy` or `highway` was found "
                       "(Debian: apt-get install libhwy-dev)")
 endif()
-set_property(TARGET pquant::pquant APPEND PROPERTY INTERFACE_LINK_LIBRARIES hwy::hwy)
+# Once per pquant::pquant, however often find_package(pquant) runs in this directory.
+get_target_property(_pquant_links pquant::pquant INTERFACE_LINK_LIBRARIES)
+list(FIND _pquant_links hwy::hwy _pquant_at)  # (not IN_LIST: works under any consumer policy)
+if(_pquant_at EQUAL -1)
+  set_property(TARGET pquant::pquant APPEND PROPERTY INTERFACE_LINK_LIBRARIES hwy::hwy)
+endif()
+unset(_pquant_links)
+unset(_pquant_at)

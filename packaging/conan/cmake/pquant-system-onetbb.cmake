@@ -9,4 +9,11 @@ if(NOT TARGET TBB::tbb)
                       "onetbb/...), but no CMake package `TBB` was found "
                       "(Debian: apt-get install libtbb-dev)")
 endif()
-set_property(TARGET pquant::pquant APPEND PROPERTY INTERFACE_LINK_LIBRARIES TBB::tbb)
+# Once per pquant::pquant, however often find_package(pquant) runs in this directory.
+get_target_property(_pquant_links pquant::pquant INTERFACE_LINK_LIBRARIES)
+list(FIND _pquant_links TBB::tbb _pquant_at)  # (not IN_LIST: works under any consumer policy)
+if(_pquant_at EQUAL -1)
+  set_property(TARGET pquant::pquant APPEND PROPERTY INTERFACE_LINK_LIBRARIES TBB::tbb)
+endif()
+unset(_pquant_links)
+unset(_pquant_at)
