@@ -48,6 +48,17 @@ struct LutGemvArgs {
   std::size_t tiles, pairs;
   const std::uint8_t* tables;
   std::int32_t* out;
+  // Optional fused epilogue (when y != nullptr), applied per tile inside the parallel loop:
+  // acc = mul * out[r] + offset (modulo 2^32), y[r] = epilogue_value(acc, row_scale[r] (or [0], or
+  // 1 when row_scale_size == 0), token_scale, residual ? residual[r] : 0) for r < rows.
+  float* y = nullptr;
+  std::size_t rows = 0;
+  std::int32_t mul = 1;
+  std::int64_t offset = 0;
+  const float* row_scale = nullptr;
+  std::size_t row_scale_size = 0;
+  float token_scale = 1.0f;
+  const float* residual = nullptr;
 };
 inline constexpr std::size_t kLutGroupsPerBlock = 60;  // 15 steps * 2048 = 30720 <= 32767
 

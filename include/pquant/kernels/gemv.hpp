@@ -31,15 +31,39 @@ inline void check_gemv(std::size_t k, std::size_t n, std::span<const std::int8_t
 }
 
 inline void finish_gemv(const std::int32_t* acc, const GemvEpilogue& ep, std::span<float> y) {
-  for (std::size_t n = 0; n < y.size(); ++n)
-    y[n] = epilogue_value(acc[n], scale_at(ep.row_scale, n), ep.token_scale,
-                          ep.residual.empty() ? 0.0f : ep.residual[n]);
+  const std::size_t n = y.size();
+  if (ep.row_scale.size() == n && ep.residual.empty()) {  // the common case, branch-free loop
+    for (std::size_t i = 0; i < n; ++i)
+      y[i] = epilogue_value(acc[i], ep.row_scale[i], ep.token_scale, 0.0f);
+    return;
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    y[i] = epilogue_value(acc[i], scale_at(ep.row_scale, i), ep.token_scale,
+                          ep.residual.empty() ? 0.0f : ep.residual[i]);
 }
 
 /// Runs the LUT kernel over `w` with `tables`; out gets the padded accumulators.
 template <class F>
 void run_lut(const LutWeights<F>& w, const std::uint8_t* tables, std::int32_t* out) {
   lut_gemv({w.data(), w.tiles(), w.pairs(), tables, out});
+}
+
+/// Runs the LUT kernel with the epilogue fused into its parallel loop:
+/// y = epilogue(mul * sum + offset), the sum taken modulo 2^32 (exact: the result fits int32).
+template <class F>
+void run_lut_fused(const LutWeights<F>& w, const std::uint8_t* tables, std::int32_t* out,
+                   std::int32_t mul, std::int64_t offset, const GemvEpilogue& ep,
+                   std::span<float> y) {
+  LutGemvArgs args{w.data(), w.tiles(), w.pairs(), tables, out};
+  args.y = y.data();
+  args.rows = w.rows();
+  args.mul = mul;
+  args.offset = offset;
+  args.row_scale = ep.row_scale.data();
+  args.row_scale_size = ep.row_scale.size();
+  args.token_scale = ep.token_scale;
+  args.residual = ep.residual.empty() ? nullptr : ep.residual.data();
+  lut_gemv(args);
 }
 
 }  // namespace detail
@@ -53,12 +77,8 @@ inline void gemv_w1a8(std::span<const std::int8_t> x, const SignWeights& w, cons
   detail::Scratch<std::uint8_t, 0> tables(groups * 32);
   detail::Scratch<std::int32_t, 0> acc(w.tiles() * kLutTile);
   detail::build_sign_tables(x, groups, tables.data());
-  detail::run_lut(w, tables.data(), acc.data());
-  // W1 . x = 2 sum(b x) - sum(x), b = (w + 1) / 2 (modulo 2^32, exact: the result fits int32).
-  const std::int64_t sx = detail::sum_of(x);
-  for (std::size_t n = 0; n < w.rows(); ++n)
-    acc.data()[n] = detail::wrap32(2 * std::int64_t{acc.data()[n]} - sx);
-  detail::finish_gemv(acc.data(), ep, y);
+  // W1 . x = 2 sum(b x) - sum(x), b = (w + 1) / 2.
+  detail::run_lut_fused(w, tables.data(), acc.data(), 2, -detail::sum_of(x), ep, y);
 }
 
 /// y[N] = epilogue(W2[N x K] . x[K]): ternary weights, INT8 activations, table lookup over pairs.
@@ -70,12 +90,8 @@ inline void gemv_w2a8(std::span<const std::int8_t> x, const TernaryWeights& w,
   detail::Scratch<std::uint8_t, 0> tables(groups * 32);
   detail::Scratch<std::int32_t, 0> acc(w.tiles() * kLutTile);
   detail::build_ternary_tables(x, groups, tables.data());
-  detail::run_lut(w, tables.data(), acc.data());
-  // W2 . x = sum(c x) - sum(x), c = w + 1 (modulo 2^32, exact: the result fits int32).
-  const std::int64_t sx = detail::sum_of(x);
-  for (std::size_t n = 0; n < w.rows(); ++n)
-    acc.data()[n] = detail::wrap32(std::int64_t{acc.data()[n]} - sx);
-  detail::finish_gemv(acc.data(), ep, y);
+  // W2 . x = sum(c x) - sum(x), c = w + 1.
+  detail::run_lut_fused(w, tables.data(), acc.data(), 1, -detail::sum_of(x), ep, y);
 }
 
 /// y[N] = token_scale * sum_j C[n][j] * S_j[n] + residual[n]: b-bit codebook weights with per-row

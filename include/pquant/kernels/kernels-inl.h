@@ -22,6 +22,7 @@
 #include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
 #include "pquant/kernels/backend.hpp"
+#include "pquant/kernels/epilogue.hpp"
 #include "pquant/kernels/kernel_weights.hpp"
 
 HWY_BEFORE_NAMESPACE();
@@ -162,17 +163,122 @@ HWY_INLINE void LutTile(const std::uint8_t* HWY_RESTRICT index, std::size_t pair
 }
 #endif  // HWY_TARGET == HWY_SCALAR
 
+#define PQUANT_LUT_PAIR_TILES (HWY_TARGET != HWY_SCALAR && HWY_MAX_BYTES >= 32)
+#if PQUANT_LUT_PAIR_TILES
+// Two tiles at once on targets with 32-byte vectors: every table broadcast feeds 64 rows.
+HWY_INLINE void LutTilePair(const std::uint8_t* HWY_RESTRICT index0,
+                            const std::uint8_t* HWY_RESTRICT index1, std::size_t pairs,
+                            const std::uint8_t* HWY_RESTRICT tables,
+                            std::int32_t* HWY_RESTRICT out0, std::int32_t* HWY_RESTRICT out1) {
+  const hn::CappedTag<std::uint8_t, 32> du8;
+  const hn::Repartition<std::int8_t, decltype(du8)> di8;
+  const hn::Repartition<std::int16_t, decltype(du8)> di16;
+  const hn::Repartition<std::uint16_t, decltype(du8)> du16;
+  constexpr std::size_t H = kLutTile / 2;
+  HWY_ALIGN std::int16_t part[4 * H];
+  std::uint32_t acc[2 * kLutTile] = {};
+  const auto nibble = hn::Set(du8, 0x0F);
+  const auto even1 = hn::BitCast(di8, hn::Set(du16, 0x0001));
+  const auto odd1 = hn::BitCast(di8, hn::Set(du16, 0x0100));
+  const auto even16 = hn::BitCast(du8, hn::Set(du16, 0x0010));
+  const auto odd16 = hn::BitCast(du8, hn::Set(du16, 0x1000));
+  constexpr std::size_t kPairsPerBlock = detail::kLutGroupsPerBlock / 2;
+  auto low = [&](hn::Vec<decltype(du8)> v) HWY_ATTR { return hn::And(v, nibble); };
+  auto high = [&](hn::Vec<decltype(du8)> v) HWY_ATTR {
+    return hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v))), nibble);
+  };
+  for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
+    const std::size_t p1 = std::min(pairs, p0 + kPairsPerBlock);
+    auto e0 = hn::Zero(di16), o0 = hn::Zero(di16), e1 = hn::Zero(di16), o1 = hn::Zero(di16);
+    for (std::size_t p = p0; p < p1; p += 2) {
+      const auto a0 = hn::Load(du8, index0 + p * kLutTile);
+      const auto a1 = hn::Load(du8, index0 + (p + 1) * kLutTile);
+      const auto b0 = hn::Load(du8, index1 + p * kLutTile);
+      const auto b1 = hn::Load(du8, index1 + (p + 1) * kLutTile);
+      const std::uint8_t* t = tables + p * 64;
+      auto tl = hn::LoadDup128(du8, t), th = hn::LoadDup128(du8, t + 16);
+      auto ia = low(a0), ib = low(b0);
+      auto lo0 = hn::TableLookupBytes(tl, ia), hi0 = hn::TableLookupBytes(th, ia);
+      auto lo1 = hn::TableLookupBytes(tl, ib), hi1 = hn::TableLookupBytes(th, ib);
+      tl = hn::LoadDup128(du8, t + 32), th = hn::LoadDup128(du8, t + 48);
+      ia = high(a0), ib = high(b0);
+      lo0 = hn::Add(lo0, hn::TableLookupBytes(tl, ia)),
+      hi0 = hn::Add(hi0, hn::TableLookupBytes(th, ia));
+      lo1 = hn::Add(lo1, hn::TableLookupBytes(tl, ib)),
+      hi1 = hn::Add(hi1, hn::TableLookupBytes(th, ib));
+      tl = hn::LoadDup128(du8, t + 64), th = hn::LoadDup128(du8, t + 80);
+      ia = low(a1), ib = low(b1);
+      lo0 = hn::Add(lo0, hn::TableLookupBytes(tl, ia)),
+      hi0 = hn::Add(hi0, hn::TableLookupBytes(th, ia));
+      lo1 = hn::Add(lo1, hn::TableLookupBytes(tl, ib)),
+      hi1 = hn::Add(hi1, hn::TableLookupBytes(th, ib));
+      tl = hn::LoadDup128(du8, t + 96), th = hn::LoadDup128(du8, t + 112);
+      ia = high(a1), ib = high(b1);
+      lo0 = hn::Add(lo0, hn::TableLookupBytes(tl, ia)),
+      hi0 = hn::Add(hi0, hn::TableLookupBytes(th, ia));
+      lo1 = hn::Add(lo1, hn::TableLookupBytes(tl, ib)),
+      hi1 = hn::Add(hi1, hn::TableLookupBytes(th, ib));
+      const auto h0 = hn::BitCast(di8, hi0), h1 = hn::BitCast(di8, hi1);
+      e0 = hn::Add(e0, hn::Add(MulPairs(lo0, even1), MulPairs(even16, h0)));
+      o0 = hn::Add(o0, hn::Add(MulPairs(lo0, odd1), MulPairs(odd16, h0)));
+      e1 = hn::Add(e1, hn::Add(MulPairs(lo1, even1), MulPairs(even16, h1)));
+      o1 = hn::Add(o1, hn::Add(MulPairs(lo1, odd1), MulPairs(odd16, h1)));
+    }
+    hn::Store(e0, di16, part);
+    hn::Store(o0, di16, part + H);
+    hn::Store(e1, di16, part + 2 * H);
+    hn::Store(o1, di16, part + 3 * H);
+    for (std::size_t q = 0; q < 2 * kLutTile; ++q)
+      acc[q] += static_cast<std::uint32_t>(static_cast<std::int32_t>(part[q]));
+  }
+  for (std::size_t q = 0; q < kLutTile; ++q) {
+    const std::size_t row = q < H ? 2 * q : 2 * (q - H) + 1;
+    out0[row] = static_cast<std::int32_t>(acc[q]);
+    out1[row] = static_cast<std::int32_t>(acc[kLutTile + q]);
+  }
+}
+#endif
+
+// The fused epilogue of rows [first, first + count) (see LutGemvArgs).
+inline void LutEpilogue(const detail::LutGemvArgs& a, std::size_t first, std::size_t count) {
+  const std::size_t end = std::min(a.rows, first + count);
+  for (std::size_t r = first; r < end; ++r) {
+    const std::uint64_t v =
+        static_cast<std::uint64_t>(static_cast<std::int64_t>(a.mul) * a.out[r] + a.offset);
+    const auto acc = static_cast<std::int32_t>(static_cast<std::uint32_t>(v));
+    const float rs = a.row_scale_size == 0 ? 1.0f : a.row_scale[a.row_scale_size == 1 ? 0 : r];
+    a.y[r] = detail::epilogue_value(acc, rs, a.token_scale, a.residual ? a.residual[r] : 0.0f);
+  }
+}
+
 HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
   const std::size_t tile_bytes = a.pairs * kLutTile;
-  // Small row tiles scheduled dynamically: the two cores of a VM are not always equal.
+#if PQUANT_LUT_PAIR_TILES
+  const bool pair_tiles = hn::Lanes(hn::CappedTag<std::uint8_t, 32>()) == kLutTile;
+#endif
+  // Small row tiles (4 x 32 rows) scheduled dynamically: the two cores of a VM are not always
+  // equal. Each tile's rows are computed by one task, so results do not depend on the threads.
   tbb::parallel_for(
-      tbb::blocked_range<std::size_t>(0, a.tiles, 2),
+      tbb::blocked_range<std::size_t>(0, (a.tiles + 3) / 4, 1),
       [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
-        for (std::size_t t = range.begin(); t != range.end(); ++t)
-          LutTile(a.index + t * tile_bytes, a.pairs, a.tables, a.out + t * kLutTile);
+        for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
+          std::size_t t = blk * 4;
+          const std::size_t end = std::min(a.tiles, t + 4);
+#if PQUANT_LUT_PAIR_TILES
+          if (pair_tiles) {
+            for (; t + 2 <= end; t += 2)
+              LutTilePair(a.index + t * tile_bytes, a.index + (t + 1) * tile_bytes, a.pairs,
+                          a.tables, a.out + t * kLutTile, a.out + (t + 1) * kLutTile);
+          }
+#endif
+          for (; t < end; ++t)
+            LutTile(a.index + t * tile_bytes, a.pairs, a.tables, a.out + t * kLutTile);
+          if (a.y != nullptr) LutEpilogue(a, blk * 4 * kLutTile, 4 * kLutTile);
+        }
       },
       tbb::simple_partitioner());
 }
+#undef PQUANT_LUT_PAIR_TILES
 
 // ---------------------------------------------------------------------------------------------
 // INT8 GEMV: out[r] = sum_k w[r][k] * x[k]. Weights widened to int16, pairs multiplied and added

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstddef>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "pquant/core/aligned_buffer.hpp"
@@ -101,7 +103,11 @@ inline constexpr std::uint64_t kTernBiasLo = 0x7868707880707880ull;  // 128 - 8 
 inline constexpr std::uint64_t kTernBiasHi = 0x8070788070606870ull;
 
 inline void store64(std::uint8_t* out, std::uint64_t v) {
-  for (int b = 0; b < 8; ++b) out[b] = static_cast<std::uint8_t>(v >> (8 * b));
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(out, &v, sizeof v);  // byte b of the word is entry b
+  } else {
+    for (int b = 0; b < 8; ++b) out[b] = static_cast<std::uint8_t>(v >> (8 * b));
+  }
 }
 }  // namespace swar
 
@@ -112,8 +118,9 @@ inline void build_sign_tables(std::span<const std::int8_t> x, std::size_t groups
   using namespace swar;
   for (std::size_t g = 0; g < groups; ++g) {
     std::uint64_t l[4], h[4];
+    const bool inside = 4 * g + 4 <= x.size();  // no padding in this group
     for (std::size_t i = 0; i < 4; ++i) {
-      const int v = act(x, 4 * g + i);
+      const int v = inside ? x[4 * g + i] : act(x, 4 * g + i);
       l[i] = static_cast<std::uint64_t>(low_nibble(v));
       h[i] = static_cast<std::uint64_t>(high_nibble(v) + 8);
     }
