@@ -31,6 +31,19 @@
 namespace pquant {
 
 namespace detail {
+/// sum_c a[c] * b[c] with eight partial sums (vectorisable without -ffast-math; the order is
+/// fixed, so results are deterministic).
+template <class T>
+inline T dot8(const T* a, const T* b, std::size_t n) {
+  T acc[8] = {};
+  std::size_t c = 0;
+  for (; c + 8 <= n; c += 8)
+    for (std::size_t j = 0; j < 8; ++j) acc[j] += a[c + j] * b[c + j];
+  T tail = 0;
+  for (; c < n; ++c) tail += a[c] * b[c];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
 template <class F>
 void for_each_head(std::size_t count, F&& f) {
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, count),
@@ -55,10 +68,7 @@ void causal_attention_forward(MatrixView<const T> q, MatrixView<const T> k, Matr
       const T* qt = &q(row0 + t, col0);
       T mx = -std::numeric_limits<T>::infinity();
       for (std::size_t s = 0; s <= t; ++s) {
-        const T* ks = &k(row0 + s, col0);
-        T dot = 0;
-        for (std::size_t c = 0; c < hd; ++c) dot += qt[c] * ks[c];
-        pt[s] = dot * scale;
+        pt[s] = detail::dot8(qt, &k(row0 + s, col0), hd) * scale;
         mx = std::max(mx, pt[s]);
       }
       T z = 0;
@@ -97,9 +107,7 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
       const T* dot_ = &dout(row0 + t, col0);
       T sum = 0;
       for (std::size_t s = 0; s <= t; ++s) {
-        const T* vs = &v(row0 + s, col0);
-        T dp = 0;
-        for (std::size_t c = 0; c < hd; ++c) dp += dot_[c] * vs[c];
+        const T dp = detail::dot8(dot_, &v(row0 + s, col0), hd);
         ds[s] = dp;
         sum += dp * pt[s];
         T* dvs = &dv(row0 + s, col0);
