@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <span>
 #include <string>
+#include <string_view>
 
 #include "reference.hpp"
 
@@ -98,6 +101,67 @@ TYPED_TEST(WeightQuantizerTest, FootprintCountsCodesAndParameters) {
   EXPECT_EQ(f.weights, 8u * 128u);
   EXPECT_EQ(f.code_bits, 8u * 128u * TypeParam::format_type::kBits);
   EXPECT_GT(f.bits_per_weight(), static_cast<double>(TypeParam::format_type::kBits));
+}
+
+// A quantizer written outside the library: sign with an absmax scale, per row. Satisfying the
+// concept is all a layer or ClippedStraightThrough needs.
+struct SignAbsMaxPerRow {
+  using format_type = SignBit;
+  using scales_type = PerRow;
+  static constexpr std::string_view kName = "sign_absmax";
+  static float absmax(std::span<const float> row) {
+    float a = 0.0f;
+    for (float v : row) a = std::max(a, std::fabs(v));
+    return a;
+  }
+  static PackedMatrix<SignBit, PerRow> quantize(MatrixView<const float> w) {
+    PackedMatrix<SignBit, PerRow> p(w.rows, w.cols);
+    for (std::size_t r = 0; r < w.rows; ++r) {
+      p.params()[r] = absmax(w.row(r));
+      for (std::size_t c = 0; c < w.cols; ++c) p.set_code(r, c, w(r, c) >= 0.0f ? 1 : 0);
+    }
+    return p;
+  }
+  static void fake_quantize(MatrixView<const float> w, MatrixView<float> out) {
+    for (std::size_t r = 0; r < w.rows; ++r) {
+      const float a = absmax(w.row(r));
+      for (std::size_t c = 0; c < w.cols; ++c) out(r, c) = w(r, c) >= 0.0f ? a : -a;
+    }
+  }
+  static void clip_range(MatrixView<const float> w, std::span<ClipRange> ranges) {
+    for (std::size_t r = 0; r < w.rows; ++r) ranges[r] = {-0.5, 0.5};  // a fixed range
+  }
+};
+
+static_assert(WeightQuantizer<SignAbsMaxPerRow>);
+static_assert(ClippableWeightQuantizer<SignAbsMaxPerRow>);
+static_assert(!WeightQuantizer<int>);
+static_assert(!WeightQuantizer<Int8AbsMaxPerToken>);  // an activation policy is not one
+static_assert(!ActivationQuantizer<SignAbsMean<>>);
+static_assert(!SteRule<SignAbsMean<>>);
+
+template <WeightQuantizer Q>
+double relative_error(const Matrix<float>& w) {
+  const Matrix<float> q = Q::quantize(w).dequantize();
+  double e = 0.0, n = 0.0;
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    e += (w.flat()[i] - q.flat()[i]) * static_cast<double>(w.flat()[i] - q.flat()[i]);
+    n += w.flat()[i] * static_cast<double>(w.flat()[i]);
+  }
+  return std::sqrt(e / n);
+}
+
+TEST(WeightQuantizerConcept, AUserQuantizerPlugsIn) {
+  const auto w = test::from(2, 3, {0.25f, -1.0f, 0.75f, 0.2f, -0.4f, 0.0f});
+  // Row 0 absmax 1: {1, -1, 1}; row 1 absmax 0.4: {0.4, -0.4, 0.4}.
+  const Matrix<float> q = SignAbsMaxPerRow::quantize(w).dequantize();
+  test::expect_bitwise_equal(q, test::from(2, 3, {1, -1, 1, 0.4f, -0.4f, 0.4f}));
+  EXPECT_GT(relative_error<SignAbsMaxPerRow>(w), relative_error<SignAbsMean<PerRow>>(w));
+  // The clipped STE uses the user's range: |w| <= 0.5 passes.
+  const auto g = test::filled(2, 3, 1.0f);
+  Matrix<float> out(2, 3);
+  ClippedStraightThrough<SignAbsMaxPerRow>::backward(w, g, out);
+  test::expect_bitwise_equal(out, test::from(2, 3, {1, 0, 0, 1, 1, 1}));
 }
 
 }  // namespace
