@@ -1,7 +1,7 @@
 # Conan 2 recipe for pquant, a header-only C++20 library.
 #
-#   conan create . -pr:a packaging/conan/profiles/offline   # offline, against Debian's libhwy-dev/libtbb-dev
-#   conan create .                                          # with ConanCenter's highway and onetbb
+#   conan create . -pr:a packaging/conan/profiles/offline           # offline: Debian's libhwy-dev/libtbb-dev
+#   conan create . -s compiler.cppstd=20 --build=missing            # ConanCenter's highway and onetbb
 #
 # Consumers get the CMake package `pquant` with target `pquant::pquant` (CMakeDeps) and the pkg-config
 # module `pquant` (PkgConfigDeps). The target links Highway and oneTBB; runtime SIMD dispatch is set
