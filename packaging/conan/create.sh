@@ -147,13 +147,19 @@ for route in "${routes[@]}"; do
 done
 
 # --- Header-only: package_id is cleared, so one binary serves every configuration.
-pkgs=$("$conan" list "pquant/$version:*" --format=json 2>/dev/null |
-  python3 -c 'import json,sys
-d=json.load(sys.stdin)["Local Cache"]
-print(" ".join(p for ref in d.values() for rev in ref["revisions"].values() for p in rev.get("packages",{})))')
+pkgs=$("$conan" list "pquant/$version:*" 2>/dev/null | grep -oE '\b[0-9a-f]{40}\b' | sort -u | tr '\n' ' ')
+pkgs=${pkgs% }
 log "package ids: $pkgs"
 [ "$pkgs" = "da39a3ee5e6b4b0d3255bfef95601890afd80709" ] ||
   { echo "expected the single empty-info package id (package_id cleared), got: $pkgs" >&2; exit 1; }
+
+# The same binary is found for another configuration (Debug, clang's settings) without building.
+if ! "$conan" install --requires="pquant/$version" -pr:a "$stage/packaging/conan/profiles/offline" \
+     -s build_type=Debug -s compiler=clang -s compiler.version=14 -s compiler.libcxx=libstdc++11 -s compiler.cppstd=20 \
+     --build=never "${common[@]}" >"$work/other-config.log" 2>&1; then
+  cat "$work/other-config.log"; echo "no reusable pquant binary for a Debug/clang configuration" >&2; exit 1
+fi
+log "Debug/clang configuration reuses the same package: ok"
 
 # --- C++20 is validated: a C++17 consumer is refused with a clear reason.
 if "$conan" install --requires="pquant/$version" -pr:a "$stage/packaging/conan/profiles/offline" \
