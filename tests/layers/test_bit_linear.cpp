@@ -179,6 +179,36 @@ TYPED_TEST(BitLinearIntegerForward, EqualsTheExactIntegerProductAndInferenceEpil
     }
 }
 
+TEST(BitLinear, SharedInputForwardEqualsForward) {
+  // Two projections reading one quantized input give what each computes on its own.
+  constexpr std::size_t n = 4, in = 16, out = 6;
+  ParameterStore store;
+  SignBitLinear a(store, "a", {in, out, false, 0.5}), b(store, "b", {in, out, false, 0.5});
+  Rng rng(14);
+  a.init(rng);
+  init::normal(store.value(b.weight_id()), rng, 0.5);
+  const Matrix<float> x = random_matrix(n, in, rng), dy = random_matrix(n, out, rng);
+  Matrix<float> y1(n, out), y2(n, out), dx1(n, in), dx2(n, in);
+  SignBitLinear::SharedInput shared;
+  SignBitLinear::quantize_input(x, shared);
+  a.forward_shared(shared, y1);
+  a.backward(dy, dx1);
+  const std::vector<float> grad_shared(store.grad(a.weight_id()).data,
+                                       store.grad(a.weight_id()).data + in * out);
+  store.zero_grads();
+  a.forward(x, y2);
+  a.backward(dy, dx2);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t o = 0; o < out; ++o) EXPECT_EQ(y1(i, o), y2(i, o));
+    for (std::size_t c = 0; c < in; ++c) EXPECT_EQ(dx1(i, c), dx2(i, c));
+  }
+  for (std::size_t j = 0; j < in * out; ++j)
+    EXPECT_EQ(grad_shared[j], store.grad(a.weight_id()).data[j]);
+  b.forward_shared(shared, y1);  // the same shared operand serves another projection
+  SignBitLinear normed(store, "c", {in, out, true});
+  EXPECT_THROW(normed.forward_shared(shared, y1), ValueError);
+}
+
 TEST(BitLinear, RejectsBadShapesAndNonFiniteInput) {
   ParameterStore store;
   BitLinear<SignAbsMean<PerTensor>> layer(store, "q", {4, 2});

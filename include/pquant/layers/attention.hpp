@@ -175,9 +175,16 @@ class CausalSelfAttention {
     const std::size_t n = x.rows, d = cfg_.d_model;
     for (Matrix<float>* m : {&a_, &q_out_, &k_out_, &v_out_, &att_}) detail::ensure_shape(*m, n, d);
     norm_.forward(x, a_.view());
-    q_.forward(a_.view(), q_out_.view());
-    k_.forward(a_.view(), k_out_.view());
-    v_.forward(a_.view(), v_out_.view());
+    if constexpr (SharedInputProjection<Proj>) {  // Q, K, V read one quantized copy of a
+      Proj::quantize_input(a_.view(), shared_);
+      q_.forward_shared(shared_, q_out_.view());
+      k_.forward_shared(shared_, k_out_.view());
+      v_.forward_shared(shared_, v_out_.view());
+    } else {
+      q_.forward(a_.view(), q_out_.view());
+      k_.forward(a_.view(), k_out_.view());
+      v_.forward(a_.view(), v_out_.view());
+    }
     if (rope_.seq_len != shape.seq_len)
       rope_ = RopeTable<float>(shape.seq_len, head_dim(), cfg_.rope_base);
     rope_apply<float>(q_out_.view(), cfg_.heads, rope_);
@@ -248,6 +255,7 @@ class CausalSelfAttention {
   Matrix<float> a_, q_out_, k_out_, v_out_, att_;
   Matrix<float> datt_, dq_, dk_, dv_, da_, da_part_;
   std::vector<float> probs_;
+  typename detail::shared_input_of<Proj>::type shared_;
 };
 
 }  // namespace pquant

@@ -30,6 +30,7 @@
 #include "pquant/kernels/kernel_weights.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"
+#include "pquant/layers/linear.hpp"
 #include "pquant/layers/matmul.hpp"
 #include "pquant/layers/parameter_store.hpp"
 #include "pquant/layers/rms_norm.hpp"
@@ -91,59 +92,72 @@ class BitLinear {
   /// x [tokens x in] -> y [tokens x out]. Caches X_q and W_q (and the RMSNorm's input).
   void forward(MatrixView<const float> x, MatrixView<float> y) {
     detail::check_forward_io(x, y, cfg_.in_features, cfg_.out_features, "BitLinear::forward");
-    const std::size_t n = x.rows;
-    detail::ensure_shape(xq_, n, cfg_.in_features);
     MatrixView<const float> a = x;
     if (norm_) {
-      norm_->forward(x, xq_.view());  // a = RMSNorm(x), quantized in place below
-      a = xq_.view();
+      detail::ensure_shape(normed_, x.rows, cfg_.in_features);
+      norm_->forward(x, normed_.view());  // a = RMSNorm(x)
+      a = normed_.view();
     }
-    detail::ensure_shape(wq_, cfg_.out_features, cfg_.in_features);
-    if constexpr (kIntegerForward) {
-      // The exact integer product on the kernels the inference engine runs, then one scale:
-      // y = float(acc) * (lambda * (1/g)) (kernels/epilogue.hpp), bit-identical to inference.
-      detail::ensure_shape(qx_, n, cfg_.in_features);
-      gain_.resize(n);
-      inv_gain_.resize(n);
-      AQ::quantize(a, qx_.view(), gain_);
+    quantize_input(a, own_);
+    multiply(own_, y);
+  }
+
+  /// The activation operand of a forward: X_q = q / g, and (INT8 activations) the codes q and
+  /// per-token 1/g. Projections that read the same input (Q/K/V, gate/up) quantize it once with
+  /// quantize_input and each call forward_shared: same result as forward, one quantization.
+  struct SharedInput {
+    Matrix<float> xq;           // [tokens x in]
+    Matrix<std::int8_t> codes;  // [tokens x in] (INT8 activations)
+    std::vector<float> inv_gain;
+  };
+
+  // a [tokens x in] -> in
+  static void quantize_input(MatrixView<const float> a, SharedInput& in) {
+    const std::size_t n = a.rows, k = a.cols;
+    detail::ensure_shape(in.xq, n, k);
+    if constexpr (AQ::kQuantizes) {
+      detail::ensure_shape(in.codes, n, k);
+      std::vector<float> gain(n);
+      in.inv_gain.resize(n);
+      AQ::quantize(a, in.codes.view(), gain);
       for (std::size_t i = 0; i < n; ++i) {
-        inv_gain_[i] = 1.0f / gain_[i];
-        // X_q = q / g: the value fake_quantize gives, for the backward products.
-        for (std::size_t c = 0; c < cfg_.in_features; ++c)
-          xq_(i, c) = static_cast<float>(qx_(i, c)) / gain_[i];
+        in.inv_gain[i] = 1.0f / gain[i];
+        // q / g: exactly the value AQ::fake_quantize gives, for the backward products.
+        const std::int8_t* q = &in.codes(i, 0);
+        float* xq = &in.xq(i, 0);
+        for (std::size_t c = 0; c < k; ++c) xq[c] = static_cast<float>(q[c]) / gain[i];
       }
-      const auto packed = WQ::quantize(store_->value(weight_));
-      const auto pv = packed.view();
-      detail::ensure_shape(wcodes_, cfg_.out_features, cfg_.in_features);
-      for (std::size_t r = 0; r < cfg_.out_features; ++r)
-        for (std::size_t c = 0; c < cfg_.in_features; ++c) {
-          wcodes_(r, c) = static_cast<std::int8_t>(pv.value(r, c));
-          wq_(r, c) = pv.dequantized(r, c);
-        }
-      // Weights change every step, so the unpacked-int8 entry point (same result as the packed
-      // W1A8/W2A8/W8A8 kernels, without a packing pass).
-      kernels::gemm_int8_values(qx_.view(), wcodes_.view(), {packed.params(), inv_gain_, {}}, y);
     } else {
-      // Other formats (codebooks), per-group scales or FP activations: dequantized operands on
-      // the FP32 GEMM (the same values; the sum is rounded in float instead of exact).
-      AQ::fake_quantize(a, xq_.view());
-      WQ::fake_quantize(store_->value(weight_), wq_.view());
-      detail::matmul_xwt<float>(xq_.view(), wq_.view(), y);
+      AQ::fake_quantize(a, in.xq.view());
     }
   }
 
+  /// Forward on an input already normalized and quantized by the caller (normalize_input must be
+  /// false). Caches a copy of the operand, so `in` may be reused after the call.
+  void forward_shared(const SharedInput& in, MatrixView<float> y) {
+    constexpr const char* fn = "BitLinear::forward_shared";
+    require<ValueError>(!norm_, fn, ": the layer normalizes its own input; call forward()");
+    detail::check_forward_io(in.xq.view(), y, cfg_.in_features, cfg_.out_features, fn);
+    // Copy into the existing cache (no reallocation when the token count is unchanged).
+    detail::copy_into(in.xq.view(), own_.xq);
+    if constexpr (AQ::kQuantizes) {
+      detail::copy_into(in.codes.view(), own_.codes);
+      own_.inv_gain = in.inv_gain;
+    }
+    multiply(own_, y);
+  }
   /// dy [tokens x out] -> dx [tokens x in] (overwritten; empty view skips it). Accumulates the
   /// latent weight gradient (and the RMSNorm gain's) into the store.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
-    detail::check_backward_io(dy, dx, xq_.rows(), cfg_.in_features, cfg_.out_features,
+    detail::check_backward_io(dy, dx, own_.xq.rows(), cfg_.in_features, cfg_.out_features,
                               "BitLinear::backward");
     // dW_q = dY^T X_q, then the STE rule maps it onto the latent weights.
     if constexpr (std::is_same_v<Ste, StraightThrough>) {
-      detail::matmul_acc_dyx<float>(dy, xq_.view(), store_->grad(weight_));
+      detail::matmul_acc_dyx<float>(dy, own_.xq.view(), store_->grad(weight_));
     } else {
       detail::ensure_shape(dwq_, cfg_.out_features, cfg_.in_features);
       for (float& v : dwq_.flat()) v = 0.0f;
-      detail::matmul_acc_dyx<float>(dy, xq_.view(), dwq_.view());
+      detail::matmul_acc_dyx<float>(dy, own_.xq.view(), dwq_.view());
       Ste::backward(store_->value(weight_), dwq_.view(), dwq_.view());
       MatrixView<float> g = store_->grad(weight_);
       for (std::size_t r = 0; r < g.rows; ++r)
@@ -166,21 +180,66 @@ class BitLinear {
   ParamId norm_gain_id() const { return norm_ ? norm_->gain_id() : ParamId{}; }
   /// W_q and X_q of the last forward ([out x in], [tokens x in]): dequantized values.
   MatrixView<const float> quantized_weight() const { return wq_.view(); }
-  MatrixView<const float> quantized_input() const { return xq_.view(); }
+  MatrixView<const float> quantized_input() const { return own_.xq.view(); }
 
  private:
+  // y = X_q W_q^T with W_q quantized now from the latent weights.
+  void multiply(const SharedInput& in, MatrixView<float> y) {
+    detail::ensure_shape(wq_, cfg_.out_features, cfg_.in_features);
+    if constexpr (kIntegerForward) {
+      // The exact integer product, then one scale per output: y = float(acc) * (lambda * (1/g))
+      // (kernels/epilogue.hpp), bit-identical to the inference engine. Weights change every
+      // step, so the unpacked-int8 entry point (same result as the packed W1A8/W2A8/W8A8 kernels).
+      const auto packed = WQ::quantize(store_->value(weight_));
+      const auto pv = packed.view();
+      detail::ensure_shape(wcodes_, cfg_.out_features, cfg_.in_features);
+      for (std::size_t r = 0; r < cfg_.out_features; ++r)
+        for (std::size_t c = 0; c < cfg_.in_features; ++c) {
+          wcodes_(r, c) = static_cast<std::int8_t>(pv.value(r, c));
+          wq_(r, c) = pv.dequantized(r, c);
+        }
+      kernels::gemm_int8_values(in.codes.view(), wcodes_.view(), {packed.params(), in.inv_gain, {}},
+                                y);
+    } else {
+      // Other formats (codebooks), per-group scales or FP activations: dequantized operands on
+      // the FP32 GEMM (the same values; the sum is rounded in float instead of exact).
+      WQ::fake_quantize(store_->value(weight_), wq_.view());
+      detail::matmul_xwt<float>(in.xq.view(), wq_.view(), y);
+    }
+  }
+
   ParameterStore* store_;
   Config cfg_;
   std::optional<RMSNorm> norm_;
   ParamId weight_;
-  Matrix<std::int8_t> qx_;              // INT8 codes of X (integer forward)
-  Matrix<std::int8_t> wcodes_;          // integer weight codes (integer forward)
-  std::vector<float> gain_, inv_gain_;  // per-token g and 1/g (integer forward)
-  Matrix<float> xq_;                    // X_q [tokens x in]
-  Matrix<float> wq_;                    // W_q [out x in]
-  Matrix<float> da_;                    // dA scratch (before RMSNorm backward)
-  Matrix<float> dwq_;                   // dW_q scratch for non-identity STE rules
+  SharedInput own_;             // X_q (and codes, 1/g) of the last forward
+  Matrix<float> normed_;        // RMSNorm(x) scratch
+  Matrix<std::int8_t> wcodes_;  // integer weight codes (integer forward)
+  Matrix<float> wq_;            // W_q [out x in]
+  Matrix<float> da_;            // dA scratch (before RMSNorm backward)
+  Matrix<float> dwq_;           // dW_q scratch for non-identity STE rules
 };
+
+/// A projection whose activation operand can be quantized once and shared by several projections
+/// reading the same input (BitLinear without its own norm): see BitLinear::SharedInput.
+template <class P>
+concept SharedInputProjection = Projection<P> &&
+    requires(P& p, MatrixView<const float> a, typename P::SharedInput& in, MatrixView<float> y) {
+  P::quantize_input(a, in);
+  p.forward_shared(in, y);
+};
+
+namespace detail {
+struct NoSharedInput {};
+template <class P>
+struct shared_input_of {
+  using type = NoSharedInput;
+};
+template <SharedInputProjection P>
+struct shared_input_of<P> {
+  using type = typename P::SharedInput;
+};
+}  // namespace detail
 
 /// 1-bit weights (sign, absmean per tensor) x INT8 activations: BitNet / pQuant attention and FFN.
 using SignBitLinear = BitLinear<SignAbsMean<PerTensor>, Int8AbsMaxPerToken>;
@@ -189,7 +248,7 @@ using TernaryBitLinear = BitLinear<TernaryAbsMean<PerTensor>, Int8AbsMaxPerToken
 /// INT8 weights (absmax per output row) x INT8 activations: pQuant's high-precision branch.
 using Int8BitLinear = BitLinear<Int8AbsMax<PerRow>, Int8AbsMaxPerToken>;
 
-static_assert(Projection<SignBitLinear> && Projection<TernaryBitLinear> &&
-              Projection<Int8BitLinear>);
+static_assert(SharedInputProjection<SignBitLinear> && SharedInputProjection<TernaryBitLinear> &&
+              SharedInputProjection<Int8BitLinear> && !SharedInputProjection<Linear>);
 
 }  // namespace pquant

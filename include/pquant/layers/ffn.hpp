@@ -12,6 +12,7 @@
 
 #include "pquant/core/matrix.hpp"
 #include "pquant/layers/activations.hpp"
+#include "pquant/layers/bit_linear.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"
 #include "pquant/layers/parameter_store.hpp"
@@ -52,10 +53,18 @@ class FfnBranch {
     const std::size_t n = a.rows, h = cfg_.hidden;
     detail::ensure_shape(u_, n, h);
     detail::ensure_shape(h_, n, h);
-    up_->forward(a, u_.view());
+    if constexpr (SharedInputProjection<Proj>) {  // gate and up read one quantized copy of a
+      Proj::quantize_input(a, shared_);
+      up_->forward_shared(shared_, u_.view());
+    } else {
+      up_->forward(a, u_.view());
+    }
     if (gate_) {
       detail::ensure_shape(g_, n, h);
-      gate_->forward(a, g_.view());
+      if constexpr (SharedInputProjection<Proj>)
+        gate_->forward_shared(shared_, g_.view());
+      else
+        gate_->forward(a, g_.view());
       swiglu_forward<float>(g_.view(), u_.view(), h_.view());
     } else {
       relu2_forward<float>(u_.view(), h_.view());
@@ -104,6 +113,7 @@ class FfnBranch {
   Config cfg_;
   std::optional<Proj> gate_, up_, down_;
   Matrix<float> g_, u_, h_, dh_, dg_, du_, da_part_;
+  typename detail::shared_input_of<Proj>::type shared_;
 };
 
 /// The dense pre-norm FFN: y = FfnBranch(RMSNorm(x)); the residual is the caller's.
