@@ -11,3 +11,4 @@
 #include "pquant/kernels.hpp"
 #include "pquant/model.hpp"
 #include "pquant/training.hpp"
+#include "pquant/inference.hpp"
