@@ -36,24 +36,32 @@ void BM_gemm(benchmark::State& state, Op op, std::size_t m, std::size_t n, std::
   arena.execute([&] {
     for (auto _ : state) {
       switch (op) {
-        case Op::forward: kernels::gemm_forward(x, w, y); break;
-        case Op::backward_data: kernels::gemm_backward_data(dy, w, dx); break;
-        case Op::backward_weights: kernels::gemm_backward_weights(dy, x, dw); break;
-        case Op::w1a8: kernels::gemm_w1a8(xq, w1, {}, y); break;
+        case Op::forward:
+          kernels::gemm_forward(x, w, y);
+          break;
+        case Op::backward_data:
+          kernels::gemm_backward_data(dy, w, dx);
+          break;
+        case Op::backward_weights:
+          kernels::gemm_backward_weights(dy, x, dw);
+          break;
+        case Op::w1a8:
+          kernels::gemm_w1a8(xq, w1, {}, y);
+          break;
       }
       benchmark::ClobberMemory();
     }
   });
-  state.counters["GFLOP_per_s"] = benchmark::Counter(
-      2.0 * double(m) * double(n) * double(k) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP_per_s"] = benchmark::Counter(2.0 * double(m) * double(n) * double(k) * 1e-9,
+                                                     benchmark::Counter::kIsIterationInvariantRate);
 }
 
 int register_all() {
   struct Shape {
     std::size_t m, n, k;
   };
-  const Shape shapes[] = {{2048, 128, 128}, {2048, 256, 256}, {2048, 768, 256},
-                          {2048, 256, 768}, {2048, 1024, 256}};
+  const Shape shapes[] = {
+      {2048, 128, 128}, {2048, 256, 256}, {2048, 768, 256}, {2048, 256, 768}, {2048, 1024, 256}};
   const std::pair<Op, const char*> ops[] = {{Op::forward, "forward"},
                                             {Op::backward_data, "backward_data"},
                                             {Op::backward_weights, "backward_weights"},
@@ -61,11 +69,11 @@ int register_all() {
   for (int threads : {1, 2})
     for (auto [op, op_name] : ops)
       for (Shape s : shapes)
-        benchmark::RegisterBenchmark((std::string("BM_gemm/") + op_name + "/" +
-                                      std::to_string(s.m) + "/" + std::to_string(s.n) + "/" +
-                                      std::to_string(s.k) + "/" + std::to_string(threads))
-                                         .c_str(),
-                                     BM_gemm, op, s.m, s.n, s.k, threads)
+        benchmark::RegisterBenchmark(
+            (std::string("BM_gemm/") + op_name + "/" + std::to_string(s.m) + "/" +
+             std::to_string(s.n) + "/" + std::to_string(s.k) + "/" + std::to_string(threads))
+                .c_str(),
+            BM_gemm, op, s.m, s.n, s.k, threads)
             ->UseRealTime();
   return 0;
 }

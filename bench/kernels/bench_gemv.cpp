@@ -88,6 +88,10 @@ void BM_gemv_codebook2(benchmark::State& state, std::size_t rows, std::size_t co
 void BM_gemv_w8a8(benchmark::State& state, std::size_t rows, std::size_t cols, int threads) {
   kernels::Int8Weights w(rows, cols);
   fill_pattern(reinterpret_cast<std::uint8_t*>(w.data()), rows * w.stride(), 4);
+  // INT8 weights from the absmax quantizer lie in [-127, 127]: use that (faster) path.
+  for (std::size_t i = 0; i < rows * w.stride(); ++i)
+    if (w.data()[i] == -128) w.data()[i] = -127;
+  w.update_symmetry();
   const auto x = activations(cols);
   std::vector<float> y(rows), scale(rows, 0.5f);
   run_in_arena(state, threads, [&] {
@@ -154,10 +158,14 @@ int register_all() {
              std::to_string(s.cols) + "/" + std::to_string(threads);
     };
     for (Shape s : shapes) {
-      benchmark::RegisterBenchmark(name("f32", s).c_str(), BM_gemv_f32, s.rows, s.cols, threads)->UseRealTime();
-      benchmark::RegisterBenchmark(name("w8a8", s).c_str(), BM_gemv_w8a8, s.rows, s.cols, threads)->UseRealTime();
-      benchmark::RegisterBenchmark(name("w2a8", s).c_str(), BM_gemv_w2a8, s.rows, s.cols, threads)->UseRealTime();
-      benchmark::RegisterBenchmark(name("w1a8", s).c_str(), BM_gemv_w1a8, s.rows, s.cols, threads)->UseRealTime();
+      benchmark::RegisterBenchmark(name("f32", s).c_str(), BM_gemv_f32, s.rows, s.cols, threads)
+          ->UseRealTime();
+      benchmark::RegisterBenchmark(name("w8a8", s).c_str(), BM_gemv_w8a8, s.rows, s.cols, threads)
+          ->UseRealTime();
+      benchmark::RegisterBenchmark(name("w2a8", s).c_str(), BM_gemv_w2a8, s.rows, s.cols, threads)
+          ->UseRealTime();
+      benchmark::RegisterBenchmark(name("w1a8", s).c_str(), BM_gemv_w1a8, s.rows, s.cols, threads)
+          ->UseRealTime();
       benchmark::RegisterBenchmark(name("codebook2", s).c_str(), BM_gemv_codebook2, s.rows, s.cols,
                                    threads)
           ->UseRealTime();
@@ -170,8 +178,8 @@ int register_all() {
     benchmark::RegisterBenchmark(name("w1a8", kDram).c_str(), BM_gemv_w1a8, kDram.rows, kDram.cols,
                                  threads)
         ->UseRealTime();
-    for (std::size_t bytes : {std::size_t{2} << 20, kDram.rows * kDram.cols / 8,
-                              std::size_t{11008} * 4096 * 4}) {
+    for (std::size_t bytes :
+         {std::size_t{2} << 20, kDram.rows * kDram.cols / 8, std::size_t{11008} * 4096 * 4}) {
       benchmark::RegisterBenchmark(
           ("BM_read_bandwidth/" + std::to_string(bytes) + "/" + std::to_string(threads)).c_str(),
           BM_read_bandwidth, bytes, threads)

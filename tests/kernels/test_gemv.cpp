@@ -87,6 +87,33 @@ TEST_P(Gemv, W8A8MatchesReferenceBitExactly) {
   for (const Shape& s : kShapes) check_kind(Kind::w8, s.n, s.k, 13, s.n % 2 == 1);
 }
 
+TEST_P(Gemv, W8A8SymmetricWeightsPathIsExact) {
+  // Weights in [-127, 127] (what the absmax quantizer produces) take the |x| * sign(w, x) path on
+  // x86; -128 anywhere falls back to widening. Both must equal the reference.
+  for (const Shape& s : kShapes) {
+    auto w = random_int8(s.n, s.k, -127, 127, 61);
+    const auto packed = kernels::pack_int8(w);
+    ASSERT_TRUE(packed.symmetric());
+    const auto xm = random_int8(1, s.k, -128, 127, 62);
+    std::span<const std::int8_t> x(xm.data(), s.k);
+    const auto rs = random_floats(s.n, 0.1f, 1.0f, 63);
+    std::vector<float> y(s.n), ref(s.n);
+    kernels::gemv_w8a8(x, packed, {rs, 0.5f, {}}, y);
+    kernels::reference::gemv_int(x, w, {rs, 0.5f, {}}, ref);
+    expect_bit_equal(y, ref);
+    w(s.n - 1, s.k - 1) = -128;
+    EXPECT_FALSE(kernels::pack_int8(w).symmetric());
+  }
+  // Extremes of the symmetric path: x = -128 against w = -127 everywhere (pairs of 16256).
+  const std::size_t k = 4096;
+  Matrix<std::int8_t> x(1, k), w(5, k);
+  for (auto& v : x.flat()) v = -128;
+  for (auto& v : w.flat()) v = -127;
+  std::vector<float> y(5);
+  kernels::gemv_w8a8({x.data(), k}, kernels::pack_int8(w), {}, y);
+  for (float v : y) EXPECT_EQ(v, 4096.0f * 16256.0f);
+}
+
 TEST_P(Gemv, W1A8LargeShape11008x4096) {
   check_kind(Kind::w1, 11008, 4096, 14, true);
 }

@@ -63,11 +63,17 @@ struct LutGemvArgs {
 inline constexpr std::size_t kLutGroupsPerBlock = 60;  // 15 steps * 2048 = 30720 <= 32767
 
 /// out[r] = sum_k w[r * stride + k] * x16[k], k < stride (rows zero-padded, x16 zero-padded).
+/// When `symmetric` (no weight is -128; the absmax quantizer never produces it), x86 targets use
+/// |x| (uint8) x sign(w, x) (int8) pairs (pmaddubsw; |pair sum| <= 2 * 128 * 127 = 32512, no
+/// saturation) with x8 and xabs (zero-padded like x16); otherwise weights are widened to int16.
 struct Int8GemvArgs {
   const std::int8_t* w;
   std::size_t rows, stride;
   const std::int16_t* x16;
   std::int32_t* out;
+  bool symmetric = false;
+  const std::int8_t* x8 = nullptr;
+  const std::uint8_t* xabs = nullptr;
 };
 
 /// y[r] = sum_k w[r * stride + k] * x[k], k < cols.

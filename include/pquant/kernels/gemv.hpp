@@ -131,9 +131,17 @@ inline void gemv_w8a8(std::span<const std::int8_t> x, const Int8Weights& w, cons
   detail::check_gemv(w.cols(), w.rows(), x, ep, y, "gemv_w8a8");
   detail::check_k(w.cols(), kMaxKInt8, "gemv_w8a8");
   detail::Scratch<std::int16_t, 0> x16(w.stride());
-  for (std::size_t k = 0; k < w.stride(); ++k) x16.data()[k] = k < x.size() ? x[k] : 0;
+  detail::Scratch<std::int8_t, 0> x8(w.stride());
+  detail::Scratch<std::uint8_t, 1> xabs(w.stride());
+  for (std::size_t k = 0; k < w.stride(); ++k) {
+    const int v = k < x.size() ? x[k] : 0;
+    x16.data()[k] = static_cast<std::int16_t>(v);
+    x8.data()[k] = static_cast<std::int8_t>(v);
+    xabs.data()[k] = static_cast<std::uint8_t>(v < 0 ? -v : v);
+  }
   detail::Scratch<std::int32_t, 0> acc(w.rows());
-  detail::int8_gemv({w.data(), w.rows(), w.stride(), x16.data(), acc.data()});
+  detail::int8_gemv({w.data(), w.rows(), w.stride(), x16.data(), acc.data(), w.symmetric(),
+                     x8.data(), xabs.data()});
   detail::finish_gemv(acc.data(), ep, y);
 }
 

@@ -123,10 +123,18 @@ class Int8Weights {
   const std::int8_t* row(std::size_t r) const { return values_.data() + r * stride_; }
   std::int8_t* row(std::size_t r) { return values_.data() + r * stride_; }
   std::int8_t value(std::size_t r, std::size_t c) const { return values_[r * stride_ + c]; }
+  /// True when no weight is -128 (enables the faster pmaddubsw path; the packing functions set it,
+  /// code that writes data() directly calls update_symmetry()).
+  bool symmetric() const { return symmetric_; }
+  void update_symmetry() {
+    symmetric_ = true;
+    for (std::size_t i = 0; i < values_.size(); ++i) symmetric_ = symmetric_ && values_[i] != -128;
+  }
 
  private:
   AlignedBuffer<std::int8_t> values_;
   std::size_t rows_ = 0, cols_ = 0, stride_ = 0;
+  bool symmetric_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -200,6 +208,7 @@ inline Int8Weights pack_int8(MatrixView<const std::int8_t> w) {
   Int8Weights out(w.rows, w.cols);
   for (std::size_t r = 0; r < w.rows; ++r)
     for (std::size_t c = 0; c < w.cols; ++c) out.row(r)[c] = w(r, c);
+  out.update_symmetry();
   return out;
 }
 
@@ -212,6 +221,7 @@ Int8Weights pack_int8(const PackedView<Int8Code, S, L>& w) {
   for (std::size_t r = 0; r < w.rows; ++r)
     for (std::size_t c = 0; c < w.cols; ++c)
       out.row(r)[c] = static_cast<std::int8_t>(w.value(r, c));
+  out.update_symmetry();
   return out;
 }
 

@@ -293,7 +293,64 @@ HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
   }
 }
 #else
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+// Symmetric weights (no -128): |x| x sign(w, x) with pmaddubsw, 32 weights per op, then pmaddwd
+// with ones into int32. Exact: |w| <= 127, |x| <= 128, pair sums <= 32512.
+HWY_INLINE void Int8RowsSymmetric(const detail::Int8GemvArgs& a, std::size_t r0, std::size_t r1) {
+  const hn::Full256<std::int32_t> d32;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const std::size_t stride = a.stride;
+  auto hsum = [&](__m256i v) HWY_ATTR {
+    return hn::GetLane(hn::SumOfLanes(d32, hn::Vec256<std::int32_t>{v}));
+  };
+  auto step = [&](const std::int8_t* w, __m256i xa, __m256i xs, __m256i s) HWY_ATTR {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+    const __m256i p = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(wv, xs));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
+  };
+  std::size_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const std::int8_t* w0 = a.w + r * stride;
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+    for (std::size_t k = 0; k < stride; k += 32) {
+      const __m256i xa = _mm256_load_si256(reinterpret_cast<const __m256i*>(a.xabs + k));
+      const __m256i xs = _mm256_load_si256(reinterpret_cast<const __m256i*>(a.x8 + k));
+      s0 = step(w0 + k, xa, xs, s0);
+      s1 = step(w0 + stride + k, xa, xs, s1);
+      s2 = step(w0 + 2 * stride + k, xa, xs, s2);
+      s3 = step(w0 + 3 * stride + k, xa, xs, s3);
+    }
+    a.out[r] = hsum(s0);
+    a.out[r + 1] = hsum(s1);
+    a.out[r + 2] = hsum(s2);
+    a.out[r + 3] = hsum(s3);
+  }
+  for (; r < r1; ++r) {
+    __m256i s0 = _mm256_setzero_si256();
+    for (std::size_t k = 0; k < stride; k += 32)
+      s0 = step(a.w + r * stride + k,
+                _mm256_load_si256(reinterpret_cast<const __m256i*>(a.xabs + k)),
+                _mm256_load_si256(reinterpret_cast<const __m256i*>(a.x8 + k)), s0);
+    a.out[r] = hsum(s0);
+  }
+}
+#define PQUANT_INT8_SYMMETRIC 1
+#else
+#define PQUANT_INT8_SYMMETRIC 0
+#endif
+
 HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
+#if PQUANT_INT8_SYMMETRIC
+  if (a.symmetric && a.x8 != nullptr && a.xabs != nullptr) {
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, a.rows, 32),
+        [&](const tbb::blocked_range<std::size_t>& range)
+            HWY_ATTR { Int8RowsSymmetric(a, range.begin(), range.end()); },
+        tbb::simple_partitioner());
+    return;
+  }
+#endif
+#undef PQUANT_INT8_SYMMETRIC
   const hn::ScalableTag<std::int16_t> d16;
   const hn::Rebind<std::int8_t, decltype(d16)> d8;
   const hn::Repartition<std::int32_t, decltype(d16)> d32;
