@@ -23,5 +23,4 @@ class PquantTestConan(ConanFile):
 
     def test(self):
         if can_run(self):
-            cmake = CMake(self)
             self.run(os.path.join(self.cpp.build.bindir, "test_package"), env="conanrun")
