@@ -20,6 +20,7 @@ required_conan_version = ">=2.0.5"
 
 class PquantConan(ConanFile):
     name = "pquant"
+    license = "MIT"
     description = ("Header-only C++20 library for extremely low-bit language models "
                    "(pQuant, BitNet, BitNet b1.58)")
     topics = ("quantization", "llm", "bitnet", "simd", "header-only")

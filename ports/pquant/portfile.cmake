@@ -22,9 +22,4 @@ vcpkg_cmake_config_fixup(CONFIG_PATH share/cmake/pquant)
 vcpkg_fixup_pkgconfig()
 
 file(INSTALL "${CMAKE_CURRENT_LIST_DIR}/usage" DESTINATION "${CURRENT_PACKAGES_DIR}/share/${PORT}")
-if(EXISTS "${SOURCE_PATH}/LICENSE")
-    vcpkg_install_copyright(FILE_LIST "${SOURCE_PATH}/LICENSE")
-else()
-    file(WRITE "${CURRENT_PACKAGES_DIR}/share/${PORT}/copyright"
-        "pquant: see README.md of the source distribution for licensing terms.\n")
-endif()
+vcpkg_install_copyright(FILE_LIST "${SOURCE_PATH}/LICENSE")
