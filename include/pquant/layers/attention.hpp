@@ -31,19 +31,6 @@
 namespace pquant {
 
 namespace detail {
-/// sum_c a[c] * b[c] with eight partial sums (vectorisable without -ffast-math; the order is
-/// fixed, so results are deterministic).
-template <class T>
-inline T dot8(const T* a, const T* b, std::size_t n) {
-  T acc[8] = {};
-  std::size_t c = 0;
-  for (; c + 8 <= n; c += 8)
-    for (std::size_t j = 0; j < 8; ++j) acc[j] += a[c + j] * b[c + j];
-  T tail = 0;
-  for (; c < n; ++c) tail += a[c] * b[c];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
-}
-
 template <class F>
 void for_each_head(std::size_t count, F&& f) {
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, count),
@@ -63,12 +50,22 @@ void causal_attention_forward(MatrixView<const T> q, MatrixView<const T> k, Matr
   detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
     const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
     T* p = probs + bh * seq * seq;
+    // K_h^T [hd x T], so the scores of a query are one vectorisable sweep per feature.
+    std::vector<T> kt(hd * seq);
+    for (std::size_t s = 0; s < seq; ++s)
+      for (std::size_t c = 0; c < hd; ++c) kt[c * seq + s] = k(row0 + s, col0 + c);
     for (std::size_t t = 0; t < seq; ++t) {
       T* pt = p + t * seq;
       const T* qt = &q(row0 + t, col0);
+      for (std::size_t s = 0; s <= t; ++s) pt[s] = 0;
+      for (std::size_t c = 0; c < hd; ++c) {  // S[t, s] = sum_c q[t, c] k[s, c], c in order
+        const T qc = qt[c];
+        const T* kc = kt.data() + c * seq;
+        for (std::size_t s = 0; s <= t; ++s) pt[s] += qc * kc[s];
+      }
       T mx = -std::numeric_limits<T>::infinity();
       for (std::size_t s = 0; s <= t; ++s) {
-        pt[s] = detail::dot8(qt, &k(row0 + s, col0), hd) * scale;
+        pt[s] *= scale;
         mx = std::max(mx, pt[s]);
       }
       T z = 0;
@@ -101,15 +98,21 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
     for (std::size_t t = 0; t < seq; ++t)
       for (std::size_t c = 0; c < hd; ++c)
         dq(row0 + t, col0 + c) = dk(row0 + t, col0 + c) = dv(row0 + t, col0 + c) = 0;
-    std::vector<T> ds(seq);
+    std::vector<T> ds(seq), vt(hd * seq);  // V_h^T [hd x T] for the dP sweep
+    for (std::size_t s = 0; s < seq; ++s)
+      for (std::size_t c = 0; c < hd; ++c) vt[c * seq + s] = v(row0 + s, col0 + c);
     for (std::size_t t = 0; t < seq; ++t) {
       const T* pt = p + t * seq;
       const T* dot_ = &dout(row0 + t, col0);
+      for (std::size_t s = 0; s <= t; ++s) ds[s] = 0;
+      for (std::size_t c = 0; c < hd; ++c) {  // dP[t, s] = sum_c dO[t, c] v[s, c]
+        const T gc = dot_[c];
+        const T* vc = vt.data() + c * seq;
+        for (std::size_t s = 0; s <= t; ++s) ds[s] += gc * vc[s];
+      }
       T sum = 0;
       for (std::size_t s = 0; s <= t; ++s) {
-        const T dp = detail::dot8(dot_, &v(row0 + s, col0), hd);
-        ds[s] = dp;
-        sum += dp * pt[s];
+        sum += ds[s] * pt[s];
         T* dvs = &dv(row0 + s, col0);
         for (std::size_t c = 0; c < hd; ++c) dvs[c] += pt[s] * dot_[c];
       }
