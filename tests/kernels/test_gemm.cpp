@@ -190,6 +190,15 @@ TEST_P(Gemm, BadArgumentsThrow) {
   Matrix<float> dw(6, 5), dw_bad(5, 6);
   EXPECT_THROW(kernels::gemm_backward_weights(y, x, dw_bad), ShapeError);
   EXPECT_THROW(kernels::gemm_backward_weights(y, Matrix<float>(3, 5), dw), ShapeError);
+  Matrix<float> big(10, 6);  // an output overlapping an input is a ValueError
+  EXPECT_THROW(kernels::gemm_forward(MatrixView<const float>(big.data(), 4, 5, 6), w,
+                                     MatrixView<float>(big.data() + 6, 4, 6)),
+               ValueError);
+  EXPECT_THROW(kernels::gemm_backward_weights(y, x, MatrixView<float>(x.data(), 4, 5)), ShapeError);
+  Matrix<float> dw_sq(6, 6), y66(4, 6);
+  EXPECT_THROW(kernels::gemm_backward_weights(y66, MatrixView<const float>(dw_sq.data(), 4, 6),
+                                              dw_sq.view()),
+               ValueError);
   Matrix<std::int8_t> xi(4, 5), wi(6, 5);
   const auto sw = kernels::pack_sign(random_sign(6, 5, 1));
   std::vector<float> s3(3);

@@ -19,6 +19,22 @@
 
 namespace pquant::kernels {
 
+namespace detail {
+
+/// Outputs of the FP32 GEMMs must not overlap their inputs (they are written while inputs are
+/// read).
+inline void check_no_overlap(MatrixView<const float> out, MatrixView<const float> in,
+                             const char* fn, const char* out_arg, const char* in_arg) {
+  const float* o0 = out.data;
+  const float* o1 = out.data + (out.rows - 1) * out.stride + out.cols;
+  const float* i0 = in.data;
+  const float* i1 = in.data + (in.rows - 1) * in.stride + in.cols;
+  require<ValueError>(!(o0 < i1 && i0 < o1), fn, ": argument '", out_arg,
+                      "' must not overlap argument '", in_arg, "'");
+}
+
+}  // namespace detail
+
 /// Y[M x N] (= or +=) X[M x K] * W[N x K]^T: the forward product of a linear layer.
 inline void gemm_forward(MatrixView<const float> x, MatrixView<const float> w, MatrixView<float> y,
                          Accumulate mode = Accumulate::overwrite) {
@@ -29,6 +45,8 @@ inline void gemm_forward(MatrixView<const float> x, MatrixView<const float> w, M
   require<ShapeError>(w.cols == x.cols, fn, ": argument 'w' must have ", x.cols,
                       " columns (K of 'x'), got ", w.cols);
   check::shape(y, x.rows, w.rows, fn, "y");
+  detail::check_no_overlap(y, x, fn, "y", "x");
+  detail::check_no_overlap(y, w, fn, "y", "w");
   detail::gemm_f32({x.data, x.stride, 1, w.data, 1, w.stride, y.data, y.stride, x.rows, w.rows,
                     x.cols, mode == Accumulate::accumulate});
 }
@@ -43,6 +61,8 @@ inline void gemm_backward_data(MatrixView<const float> dy, MatrixView<const floa
   require<ShapeError>(w.rows == dy.cols, fn, ": argument 'w' must have ", dy.cols,
                       " rows (N of 'dy'), got ", w.rows);
   check::shape(dx, dy.rows, w.cols, fn, "dx");
+  detail::check_no_overlap(dx, dy, fn, "dx", "dy");
+  detail::check_no_overlap(dx, w, fn, "dx", "w");
   detail::gemm_f32({dy.data, dy.stride, 1, w.data, w.stride, 1, dx.data, dx.stride, dy.rows, w.cols,
                     dy.cols, mode == Accumulate::accumulate});
 }
@@ -58,6 +78,8 @@ inline void gemm_backward_weights(MatrixView<const float> dy, MatrixView<const f
   require<ShapeError>(x.rows == dy.rows, fn, ": argument 'x' must have ", dy.rows,
                       " rows (M of 'dy'), got ", x.rows);
   check::shape(dw, dy.cols, x.cols, fn, "dw");
+  detail::check_no_overlap(dw, dy, fn, "dw", "dy");
+  detail::check_no_overlap(dw, x, fn, "dw", "x");
   detail::gemm_f32({dy.data, 1, dy.stride, x.data, x.stride, 1, dw.data, dw.stride, dy.cols, x.cols,
                     dy.rows, mode == Accumulate::accumulate});
 }
