@@ -43,7 +43,11 @@ using Cases =
                      Case<SignAbsMean<PerRow>, Int8AbsMaxPerToken, StraightThrough, false>,
                      Case<SignAbsMean<PerGroup<4>>, NoActivationQuant, StraightThrough, true>,
                      Case<SignAbsMean<PerTensor>, Int8AbsMaxPerToken,
-                          ClippedStraightThrough<SignAbsMean<PerTensor>>, true>>;
+                          ClippedStraightThrough<SignAbsMean<PerTensor>>, true>,
+                     Case<TernaryAbsMean<PerTensor>, Int8AbsMaxPerToken, StraightThrough, true>,
+                     Case<Int8AbsMax<PerRow>, Int8AbsMaxPerToken, StraightThrough, false>,
+                     Case<KMeansCodebook<2, PerTensor>, Int8AbsMaxPerToken, StraightThrough, true>,
+                     Case<KMeansCodebook<4, PerRow>, NoActivationQuant, StraightThrough, false>>;
 TYPED_TEST_SUITE(BitLinearTest, Cases);
 
 TYPED_TEST(BitLinearTest, SteGradientsMatchSurrogateFiniteDifferences) {
