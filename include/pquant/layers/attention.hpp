@@ -15,12 +15,14 @@
 #include <span>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include "pquant/core/matrix.hpp"
+#include "pquant/kernels/gemm.hpp"
 #include "pquant/layers/bit_linear.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"
@@ -31,6 +33,19 @@
 namespace pquant {
 
 namespace detail {
+/// Row t of the scores S (scaled by `scale`) -> softmax over s <= t (row max subtracted), 0 above
+/// the diagonal.
+template <class T>
+void causal_softmax_row(T* row, std::size_t t, std::size_t seq, T scale) {
+  T mx = -std::numeric_limits<T>::infinity();
+  for (std::size_t s = 0; s <= t; ++s) mx = std::max(mx, row[s] *= scale);
+  T z = 0;
+  for (std::size_t s = 0; s <= t; ++s) z += (row[s] = std::exp(row[s] - mx));
+  const T inv = T(1) / z;
+  for (std::size_t s = 0; s <= t; ++s) row[s] *= inv;
+  for (std::size_t s = t + 1; s < seq; ++s) row[s] = 0;
+}
+
 template <class F>
 void for_each_head(std::size_t count, F&& f) {
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, count),
@@ -47,6 +62,21 @@ void causal_attention_forward(MatrixView<const T> q, MatrixView<const T> k, Matr
                               std::size_t heads, SequenceShape shape, MatrixView<T> o, T* probs) {
   const std::size_t seq = shape.seq_len, hd = q.cols / heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+  if constexpr (std::is_same_v<T, float>) {
+    // float: the two products per (sequence, head) on the kernels' FP32 GEMM (S is computed in
+    // full and masked: twice the causal work, at SIMD speed).
+    detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
+      const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
+      const MatrixView<const float> qh(&q(row0, col0), seq, hd, q.stride);
+      const MatrixView<const float> kh(&k(row0, col0), seq, hd, k.stride);
+      const MatrixView<const float> vh(&v(row0, col0), seq, hd, v.stride);
+      const MatrixView<float> ph(probs + bh * seq * seq, seq, seq);
+      kernels::gemm_forward(qh, kh, ph);  // S = Q_h K_h^T
+      for (std::size_t t = 0; t < seq; ++t) detail::causal_softmax_row(&ph(t, 0), t, seq, scale);
+      kernels::gemm_backward_data(ph, vh, MatrixView<float>(&o(row0, col0), seq, hd, o.stride));
+    });
+    return;
+  }
   detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
     const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
     T* p = probs + bh * seq * seq;
@@ -92,6 +122,35 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
                                MatrixView<T> dk, MatrixView<T> dv) {
   const std::size_t seq = shape.seq_len, hd = q.cols / heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr auto kOverwrite = kernels::Accumulate::overwrite;
+    detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
+      const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
+      const MatrixView<const float> qh(&q(row0, col0), seq, hd, q.stride);
+      const MatrixView<const float> kh(&k(row0, col0), seq, hd, k.stride);
+      const MatrixView<const float> vh(&v(row0, col0), seq, hd, v.stride);
+      const MatrixView<const float> doh(&dout(row0, col0), seq, hd, dout.stride);
+      const MatrixView<const float> ph(probs + bh * seq * seq, seq, seq);
+      Matrix<float> ds(seq, seq);
+      kernels::gemm_forward(doh, vh, ds.view());  // dP = dO V_h^T
+      for (std::size_t t = 0; t < seq; ++t) {     // dS = P .* (dP - rowsum(dP .* P)) / sqrt(hd)
+        float sum = 0;
+        for (std::size_t s = 0; s <= t; ++s) sum += ds(t, s) * ph(t, s);
+        for (std::size_t s = 0; s <= t; ++s) ds(t, s) = ph(t, s) * (ds(t, s) - sum) * scale;
+        for (std::size_t s = t + 1; s < seq; ++s) ds(t, s) = 0;
+      }
+      kernels::gemm_backward_weights(ph, doh,
+                                     MatrixView<float>(&dv(row0, col0), seq, hd, dv.stride),
+                                     kOverwrite);  // dV = P^T dO
+      kernels::gemm_backward_data(ds.view(), kh,
+                                  MatrixView<float>(&dq(row0, col0), seq, hd, dq.stride),
+                                  kOverwrite);  // dQ = dS K
+      kernels::gemm_backward_weights(ds.view(), qh,
+                                     MatrixView<float>(&dk(row0, col0), seq, hd, dk.stride),
+                                     kOverwrite);  // dK = dS^T Q
+    });
+    return;
+  }
   detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
     const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
     const T* p = probs + bh * seq * seq;
