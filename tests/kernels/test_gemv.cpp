@@ -114,6 +114,17 @@ TEST_P(Gemv, W8A8SymmetricWeightsPathIsExact) {
   for (float v : y) EXPECT_EQ(v, 4096.0f * 16256.0f);
 }
 
+TEST_P(Gemv, ResidualMayBeTheOutput) {
+  const auto w = random_sign(100, 300, 71);
+  const auto xm = random_int8(1, 300, -128, 127, 72);
+  std::span<const std::int8_t> x(xm.data(), 300);
+  const auto res = random_floats(100, -1.0f, 1.0f, 73);
+  std::vector<float> y(res), ref(100);
+  kernels::gemv_w1a8(x, kernels::pack_sign(w), {{}, 0.1f, y}, y);  // y += W1 x / 10, in place
+  kernels::reference::gemv_int(x, w, {{}, 0.1f, res}, ref);
+  expect_bit_equal(y, ref);
+}
+
 TEST_P(Gemv, W1A8LargeShape11008x4096) {
   check_kind(Kind::w1, 11008, 4096, 14, true);
 }
