@@ -314,6 +314,21 @@ TEST(Top1Router, TiesGoToTheLowestIndexAndUsageIsCounted) {
   EXPECT_NEAR(balanced.aux_loss(), 0.01, 1e-7);
 }
 
+TEST(Ffn, RejectsBadShapesAndNonFiniteInput) {
+  ParameterStore store;
+  Ffn<SignBitLinear> ffn(store, "f", {4, 6});
+  Matrix<float> x(2, 4), y(2, 4), dx(2, 4), bad(2, 3);
+  EXPECT_THROW(ffn.backward(y, dx), ValueError);
+  EXPECT_THROW(ffn.forward(bad, y), ShapeError);
+  x(0, 2) = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(ffn.forward(x, y), ValueError);
+  EXPECT_THROW(Ffn<Linear>(store, "g", {4, 0}), ShapeError);
+  Top1Router router(store, "r", {4, 2});
+  const std::vector<float> dprob(2, 0.0f);
+  EXPECT_THROW(router.backward(dprob, dx), ValueError);  // before forward
+  EXPECT_THROW(Top1Router(store, "r2", {4, 2, -1.0f}), ValueError);
+}
+
 TEST(DecoupledFfn, RejectsBadConfigAndInput) {
   ParameterStore store;
   EXPECT_THROW(DecoupledFfn<>(store, "a", {8, 16, 16}), ShapeError);  // r must be < d_ff
