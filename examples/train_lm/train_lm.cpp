@@ -36,6 +36,7 @@ struct Options {
   std::optional<float> lr;  // default: 3e-3 (quantized) / 1e-3 (fp)
   std::string schedule = "two-phase";
   float weight_decay = 0.1f;
+  double init_std = 0.02;
   std::string data;
   std::size_t corpus_bytes = 1 << 20;
   std::uint64_t seed = 1;
@@ -60,6 +61,7 @@ struct Options {
   --warmup W         warm-up steps (30)
   --schedule two-phase|cosine|constant   (two-phase)
   --weight-decay WD  phase-1 weight decay (0.1)
+  --init-std S       latent weights and embeddings ~ N(0, S^2) (0.02)
   --data FILE        train on FILE (last 10% held out); default: the generated corpus
   --corpus-bytes N   size of the generated corpus (1048576)
   --seed S           initialisation and data seed (1)
@@ -122,6 +124,8 @@ Options parse(int argc, char** argv) {
       o.schedule = v;
     else if (a == "--weight-decay")
       o.weight_decay = parse_number<float>(a, v);
+    else if (a == "--init-std")
+      o.init_std = parse_number<double>(a, v);
     else if (a == "--data")
       o.data = v;
     else if (a == "--corpus-bytes")
@@ -173,8 +177,8 @@ std::string identity(const Options& o) {
     << ",\"d_model\":" << o.d_model << ",\"layers\":" << o.layers << ",\"heads\":" << o.heads
     << ",\"d_ff\":" << o.d_ff << ",\"context\":" << o.context << ",\"batch\":" << o.batch
     << ",\"steps\":" << o.steps << ",\"lr\":" << *o.lr << ",\"warmup\":" << o.warmup
-    << ",\"schedule\":\"" << o.schedule << "\",\"seed\":" << o.seed << ",\"data\":\""
-    << json_escape(o.data) << "\"}";
+    << ",\"schedule\":\"" << o.schedule << "\",\"init_std\":" << o.init_std
+    << ",\"seed\":" << o.seed << ",\"data\":\"" << json_escape(o.data) << "\"}";
   return s.str();
 }
 
@@ -315,6 +319,7 @@ int main(int argc, char** argv) {
     mc.context = o.context;
     mc.experts = o.experts;
     mc.r = o.r;
+    mc.init_std = o.init_std;
     if (o.variant == "fp") return run<pquant::FP>(o, mc, data);
     if (o.variant == "bitnet") return run<pquant::BitNet>(o, mc, data);
     if (o.variant == "bitnet158") return run<pquant::BitNet158>(o, mc, data);
