@@ -7,12 +7,13 @@
 //
 // Numerics: RMSNorm as layers/rms_norm.hpp (FP32, eps from the config); INT8 absmax per token
 // fused after it; RoPE rotates the pairs (i, i + head_dim/2) of each head by pos * theta^(-2i/hd)
-// (LLaMA "rotate half"); attention scores scaled by 1/sqrt(head_dim), softmax in FP32 with the max
-// subtracted; the router picks the lowest expert index among equal probabilities. Every FP step
-// (norms, RoPE, attention, softmax, SwiGLU, residual adds, alpha/beta) follows the training code's
-// operation order, so with the exact integer products the engine reproduces the training forward
-// bit for bit except where FP32 GEMV and GEMM sum in different orders (head, router, FP linears).
-// Threads: the kernels split rows over oneTBB's current arena (set with tbb::global_control).
+// (LLaMA "rotate half"); attention S = Q K^T and O = P V on the FP32 GEMM per head, scores scaled
+// by 1/sqrt(head_dim), softmax in FP32 with the max subtracted; the router picks the lowest expert
+// index among equal probabilities. Every FP step (norms, RoPE, attention GEMMs, softmax, SwiGLU,
+// residual adds, alpha/beta) follows the training code's operation order, so with the exact integer
+// products the engine reproduces the training forward bit for bit except where FP32 GEMV and GEMM
+// sum in different orders (head, router, FP linears). Threads: the kernels split rows over oneTBB's
+// current arena (set with tbb::global_control).
 #pragma once
 
 #include <algorithm>
@@ -26,30 +27,50 @@
 #include "pquant/core/matrix.hpp"
 #include "pquant/inference/packed_linear.hpp"
 #include "pquant/inference/packed_model.hpp"
+#include "pquant/kernels/gemm.hpp"
 #include "pquant/layers/activations.hpp"
+#include "pquant/layers/attention.hpp"
 
 namespace pquant::inference {
 
-/// Applies rotary embeddings in place to one head vector at absolute position `pos`.
-// x: [head_dim]
-inline void rope_rotate(float* x, std::size_t head_dim, std::size_t pos, float theta) {
-  const std::size_t half = head_dim / 2;
-  for (std::size_t i = 0; i < half; ++i) {
-    const double freq = std::pow(static_cast<double>(theta),
-                                 -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-    const double angle = static_cast<double>(pos) * freq;
-    const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-    const float a = x[i], b = x[i + half];
-    x[i] = a * c - b * s;
-    x[i + half] = a * s + b * c;
+/// cos/sin of pos * theta^(-2i/hd) for every position and pair, angles in double, rounded to float
+/// (the training code's RopeTable values). [context x head_dim/2] each.
+struct RopeCache {
+  std::size_t half = 0;
+  std::vector<float> cos, sin;
+  RopeCache() = default;
+  RopeCache(std::size_t context, std::size_t head_dim, float theta)
+      : half(head_dim / 2), cos(context * half), sin(context * half) {
+    for (std::size_t i = 0; i < half; ++i) {
+      const double freq = std::pow(static_cast<double>(theta),
+                                   -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+      for (std::size_t p = 0; p < context; ++p) {
+        const double angle = static_cast<double>(p) * freq;
+        cos[p * half + i] = static_cast<float>(std::cos(angle));
+        sin[p * half + i] = static_cast<float>(std::sin(angle));
+      }
+    }
   }
-}
+  /// Rotates the pairs (i, i + hd/2) of one head vector in place at position `pos`.
+  // x: [head_dim]
+  void rotate(float* x, std::size_t pos) const {
+    const float* c = cos.data() + pos * half;
+    const float* s = sin.data() + pos * half;
+    for (std::size_t i = 0; i < half; ++i) {
+      const float a = x[i], b = x[i + half];
+      x[i] = a * c[i] - b * s[i];
+      x[i + half] = a * s[i] + b * c[i];
+    }
+  }
+};
 
+/// Holds a pointer to `model`, which must outlive the engine; one engine per sequence (KV cache).
 class Engine {
  public:
   explicit Engine(const PackedModel& model) : m_(&model), cfg_(model.config) {
     validate(model, "Engine");
     const std::size_t d = cfg_.d_model;
+    rope_ = RopeCache(cfg_.context, cfg_.head_dim(), cfg_.rope_theta);
     k_cache_.resize(cfg_.layers);
     v_cache_.resize(cfg_.layers);
     for (std::size_t l = 0; l < cfg_.layers; ++l) {
@@ -122,57 +143,31 @@ class Engine {
     apply(b.v, act_, vc);
     for (std::size_t t = 0; t < n; ++t)
       for (std::size_t h = 0; h < heads; ++h) {
-        rope_rotate(&q_(t, h * hd), hd, pos_ + t, cfg_.rope_theta);
-        rope_rotate(&kc(t, h * hd), hd, pos_ + t, cfg_.rope_theta);
+        rope_.rotate(&q_(t, h * hd), pos_ + t);
+        rope_.rotate(&kc(t, h * hd), pos_ + t);
       }
     ensure(attn_, n, d);
+    // Per head, as the training attention: S = Q_h K_h^T and O_h = P V_h on the kernels' FP32
+    // GEMM, the causal softmax row by row (layers/attention.hpp), over keys 0 .. pos_ + n - 1.
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    scores_.resize(pos_ + n);
+    const std::size_t keys = pos_ + n;
+    ensure(probs_, n, keys);
     const Matrix<float>& K = k_cache_[l];
     const Matrix<float>& V = v_cache_[l];
-    for (std::size_t t = 0; t < n; ++t) {
-      const std::size_t len = pos_ + t + 1;  // causal: keys 0..pos_+t
-      for (std::size_t h = 0; h < heads; ++h) {
-        const float* qv = &q_(t, h * hd);
-        dots(qv, K, h * hd, hd, len, scores_.data());
-        float mx = -INFINITY;
-        for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, scores_[j] *= scale);
-        float z = 0.0f;
-        for (std::size_t j = 0; j < len; ++j) z += (scores_[j] = std::exp(scores_[j] - mx));
-        const float inv = 1.0f / z;
-        for (std::size_t j = 0; j < len; ++j) scores_[j] *= inv;
-        float* out = &attn_(t, h * hd);
-        std::fill(out, out + hd, 0.0f);
-        for (std::size_t j = 0; j < len; ++j) {
-          const float p = scores_[j];
-          const float* vv = &V(j, h * hd);
-          for (std::size_t i = 0; i < hd; ++i) out[i] += p * vv[i];
-        }
-      }
+    for (std::size_t h = 0; h < heads; ++h) {
+      const MatrixView<const float> qh(&q_(0, h * hd), n, hd, d);
+      const MatrixView<const float> kh(&K(0, h * hd), keys, hd, d);
+      const MatrixView<const float> vh(&V(0, h * hd), keys, hd, d);
+      kernels::gemm_forward(qh, kh, probs_.view());
+      for (std::size_t t = 0; t < n; ++t)
+        pquant::detail::causal_softmax_row(&probs_(t, 0), pos_ + t, keys, scale);
+      kernels::gemm_backward_data(probs_.view(), vh,
+                                  MatrixView<float>(&attn_(0, h * hd), n, hd, d));
     }
     normalize_quantize(attn_.view(), b.o_norm, cfg_.norm_eps, quant, act2_);
     ensure(y_, n, d);
     apply(b.o, act2_, y_.view());
     add_into(x_, y_);  // residual added after the projection, as the training block does
-  }
-
-  /// out[j] = q . K[j, col0 : col0 + n] for j < len. Each dot sums its n products in index order
-  /// from 0 (the training attention's order, so scores are bit-identical); eight keys run at once
-  /// so the independent sums overlap in the pipeline.
-  static void dots(const float* q, const Matrix<float>& K, std::size_t col0, std::size_t n,
-                   std::size_t len, float* out) {
-    std::size_t j = 0;
-    for (; j + 8 <= len; j += 8) {
-      float acc[8] = {};
-      for (std::size_t i = 0; i < n; ++i)
-        for (std::size_t u = 0; u < 8; ++u) acc[u] += q[i] * K(j + u, col0 + i);
-      for (std::size_t u = 0; u < 8; ++u) out[j + u] = acc[u];
-    }
-    for (; j < len; ++j) {
-      float acc = 0.0f;
-      for (std::size_t i = 0; i < n; ++i) acc += q[i] * K(j, col0 + i);
-      out[j] = acc;
-    }
   }
 
   static void add_into(Matrix<float>& x, const Matrix<float>& y) {
@@ -278,11 +273,13 @@ class Engine {
   const PackedModel* m_;
   InferenceConfig cfg_;
   std::size_t pos_ = 0;
+  RopeCache rope_;
   std::vector<Matrix<float>> k_cache_, v_cache_;  // [context x d] per layer, RoPE applied to K
   Matrix<float> x_, y_, q_, attn_, up_, h_, y8_, eup_, eh_, ey_, logits_;
   QuantizedTokens act_, act2_, act3_, sub_;
   Matrix<float> router_logits_;
-  std::vector<float> scores_, prob_;
+  Matrix<float> probs_;  // attention probabilities [n x keys] of one head
+  std::vector<float> prob_;
   std::vector<std::size_t> chosen_, rows_, last_experts_;
 };
 

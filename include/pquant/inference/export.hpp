@@ -178,7 +178,6 @@ PackedModel export_model(const DecoderModel<V>& model) {
   c.context = mc.context;
   c.swiglu = mc.activation == FfnActivation::kSwiGLU;
   c.validate("export_model");
-  const std::size_t d = c.d_model;
   auto copy = [&](std::string_view name) {
     const MatrixView<const float> v = s.value(detail::find_param(s, name));
     Matrix<float> out(v.rows, v.cols);
@@ -231,7 +230,6 @@ PackedModel export_model(const DecoderModel<V>& model) {
     } else {
       detail::export_branch(s, f.branch(), b.up, b.down, b.down_norm);
     }
-    (void)d;
   }
   try {
     validate(m, "export_model");

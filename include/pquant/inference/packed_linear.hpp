@@ -17,6 +17,7 @@
 //   g = 127 / max(max|a|, 1e-5), q = clamp(nearbyint(a * g), -128, 127)  (Int8AbsMaxPerToken).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -120,8 +121,21 @@ inline void normalize_quantize(MatrixView<const float> x, std::span<const float>
   if (out.q.rows() != n || out.q.cols() != d) out.q = Matrix<std::int8_t>(n, d);
   out.inv_gain.resize(n);
   for (std::size_t t = 0; t < n; ++t) {
-    const float g = Int8AbsMaxPerToken::gain(out.a.row(t));  // ValueError on NaN/Inf
-    Int8AbsMaxPerToken::quantize_row(out.a.row(t), g, out.q.row(t));
+    const float* a = out.a.row(t).data();
+    float absmax = 0.0f;
+    for (std::size_t c = 0; c < d; ++c) absmax = std::fmax(absmax, std::fabs(a[c]));
+    // NaN/Inf anywhere: the quantizer's own check names the position (ValueError).
+    if (!std::isfinite(absmax)) (void)Int8AbsMaxPerToken::gain(out.a.row(t));
+    const float g = Int8AbsMaxPerToken::gain_from_absmax(absmax);
+    std::int8_t* q = out.q.row(t).data();
+    for (std::size_t c = 0; c < d; ++c) {
+      // clamp(nearbyint(a g), -128, 127) as Int8AbsMaxPerToken: |a g| <= 127 (1 + ulp), and adding
+      // then subtracting 1.5 * 2^23 rounds half to even in the default rounding mode, exactly as
+      // nearbyint (which the baseline x86-64 target otherwise calls out of line).
+      const float v = std::clamp(a[c] * g, -128.0f, 127.0f);
+      const float r = (v + 12582912.0f) - 12582912.0f;
+      q[c] = static_cast<std::int8_t>(r);
+    }
     out.inv_gain[t] = 1.0f / g;
   }
 }
