@@ -20,6 +20,10 @@
 #include <string>
 #include <vector>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_invoke.h>
+
 #include "pquant/core/matrix.hpp"
 #include "pquant/layers/bit_linear.hpp"
 #include "pquant/layers/ffn.hpp"
@@ -84,10 +88,12 @@ class DecoupledFfn {
     constexpr const char* fn = "DecoupledFfn::forward";
     const std::size_t n = x.rows, d = cfg_.d_model;
     detail::check_forward_io(x, y, d, d, fn);
-    for (Matrix<float>* m : {&a_, &y8_, &y1_}) detail::ensure_shape(*m, n, d);
+    for (Matrix<float>* m : {&a_, &y8_, &y1_, &expert_in_, &expert_out_})
+      detail::ensure_shape(*m, n, d);
     norm_.forward(x, a_.view());
-    // Routing: tokens of each expert, in token order.
-    rows_.assign(cfg_.experts, {});
+    // Routing: tokens of each expert, in token order (clear() keeps the capacity: no allocation).
+    rows_.resize(cfg_.experts);
+    for (auto& r : rows_) r.clear();
     prob_.assign(n, 1.0f);
     if (router_) {
       router_->forward(a_.view());
@@ -99,25 +105,36 @@ class DecoupledFfn {
       rows_[0].resize(n);
       for (std::size_t t = 0; t < n; ++t) rows_[0][t] = t;
     }
+    // Expert e's tokens are packed in rows [first_[e], first_[e] + |rows_e|) of one n x d buffer.
+    first_.resize(cfg_.experts);
     total_usage_.resize(cfg_.experts, 0);
-    expert_in_.resize(cfg_.experts);
-    expert_out_.resize(cfg_.experts);
-    for (std::size_t e = 0; e < cfg_.experts; ++e) {
-      const std::vector<std::size_t>& rows = rows_[e];
-      total_usage_[e] += rows.size();
-      if (rows.empty()) continue;
-      detail::ensure_shape(expert_in_[e], rows.size(), d);
-      detail::ensure_shape(expert_out_[e], rows.size(), d);
-      for (std::size_t i = 0; i < rows.size(); ++i)
-        for (std::size_t c = 0; c < d; ++c) expert_in_[e](i, c) = a_(rows[i], c);
-      experts_[e]->forward(expert_in_[e].view(), expert_out_[e].view());
-      for (std::size_t i = 0; i < rows.size(); ++i)
-        for (std::size_t c = 0; c < d; ++c) y8_(rows[i], c) = prob_[rows[i]] * expert_out_[e](i, c);
+    for (std::size_t e = 0, off = 0; e < cfg_.experts; ++e) {
+      first_[e] = off;
+      off += rows_[e].size();
+      total_usage_[e] += rows_[e].size();
     }
-    int1_->forward(a_.view(), y1_.view());
+    // Experts are tiny GEMMs (~n/N tokens x d x r): run them concurrently with each other and with
+    // the 1-bit branch. Each task touches only its own parameters, its own packed rows and the
+    // rows of y8_ of its tokens (disjoint), so the result does not depend on the thread count.
+    auto run_expert = [&](std::size_t e) {
+      const std::vector<std::size_t>& rows = rows_[e];
+      if (rows.empty()) return;
+      const MatrixView<float> in = expert_in_.view().row_range(first_[e], rows.size());
+      const MatrixView<float> out = expert_out_.view().row_range(first_[e], rows.size());
+      for (std::size_t i = 0; i < rows.size(); ++i) std::copy_n(&a_(rows[i], 0), d, &in(i, 0));
+      experts_[e]->forward(in, out);
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        const float p = prob_[rows[i]];
+        float* dst = &y8_(rows[i], 0);
+        for (std::size_t c = 0; c < d; ++c) dst[c] = p * out(i, c);
+      }
+    };
+    tbb::parallel_invoke([&] { int1_->forward(a_.view(), y1_.view()); },
+                         [&] { tbb::parallel_for(std::size_t{0}, cfg_.experts, run_expert); });
     const float alpha = alpha_value(), beta = beta_value();
-    for (std::size_t t = 0; t < n; ++t)
+    for_tokens(n, [&](std::size_t t) {
       for (std::size_t c = 0; c < d; ++c) y(t, c) = alpha * y8_(t, c) + beta * y1_(t, c);
+    });
   }
 
   /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients += (incl.
@@ -126,6 +143,7 @@ class DecoupledFfn {
     const std::size_t n = dy.rows, d = cfg_.d_model;
     detail::check_backward_io(dy, dx, a_.rows(), d, d, "DecoupledFfn::backward");
     const float alpha = alpha_value(), beta = beta_value();
+    // A sequential sum in token order: the same rounding for any thread count.
     double dalpha = 0, dbeta = 0;
     for (std::size_t t = 0; t < n; ++t)
       for (std::size_t c = 0; c < d; ++c) {
@@ -134,35 +152,50 @@ class DecoupledFfn {
       }
     store_->grad(alpha_)(0, 0) += static_cast<float>(dalpha);
     store_->grad(beta_)(0, 0) += static_cast<float>(dbeta);
-    for (Matrix<float>* m : {&dbranch_, &da_}) detail::ensure_shape(*m, n, d);
+    for (Matrix<float>* m : {&dbranch_, &da_, &dexpert_out_, &dexpert_in_})
+      detail::ensure_shape(*m, n, d);
     // 1-bit branch: dY1 = beta * dY.
-    for (std::size_t t = 0; t < n; ++t)
+    for_tokens(n, [&](std::size_t t) {
       for (std::size_t c = 0; c < d; ++c) dbranch_(t, c) = beta * dy(t, c);
-    int1_->backward(dbranch_.view(), da_.view());
-    // Experts: dOut_e = alpha * p_t * dY; dp_t = alpha * <dY_t, Out_e,t>.
+    });
+    // Experts: dOut_e = alpha * p_t * dY; dp_t = alpha * <dY_t, Out_e,t>. Concurrent with each
+    // other and with the 1-bit branch; each expert writes its own packed rows of dexpert_in_ and
+    // dprob_ of its own tokens (disjoint), the 1-bit branch writes da_.
     dprob_.assign(n, 0.0f);
-    for (std::size_t e = 0; e < cfg_.experts; ++e) {
+    auto run_expert = [&](std::size_t e) {
       const std::vector<std::size_t>& rows = rows_[e];
-      if (rows.empty()) continue;
-      detail::ensure_shape(dexpert_out_, rows.size(), d);
-      detail::ensure_shape(dexpert_in_, rows.size(), d);
+      if (rows.empty()) return;
+      const MatrixView<float> dout = dexpert_out_.view().row_range(first_[e], rows.size());
+      const MatrixView<float> din = dexpert_in_.view().row_range(first_[e], rows.size());
+      const MatrixView<float> out = expert_out_.view().row_range(first_[e], rows.size());
       for (std::size_t i = 0; i < rows.size(); ++i) {
         const std::size_t t = rows[i];
         float dot = 0;
         for (std::size_t c = 0; c < d; ++c) {
-          dexpert_out_(i, c) = alpha * prob_[t] * dy(t, c);
-          dot += dy(t, c) * expert_out_[e](i, c);
+          dout(i, c) = alpha * prob_[t] * dy(t, c);
+          dot += dy(t, c) * out(i, c);
         }
         dprob_[t] = alpha * dot;
       }
-      experts_[e]->backward(dexpert_out_.view(), dexpert_in_.view());
-      for (std::size_t i = 0; i < rows.size(); ++i)
-        for (std::size_t c = 0; c < d; ++c) da_(rows[i], c) += dexpert_in_(i, c);
-    }
+      experts_[e]->backward(dout, din);
+    };
+    tbb::parallel_invoke([&] { int1_->backward(dbranch_.view(), da_.view()); },
+                         [&] { tbb::parallel_for(std::size_t{0}, cfg_.experts, run_expert); });
+    // dA_t = dA1_t + dA8_t: every token has exactly one expert, so one addition per element in a
+    // fixed order (1-bit first, then its expert), whatever ran where.
+    tbb::parallel_for(std::size_t{0}, cfg_.experts, [&](std::size_t e) {
+      const std::vector<std::size_t>& rows = rows_[e];
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        float* dst = &da_(rows[i], 0);
+        const float* src = &dexpert_in_(first_[e] + i, 0);
+        for (std::size_t c = 0; c < d; ++c) dst[c] += src[c];
+      }
+    });
     if (router_) {
       router_->backward(dprob_, dbranch_.view());
-      for (std::size_t t = 0; t < n; ++t)
+      for_tokens(n, [&](std::size_t t) {
         for (std::size_t c = 0; c < d; ++c) da_(t, c) += dbranch_(t, c);
+      });
     }
     norm_.backward(da_.view(), dx);
   }
@@ -201,6 +234,14 @@ class DecoupledFfn {
                         cfg.d_model, ", r ", cfg.r, ", d_ff ", cfg.d_ff, ", experts ", cfg.experts);
     return cfg;
   }
+  // f(t) for every token, split over tokens (element-wise work: deterministic).
+  template <class F>
+  static void for_tokens(std::size_t n, F&& f) {
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 64),
+                      [&](const tbb::blocked_range<std::size_t>& b) {
+                        for (std::size_t t = b.begin(); t != b.end(); ++t) f(t);
+                      });
+  }
   void set_scalars() {
     store_->value(alpha_)(0, 0) = cfg_.alpha_init;
     store_->value(beta_)(0, 0) = cfg_.beta_init;
@@ -217,7 +258,8 @@ class DecoupledFfn {
   Matrix<float> a_, y8_, y1_;
   std::vector<std::vector<std::size_t>> rows_;
   std::vector<float> prob_;
-  std::vector<Matrix<float>> expert_in_, expert_out_;
+  std::vector<std::size_t> first_;        // first packed row of each expert
+  Matrix<float> expert_in_, expert_out_;  // [tokens x d_model], packed by expert
   std::vector<std::uint64_t> total_usage_;
   // Backward scratch.
   Matrix<float> dbranch_, da_, dexpert_out_, dexpert_in_;
