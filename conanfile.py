@@ -1,11 +1,11 @@
 # Conan 2 recipe for pquant, a header-only C++20 library.
 #
-#   conan create . -pr:a packaging/conan/profiles/offline           # offline: Debian's libhwy-dev/libtbb-dev
-#   conan create . -s compiler.cppstd=20 --build=missing            # ConanCenter's highway and onetbb
+#   conan create . -pr:a packaging/conan/profiles/offline  # offline: Debian's libhwy-dev/libtbb-dev/nlohmann-json3-dev
+#   conan create . -s compiler.cppstd=20 --build=missing   # ConanCenter's highway, onetbb and nlohmann_json
 #
 # Consumers get the CMake package `pquant` with target `pquant::pquant` (CMakeDeps) and the pkg-config
-# module `pquant` (PkgConfigDeps). The target links Highway and oneTBB; runtime SIMD dispatch is set
-# up in the consumer (see docs/using.md).
+# module `pquant` (PkgConfigDeps). The target links Highway, oneTBB and nlohmann-json; runtime SIMD
+# dispatch is set up in the consumer (see docs/using.md).
 import os
 import re
 
@@ -26,7 +26,7 @@ class PquantConan(ConanFile):
     topics = ("quantization", "llm", "bitnet", "simd", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
-    # The public headers make the package, plus two CMake build modules used only when a profile maps
+    # The public headers make the package, plus three CMake build modules used only when a profile maps
     # a dependency to a system package (see package_info); tests, docs and build files are not needed.
     exports_sources = "include/*", "LICENSE*", "packaging/conan/cmake/*.cmake"
     no_copy_source = True
@@ -49,6 +49,8 @@ class PquantConan(ConanFile):
         # (libhwy carries the runtime target detection), so both are transitive.
         self.requires("highway/[>=1.0.3 <2]", transitive_headers=True, transitive_libs=True)
         self.requires("onetbb/[>=2021.5 <2024]", transitive_headers=True, transitive_libs=True)
+        # io/ and inference/ headers include <nlohmann/json.hpp> (header-only).
+        self.requires("nlohmann_json/[>=3.10 <4]", transitive_headers=True)
 
     def package_id(self):
         # Header-only: one package for every configuration.
@@ -74,14 +76,15 @@ class PquantConan(ConanFile):
         self.cpp_info.set_property("cmake_file_name", "pquant")
         self.cpp_info.set_property("cmake_target_name", "pquant::pquant")
         self.cpp_info.set_property("pkg_config_name", "pquant")
-        # ConanCenter's components: highway::hwy (the runtime library) and onetbb::libtbb (TBB::tbb).
-        self.cpp_info.requires = ["highway::hwy", "onetbb::libtbb"]
+        # ConanCenter's components: highway::hwy (the runtime library) and onetbb::libtbb (TBB::tbb);
+        # nlohmann_json has no components (target nlohmann_json::nlohmann_json).
+        self.cpp_info.requires = ["highway::hwy", "onetbb::libtbb", "nlohmann_json::nlohmann_json"]
         # A dependency given by [platform_requires] has no package and CMakeDeps generates nothing
         # for it (no find_dependency, no link). For those, a build module finds the system's CMake
-        # package (Debian: hwy::hwy, TBB::tbb) and links it to pquant::pquant.
+        # package (Debian: hwy::hwy, TBB::tbb, nlohmann_json::nlohmann_json) and links it to pquant::pquant.
         # (self.dependencies lists platform requirements; its host/direct views leave them out.)
         required = {r.ref.name for r, _ in self.dependencies.items() if not r.build}
         packaged = {r.ref.name for r, _ in self.dependencies.host.items()}
         modules = [os.path.join(self._modules_dir, f"pquant-system-{dep}.cmake")
-                   for dep in ("highway", "onetbb") if dep in required and dep not in packaged]
+                   for dep in ("highway", "onetbb", "nlohmann_json") if dep in required and dep not in packaged]
         self.cpp_info.set_property("cmake_build_modules", modules)

@@ -21,3 +21,13 @@ endif()
 if(NOT TARGET TBB::tbb)
   find_dependency(TBB CONFIG)
 endif()
+
+# nlohmann-json (header-only): CMake package `nlohmann_json`, target nlohmann_json::nlohmann_json from
+# Debian, vcpkg, ConanCenter and its own install alike.
+if(NOT TARGET nlohmann_json::nlohmann_json)
+  find_package(nlohmann_json 3 CONFIG QUIET)
+  if(NOT TARGET nlohmann_json::nlohmann_json)
+    message(FATAL_ERROR "pquant needs nlohmann-json >= 3: no CMake package `nlohmann_json` (version 3.x) "
+                        "was found (Debian: apt-get install nlohmann-json3-dev)")
+  endif()
+endif()

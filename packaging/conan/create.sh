@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Runs `conan create` on pquant's recipe offline, against the system's Highway and oneTBB, and
+# Runs `conan create` on pquant's recipe offline, against the system's Highway, oneTBB and
+# nlohmann-json, and
 # checks what the recipe promises. Called by the ctest test `packaging.conan_create`.
 #
 # Usage: packaging/conan/create.sh [WORK_DIR] [ROUTE ...]
 #   WORK_DIR  scratch folder (default: build/packaging/conan); holds the Conan cache (CONAN_HOME),
 #             a venv with Conan if none is installed, and a copy of the recipe's sources, so
 #             nothing is written to ~/.conan2 or into the source tree.
-#   ROUTE     platform: profiles/offline, [platform_requires] maps highway/onetbb to the system
-#                       packages; pquant's build modules find hwy::hwy and TBB::tbb.
-#             wrappers: profiles/offline-wrappers, highway/onetbb are the local stand-in recipes
+#   ROUTE     platform: profiles/offline, [platform_requires] maps highway/onetbb/nlohmann_json to
+#                       the system packages; pquant's build modules find hwy::hwy, TBB::tbb and
+#                       nlohmann_json::nlohmann_json.
+#             wrappers: profiles/offline-wrappers, highway/onetbb/nlohmann_json are the local stand-in recipes
 #                       in recipes/ with ConanCenter's CMake names, consumed through CMakeDeps.
 #             Default: both.
 # Environment: CXX picks the compiler (default: the system's c++); PQUANT_CONAN a Conan 2 to use;
@@ -77,17 +79,18 @@ rm -rf "$stage/test_package/build" "$stage/test_package/CMakeUserPresets.json"
 modversion() { pkg-config --modversion "$1" 2>/dev/null || echo "$2"; }
 export PQUANT_HWY_VERSION=${PQUANT_HWY_VERSION:-$(modversion libhwy 1.0.3)}
 export PQUANT_TBB_VERSION=${PQUANT_TBB_VERSION:-$(modversion tbb 2021.8.0)}
-log "system Highway $PQUANT_HWY_VERSION, oneTBB $PQUANT_TBB_VERSION"
+export PQUANT_JSON_VERSION=${PQUANT_JSON_VERSION:-$(modversion nlohmann_json 3.11.2)}
+log "system Highway $PQUANT_HWY_VERSION, oneTBB $PQUANT_TBB_VERSION, nlohmann-json $PQUANT_JSON_VERSION"
 
-# pquant's own CMakeLists (add_subdirectory) and its installed config, with Highway and oneTBB
-# from Conan's CMakeDeps under ConanCenter's names (`highway`, `TBB`) and Debian's `hwy` hidden:
-# cmake/pquantDependencies.cmake must accept Highway as `highway` too.
+# pquant's own CMakeLists (add_subdirectory) and its installed config, with Highway, oneTBB and
+# nlohmann-json from Conan's CMakeDeps under ConanCenter's names (`highway`, `TBB`, `nlohmann_json`)
+# and Debian's `hwy` hidden: cmake/pquantDependencies.cmake must accept Highway as `highway` too.
 cmake_with_conan_deps() {
   local deps=$work/deps cmake=${PQUANT_CMAKE:-cmake} step
-  log "[wrappers] pquant's CMakeLists and installed config with Conan's 'highway' and 'TBB' packages"
+  log "[wrappers] pquant's CMakeLists and installed config with Conan's 'highway', 'TBB' and 'nlohmann_json' packages"
   rm -rf "$deps" "$work/cd-sub" "$work/cd-prefix" "$work/cd-find"
   "$conan" install --requires="highway/$PQUANT_HWY_VERSION" --requires="onetbb/$PQUANT_TBB_VERSION" \
-    -pr:a "$profile" -g CMakeDeps -g CMakeToolchain --output-folder "$deps" "${common[@]}" \
+    --requires="nlohmann_json/$PQUANT_JSON_VERSION" -pr:a "$profile" -g CMakeDeps -g CMakeToolchain --output-folder "$deps" "${common[@]}" \
     >"$work/deps.log" 2>&1 || { cat "$work/deps.log"; exit 1; }
   local args=(-G "Unix Makefiles" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_TOOLCHAIN_FILE=$deps/conan_toolchain.cmake"
               -DCMAKE_DISABLE_FIND_PACKAGE_hwy=ON "-DPQUANT_SOURCE_DIR=$src" "-DCONAN_DEPS_DIR=$deps")
@@ -97,7 +100,7 @@ cmake_with_conan_deps() {
         "-DPQUANT_PREFIX=$work/cd-prefix" &&
       "$cmake" --build "$bin" -j 2 && "$bin/consumer"; } >"$o" 2>&1 ||
       { cat "$o"; echo "pquant conan: [wrappers] $step consumer with Conan's highway FAILED" >&2; exit 1; }
-    grep -E "pquant \($step\): Highway from |^test_package: " "$o"
+    grep -E "pquant \($step\): (Highway|nlohmann_json) from |^test_package: " "$o"
     # The add_subdirectory build also installs pquant: the prefix the find_package consumer uses.
     if [ $step = add_subdirectory ]; then
       "$cmake" --install "$bin" --prefix "$work/cd-prefix" >>"$o" 2>&1 || { cat "$o"; exit 1; }
@@ -113,11 +116,15 @@ for route in "${routes[@]}"; do
     platform) profile=$stage/packaging/conan/profiles/offline ;;
     wrappers)
       profile=$stage/packaging/conan/profiles/offline-wrappers
-      log "[wrappers] creating the stand-in highway/$PQUANT_HWY_VERSION and onetbb/$PQUANT_TBB_VERSION"
+      log "[wrappers] creating the stand-in highway/$PQUANT_HWY_VERSION, onetbb/$PQUANT_TBB_VERSION" \
+          "and nlohmann_json/$PQUANT_JSON_VERSION"
       "$conan" create "$stage/packaging/conan/recipes/highway" --version "$PQUANT_HWY_VERSION" "${common[@]}" \
         -pr:a "$profile" >"$work/wrappers-highway.log" 2>&1 || { cat "$work/wrappers-highway.log"; exit 1; }
       "$conan" create "$stage/packaging/conan/recipes/onetbb" --version "$PQUANT_TBB_VERSION" "${common[@]}" \
         -pr:a "$profile" >"$work/wrappers-onetbb.log" 2>&1 || { cat "$work/wrappers-onetbb.log"; exit 1; }
+      "$conan" create "$stage/packaging/conan/recipes/nlohmann_json" --version "$PQUANT_JSON_VERSION" "${common[@]}" \
+        -pr:a "$profile" >"$work/wrappers-nlohmann_json.log" 2>&1 ||
+        { cat "$work/wrappers-nlohmann_json.log"; exit 1; }
       ;;
     *) echo "unknown route '$route' (platform|wrappers)" >&2; exit 2 ;;
   esac
@@ -135,17 +142,21 @@ for route in "${routes[@]}"; do
   # must have been used. With packaged dependencies they must not.
   if [ "$route" = platform ]; then
     grep -q "Including build module from .*pquant-system-highway.cmake" "$out" &&
-      grep -q "Including build module from .*pquant-system-onetbb.cmake" "$out" ||
+      grep -q "Including build module from .*pquant-system-onetbb.cmake" "$out" &&
+      grep -q "Including build module from .*pquant-system-nlohmann_json.cmake" "$out" ||
       { cat "$out"; echo "platform route: pquant's build modules were not included" >&2; exit 1; }
   else
     ! grep -q "Including build module from .*pquant-system-" "$out" ||
       { cat "$out"; echo "wrappers route: build modules included for packaged dependencies" >&2; exit 1; }
     grep -q "Component target declared 'highway::hwy'" "$out" ||
       { cat "$out"; echo "wrappers route: highway::hwy did not come from CMakeDeps" >&2; exit 1; }
+    grep -q "Target declared 'nlohmann_json::nlohmann_json'" "$out" ||
+      { cat "$out"; echo "wrappers route: nlohmann_json::nlohmann_json did not come from CMakeDeps" >&2; exit 1; }
     cmake_with_conan_deps
   fi
 done
 
+# (The installs below write their generator scripts into --output-folder, not the current folder.)
 # --- Header-only: package_id is cleared, so one binary serves every configuration.
 pkgs=$("$conan" list "pquant/$version:*" 2>/dev/null | grep -oE '\b[0-9a-f]{40}\b' | sort -u | tr '\n' ' ')
 pkgs=${pkgs% }
@@ -156,14 +167,14 @@ log "package ids: $pkgs"
 # The same binary is found for another configuration (Debug, clang's settings) without building.
 if ! "$conan" install --requires="pquant/$version" -pr:a "$stage/packaging/conan/profiles/offline" \
      -s build_type=Debug -s compiler=clang -s compiler.version=14 -s compiler.libcxx=libstdc++11 -s compiler.cppstd=20 \
-     --build=never "${common[@]}" >"$work/other-config.log" 2>&1; then
+     --build=never --output-folder "$work/other-config" "${common[@]}" >"$work/other-config.log" 2>&1; then
   cat "$work/other-config.log"; echo "no reusable pquant binary for a Debug/clang configuration" >&2; exit 1
 fi
 log "Debug/clang configuration reuses the same package: ok"
 
 # --- C++20 is validated: a C++17 consumer is refused with a clear reason.
 if "$conan" install --requires="pquant/$version" -pr:a "$stage/packaging/conan/profiles/offline" \
-     -s compiler.cppstd=17 "${common[@]}" >"$work/cppstd17.log" 2>&1; then
+     -s compiler.cppstd=17 --output-folder "$work/cppstd17" "${common[@]}" >"$work/cppstd17.log" 2>&1; then
   cat "$work/cppstd17.log"; echo "a C++17 consumer was accepted" >&2; exit 1
 fi
 reason=$(grep -m1 "pquant/$version: Invalid: .*(20)" "$work/cppstd17.log") ||
