@@ -157,37 +157,58 @@ inline void write_file_atomic(const std::string& path, std::span<const std::uint
   file.commit();
 }
 
+namespace detail {
+
+/// A read-only descriptor of a regular file and its size, closed on destruction. `fn` names the
+/// public function in error messages.
+class ReadOnlyFile {
+ public:
+  ReadOnlyFile(const std::string& path, std::string_view fn)
+      : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (fd_ < 0) {
+      const int err = errno;
+      throw IoError(::pquant::detail::concat("pquant: ", fn, ": cannot open '", path,
+                                             "': ", errno_text(err)));
+    }
+    struct ::stat st {};
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+      const int err = errno;
+      ::close(fd_);
+      throw IoError(::pquant::detail::concat(
+          "pquant: ", fn, ": '", path, "' is not a readable regular file: ", errno_text(err)));
+    }
+    size_ = static_cast<std::size_t>(st.st_size);
+  }
+  ReadOnlyFile(const ReadOnlyFile&) = delete;
+  ReadOnlyFile& operator=(const ReadOnlyFile&) = delete;
+  ~ReadOnlyFile() { ::close(fd_); }
+
+  int fd() const { return fd_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  int fd_;
+  std::size_t size_ = 0;
+};
+
+}  // namespace detail
+
 /// Reads a whole regular file into an aligned buffer (zero padding after the end).
 inline AlignedBuffer<std::uint8_t> read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    throw IoError(::pquant::detail::concat("pquant: read_file: cannot open '", path,
-                                           "': ", detail::errno_text(err)));
-  }
-  struct ::stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    const int err = errno;
-    ::close(fd);
-    throw IoError(
-        ::pquant::detail::concat("pquant: read_file: '", path,
-                                 "' is not a readable regular file: ", detail::errno_text(err)));
-  }
-  const auto size = static_cast<std::size_t>(st.st_size);
+  const detail::ReadOnlyFile file(path, "read_file");
+  const std::size_t size = file.size();
   AlignedBuffer<std::uint8_t> out(size);
   std::size_t done = 0;
   while (done < size) {
-    const ::ssize_t n = ::read(fd, out.data() + done, size - done);
+    const ::ssize_t n = ::read(file.fd(), out.data() + done, size - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const int err = n < 0 ? errno : EIO;
-      ::close(fd);
       throw IoError(::pquant::detail::concat("pquant: read_file: cannot read '", path, "' (", done,
                                              " of ", size, " bytes): ", detail::errno_text(err)));
     }
     done += static_cast<std::size_t>(n);
   }
-  ::close(fd);
   return out;
 }
 

@@ -28,32 +28,17 @@ class MappedFile {
  public:
   MappedFile() = default;
   explicit MappedFile(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      throw IoError(::pquant::detail::concat("pquant: MappedFile: cannot open '", path,
-                                             "': ", detail::errno_text(err)));
-    }
-    struct ::stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      const int err = errno;
-      ::close(fd);
-      throw IoError(
-          ::pquant::detail::concat("pquant: MappedFile: '", path,
-                                   "' is not a readable regular file: ", detail::errno_text(err)));
-    }
-    size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    const detail::ReadOnlyFile file(path, "MappedFile");
+    size_ = file.size();
+    if (size_ > 0) {  // the mapping outlives the descriptor and keeps the file alive
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, file.fd(), 0);
       if (p == MAP_FAILED) {
         const int err = errno;
-        ::close(fd);
         throw IoError(::pquant::detail::concat("pquant: MappedFile: cannot map '", path,
                                                "': ", detail::errno_text(err)));
       }
       data_ = static_cast<const std::uint8_t*>(p);
     }
-    ::close(fd);  // the mapping keeps the file alive
   }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
