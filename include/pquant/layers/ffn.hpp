@@ -10,6 +10,10 @@
 #include <optional>
 #include <string>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_invoke.h>
+
 #include "pquant/core/matrix.hpp"
 #include "pquant/layers/activations.hpp"
 #include "pquant/layers/bit_linear.hpp"
@@ -53,21 +57,32 @@ class FfnBranch {
     const std::size_t n = a.rows, h = cfg_.hidden;
     detail::ensure_shape(u_, n, h);
     detail::ensure_shape(h_, n, h);
-    if constexpr (SharedInputProjection<Proj>) {  // gate and up read one quantized copy of a
+    if constexpr (SharedInputProjection<Proj>)  // gate and up read one quantized copy of a
       Proj::quantize_input(a, shared_);
-      up_->forward_shared(shared_, u_.view());
-    } else {
-      up_->forward(a, u_.view());
-    }
+    auto up = [&] {
+      if constexpr (SharedInputProjection<Proj>)
+        up_->forward_shared(shared_, u_.view());
+      else
+        up_->forward(a, u_.view());
+    };
     if (gate_) {
       detail::ensure_shape(g_, n, h);
-      if constexpr (SharedInputProjection<Proj>)
-        gate_->forward_shared(shared_, g_.view());
-      else
-        gate_->forward(a, g_.view());
-      swiglu_forward<float>(g_.view(), u_.view(), h_.view());
+      // gate and up are independent (own parameters and outputs): run them concurrently.
+      tbb::parallel_invoke(up, [&] {
+        if constexpr (SharedInputProjection<Proj>)
+          gate_->forward_shared(shared_, g_.view());
+        else
+          gate_->forward(a, g_.view());
+      });
+      by_rows(n, [&](std::size_t i, std::size_t m) {
+        swiglu_forward<float>(g_.view().row_range(i, m), u_.view().row_range(i, m),
+                              h_.view().row_range(i, m));
+      });
     } else {
-      relu2_forward<float>(u_.view(), h_.view());
+      up();
+      by_rows(n, [&](std::size_t i, std::size_t m) {
+        relu2_forward<float>(u_.view().row_range(i, m), h_.view().row_range(i, m));
+      });
     }
     down_->forward(h_.view(), y);
   }
@@ -82,14 +97,24 @@ class FfnBranch {
     down_->backward(dy, dh_.view());
     if (gate_) {
       detail::ensure_shape(dg_, n, h);
-      swiglu_backward<float>(dh_.view(), g_.view(), u_.view(), dg_.view(), du_.view());
-      up_->backward(du_.view(), da);
+      by_rows(n, [&](std::size_t i, std::size_t m) {
+        swiglu_backward<float>(dh_.view().row_range(i, m), g_.view().row_range(i, m),
+                               u_.view().row_range(i, m), dg_.view().row_range(i, m),
+                               du_.view().row_range(i, m));
+      });
       detail::ensure_shape(da_part_, n, cfg_.d_model);
-      gate_->backward(dg_.view(), da_part_.view());
-      for (std::size_t i = 0; i < n; ++i)
-        for (std::size_t c = 0; c < cfg_.d_model; ++c) da(i, c) += da_part_(i, c);
+      // Concurrent (own parameters and outputs); then da = dA_up + dA_gate in a fixed order.
+      tbb::parallel_invoke([&] { up_->backward(du_.view(), da); },
+                           [&] { gate_->backward(dg_.view(), da_part_.view()); });
+      by_rows(n, [&](std::size_t i0, std::size_t m) {
+        for (std::size_t i = i0; i < i0 + m; ++i)
+          for (std::size_t c = 0; c < cfg_.d_model; ++c) da(i, c) += da_part_(i, c);
+      });
     } else {
-      relu2_backward<float>(dh_.view(), u_.view(), du_.view());
+      by_rows(n, [&](std::size_t i, std::size_t m) {
+        relu2_backward<float>(dh_.view().row_range(i, m), u_.view().row_range(i, m),
+                              du_.view().row_range(i, m));
+      });
       up_->backward(du_.view(), da);
     }
   }
@@ -103,6 +128,13 @@ class FfnBranch {
   const Proj& down() const { return *down_; }
 
  private:
+  // f(first, count) over blocks of rows, in parallel: element-wise work, so the result does not
+  // depend on the thread count (the activations are a large serial share otherwise).
+  template <class F>
+  static void by_rows(std::size_t n, F&& f) {
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 64),
+                      [&](const tbb::blocked_range<std::size_t>& b) { f(b.begin(), b.size()); });
+  }
   static Config checked(Config cfg, const std::string& name) {
     require<ShapeError>(cfg.d_model > 0 && cfg.hidden > 0, "FfnBranch: config '", name,
                         "' needs d_model > 0 and hidden > 0, got ", cfg.d_model, " and ",
