@@ -196,28 +196,21 @@ HWY_INLINE void LutTilePair(const std::uint8_t* HWY_RESTRICT index0,
       const auto b0 = hn::Load(du8, index1 + p * kLutTile);
       const auto b1 = hn::Load(du8, index1 + (p + 1) * kLutTile);
       const std::uint8_t* t = tables + p * 64;
-      auto tl = hn::LoadDup128(du8, t), th = hn::LoadDup128(du8, t + 16);
-      auto ia = low(a0), ib = low(b0);
-      auto lo0 = hn::TableLookupBytes(tl, ia), hi0 = hn::TableLookupBytes(th, ia);
-      auto lo1 = hn::TableLookupBytes(tl, ib), hi1 = hn::TableLookupBytes(th, ib);
-      tl = hn::LoadDup128(du8, t + 32), th = hn::LoadDup128(du8, t + 48);
-      ia = high(a0), ib = high(b0);
-      lo0 = hn::Add(lo0, hn::TableLookupBytes(tl, ia)),
-      hi0 = hn::Add(hi0, hn::TableLookupBytes(th, ia));
-      lo1 = hn::Add(lo1, hn::TableLookupBytes(tl, ib)),
-      hi1 = hn::Add(hi1, hn::TableLookupBytes(th, ib));
-      tl = hn::LoadDup128(du8, t + 64), th = hn::LoadDup128(du8, t + 80);
-      ia = low(a1), ib = low(b1);
-      lo0 = hn::Add(lo0, hn::TableLookupBytes(tl, ia)),
-      hi0 = hn::Add(hi0, hn::TableLookupBytes(th, ia));
-      lo1 = hn::Add(lo1, hn::TableLookupBytes(tl, ib)),
-      hi1 = hn::Add(hi1, hn::TableLookupBytes(th, ib));
-      tl = hn::LoadDup128(du8, t + 96), th = hn::LoadDup128(du8, t + 112);
-      ia = high(a1), ib = high(b1);
-      lo0 = hn::Add(lo0, hn::TableLookupBytes(tl, ia)),
-      hi0 = hn::Add(hi0, hn::TableLookupBytes(th, ia));
-      lo1 = hn::Add(lo1, hn::TableLookupBytes(tl, ib)),
-      hi1 = hn::Add(hi1, hn::TableLookupBytes(th, ib));
+      // Four groups per step, each a (low, high) 16-entry table pair looked up by both tiles'
+      // 4-bit indices; the first step initialises the sums, the other three add to them.
+      auto lo0 = hn::Zero(du8), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+      auto step = [&](const std::uint8_t* tab, hn::Vec<decltype(du8)> ia,
+                      hn::Vec<decltype(du8)> ib) HWY_ATTR {
+        const auto tl = hn::LoadDup128(du8, tab), th = hn::LoadDup128(du8, tab + 16);
+        lo0 = hn::Add(lo0, hn::TableLookupBytes(tl, ia));
+        hi0 = hn::Add(hi0, hn::TableLookupBytes(th, ia));
+        lo1 = hn::Add(lo1, hn::TableLookupBytes(tl, ib));
+        hi1 = hn::Add(hi1, hn::TableLookupBytes(th, ib));
+      };
+      step(t, low(a0), low(b0));
+      step(t + 32, high(a0), high(b0));
+      step(t + 64, low(a1), low(b1));
+      step(t + 96, high(a1), high(b1));
       const auto h0 = hn::BitCast(di8, hi0), h1 = hn::BitCast(di8, hi1);
       e0 = hn::Add(e0, hn::Add(MulPairs(lo0, even1), MulPairs(even16, h0)));
       o0 = hn::Add(o0, hn::Add(MulPairs(lo0, odd1), MulPairs(odd16, h0)));
