@@ -62,6 +62,21 @@ struct LutGemvArgs {
 };
 inline constexpr std::size_t kLutGroupsPerBlock = 60;  // 15 steps * 2048 = 30720 <= 32767
 
+/// The split tables of a LUT GEMV (layout in LutGemvArgs) for one activation vector: for group
+/// g < groups with activations v_i = x[g * group + i] (0 at or past k), i < group <= 4,
+///   TL_g[idx] = sum_{t < 4} low(v_{select[16 t + idx]}),  TH_g[idx] = sum_t high(v_{select[...]}),
+/// low(v) = v & 15 in [0, 15], high(v) = v >> 4 (arithmetic) in [-8, 7], so v = 16 high + low; a
+/// selector byte >= 0x80 selects nothing. Four terms keep TL <= 60 and TH in [-32, 28] (the
+/// kernel's bounds). The selectors encode the format: term t of a 1-bit table selects v_t when bit
+/// t of idx is set; a ternary code 2 selects its activation twice. Also sum = sum_{k} x[k].
+struct LutTablesArgs {
+  const std::int8_t* x;
+  std::size_t k, group, groups;
+  const std::uint8_t* select;   // 4 x 16 selector bytes
+  std::uint8_t* tables;         // groups x 32 bytes (TL then TH)
+  std::int64_t* sum = nullptr;  // optional
+};
+
 /// out[r] = sum_k w[r * stride + k] * x16[k], k < stride (rows zero-padded, x16 zero-padded).
 /// When `symmetric` (no weight is -128; the absmax quantizer never produces it), x86 targets use
 /// |x| (uint8) x sign(w, x) (int8) pairs (pmaddubsw; |pair sum| <= 2 * 128 * 127 = 32512, no
@@ -85,6 +100,7 @@ struct F32GemvArgs {
 };
 
 PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
+PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
 PQUANT_KERNEL_API void int8_gemv(const Int8GemvArgs& args);
 PQUANT_KERNEL_API void f32_gemv(const F32GemvArgs& args);

@@ -25,6 +25,7 @@
 #if HWY_ONCE
 namespace pquant::kernels {
 HWY_EXPORT(GemmF32);
+HWY_EXPORT(LutTables);
 HWY_EXPORT(LutGemv);
 HWY_EXPORT(Int8Gemv);
 HWY_EXPORT(F32Gemv);
@@ -33,6 +34,9 @@ HWY_EXPORT(CurrentTarget);
 namespace detail {
 void gemm_f32(const GemmF32Args& args) {
   HWY_DYNAMIC_DISPATCH(GemmF32)(args);
+}
+void lut_tables(const LutTablesArgs& args) {
+  HWY_DYNAMIC_DISPATCH(LutTables)(args);
 }
 void lut_gemv(const LutGemvArgs& args) {
   HWY_DYNAMIC_DISPATCH(LutGemv)(args);

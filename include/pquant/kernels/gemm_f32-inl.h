@@ -2,42 +2,56 @@
 // kernels-inl.h inside its per-target namespace (no guard of its own: kernels-inl.h's toggle guard
 // governs the expansion). Not included directly.
 // ---------------------------------------------------------------------------------------------
-// FP32 GEMM, BLIS-style: C blocks of kMC x kNC are independent tasks; within a task, for each
-// kKC slice of K, A is packed into kMR-row panels and B into NR-column panels (NR = 2 vectors),
-// and a kMR x NR register-blocked FMA microkernel runs over them. Every C element is owned by one
-// task and summed in a fixed order (K slices in order), so results do not depend on threads.
+// FP32 GEMM for the training shapes (M = thousands of tokens, N and K = 32..1024).
+// B is packed ONCE per call into NR-column panels (NR = 2 vectors) per kKC slice of K, shared by
+// every task; A with contiguous rows is read in place (a 6 x kKC micro-panel is at most 6 KiB and
+// its elements are broadcast straight from memory); A = dY^T is repacked per task block.
+// Tasks are blocks of C rows (and column panels when M is small); each runs, for every K slice in
+// order, a kMR x NR register-blocked FMA microkernel over its C tiles. Every C element is owned by
+// one task and summed in a fixed order (K slices in order, k in order within a slice), and the
+// blocking depends on the shape only, so results do not depend on the thread count. Products
+// below kGemmSerialWork multiply-adds (attention per head, the router) run on the calling thread.
 
 inline constexpr std::size_t kMR = 6;
 inline constexpr std::size_t kKC = 256;
+inline constexpr std::size_t kGemmSerialWork = std::size_t{1} << 21;
 
+// C[mr x nr] (= or +=) sum_k A(i, k) Bp(k, :). A(i, k) = a[i * a_rs + k * a_cs]; rows i >= mr
+// read row 0 (valid memory) and are discarded. B(k, :) = 2N floats at bp + k * bk (a packed
+// panel: bk = 2N; or B's own rows).
 template <class DF>
-HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* HWY_RESTRICT ap,
-                          const float* HWY_RESTRICT bp, float* c, std::size_t ldc, bool add,
-                          std::size_t mr, std::size_t nr) {
+HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* a, std::size_t a_rs, std::size_t a_cs,
+                          const float* HWY_RESTRICT bp, std::size_t bk, float* c, std::size_t ldc,
+                          bool add, std::size_t mr, std::size_t nr) {
   const std::size_t N = hn::Lanes(df);
+  const float* a0 = a;
+  const float* a1 = a + (mr > 1 ? a_rs : 0);
+  const float* a2 = a + (mr > 2 ? 2 * a_rs : 0);
+  const float* a3 = a + (mr > 3 ? 3 * a_rs : 0);
+  const float* a4 = a + (mr > 4 ? 4 * a_rs : 0);
+  const float* a5 = a + (mr > 5 ? 5 * a_rs : 0);
   auto c00 = hn::Zero(df), c01 = hn::Zero(df), c10 = hn::Zero(df), c11 = hn::Zero(df);
   auto c20 = hn::Zero(df), c21 = hn::Zero(df), c30 = hn::Zero(df), c31 = hn::Zero(df);
   auto c40 = hn::Zero(df), c41 = hn::Zero(df), c50 = hn::Zero(df), c51 = hn::Zero(df);
-  for (std::size_t k = 0; k < kc; ++k) {
-    const auto b0 = hn::Load(df, bp + k * 2 * N);
-    const auto b1 = hn::Load(df, bp + k * 2 * N + N);
-    const float* a = ap + k * kMR;
-    auto av = hn::Set(df, a[0]);
+  for (std::size_t k = 0, off = 0; k < kc; ++k, off += a_cs) {
+    const auto b0 = hn::LoadU(df, bp + k * bk);
+    const auto b1 = hn::LoadU(df, bp + k * bk + N);
+    auto av = hn::Set(df, a0[off]);
     c00 = hn::MulAdd(av, b0, c00);
     c01 = hn::MulAdd(av, b1, c01);
-    av = hn::Set(df, a[1]);
+    av = hn::Set(df, a1[off]);
     c10 = hn::MulAdd(av, b0, c10);
     c11 = hn::MulAdd(av, b1, c11);
-    av = hn::Set(df, a[2]);
+    av = hn::Set(df, a2[off]);
     c20 = hn::MulAdd(av, b0, c20);
     c21 = hn::MulAdd(av, b1, c21);
-    av = hn::Set(df, a[3]);
+    av = hn::Set(df, a3[off]);
     c30 = hn::MulAdd(av, b0, c30);
     c31 = hn::MulAdd(av, b1, c31);
-    av = hn::Set(df, a[4]);
+    av = hn::Set(df, a4[off]);
     c40 = hn::MulAdd(av, b0, c40);
     c41 = hn::MulAdd(av, b1, c41);
-    av = hn::Set(df, a[5]);
+    av = hn::Set(df, a5[off]);
     c50 = hn::MulAdd(av, b0, c50);
     c51 = hn::MulAdd(av, b1, c51);
   }
@@ -72,45 +86,16 @@ HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* HWY_RESTRICT ap,
       c[i * ldc + j] = add ? c[i * ldc + j] + tile[i * w + j] : tile[i * w + j];
 }
 
-// A(i, k) for i in [i0, i0 + mc), k in [k0, k0 + kc) -> kMR-row panels, zero-padded.
-inline void GemmPackA(const detail::GemmF32Args& g, std::size_t i0, std::size_t mc, std::size_t k0,
-                      std::size_t kc, float* HWY_RESTRICT ap) {
-  const std::size_t panels = (mc + kMR - 1) / kMR;
-  if (g.a_rs == 1) {  // columns of A contiguous (A = dY^T): copy kMR consecutive values per k
-    for (std::size_t p = 0; p < panels; ++p) {
-      float* dst = ap + p * kc * kMR;
-      const std::size_t in = std::min(kMR, mc - p * kMR);
-      for (std::size_t k = 0; k < kc; ++k) {
-        const float* src = g.a + (k0 + k) * g.a_cs + i0 + p * kMR;
-        for (std::size_t ii = 0; ii < kMR; ++ii) dst[k * kMR + ii] = ii < in ? src[ii] : 0.0f;
-      }
-    }
-    return;
-  }
-  for (std::size_t p = 0; p < panels; ++p) {
-    float* dst = ap + p * kc * kMR;
-    for (std::size_t ii = 0; ii < kMR; ++ii) {
-      const std::size_t i = p * kMR + ii;
-      if (i >= mc) {
-        for (std::size_t k = 0; k < kc; ++k) dst[k * kMR + ii] = 0.0f;
-        continue;
-      }
-      const float* src = g.a + (i0 + i) * g.a_rs + k0 * g.a_cs;
-      for (std::size_t k = 0; k < kc; ++k) dst[k * kMR + ii] = src[k * g.a_cs];
-    }
-  }
-}
-
-// B(k, j) for k in [k0, k0 + kc), j in [j0, j0 + nc) -> nr-column panels, zero-padded.
-inline void GemmPackB(const detail::GemmF32Args& g, std::size_t k0, std::size_t kc, std::size_t j0,
-                      std::size_t nc, std::size_t nr, float* HWY_RESTRICT bp) {
-  const std::size_t panels = (nc + nr - 1) / nr;
+// B(k, j) for k in [k0, k0 + kc), j in [0, n) -> nr-column panels of kc x nr floats, zero-padded.
+inline void GemmPackB(const detail::GemmF32Args& g, std::size_t k0, std::size_t kc, std::size_t nr,
+                      float* HWY_RESTRICT bp) {
+  const std::size_t panels = (g.n + nr - 1) / nr;
   for (std::size_t p = 0; p < panels; ++p) {
     float* dst = bp + p * kc * nr;
-    const std::size_t jn = std::min(nr, nc - p * nr);
-    if (g.b_cs == 1) {  // rows of B contiguous: copy row by row
+    const std::size_t j0 = p * nr, jn = std::min(nr, g.n - j0);
+    if (g.b_cs == 1) {  // rows of B contiguous (B = W or X): copy row by row
       for (std::size_t k = 0; k < kc; ++k) {
-        const float* src = g.b + (k0 + k) * g.b_rs + j0 + p * nr;
+        const float* src = g.b + (k0 + k) * g.b_rs + j0;
         for (std::size_t jj = 0; jj < jn; ++jj) dst[k * nr + jj] = src[jj];
         for (std::size_t jj = jn; jj < nr; ++jj) dst[k * nr + jj] = 0.0f;
       }
@@ -120,12 +105,54 @@ inline void GemmPackB(const detail::GemmF32Args& g, std::size_t k0, std::size_t 
           for (std::size_t k = 0; k < kc; ++k) dst[k * nr + jj] = 0.0f;
           continue;
         }
-        const float* src = g.b + k0 * g.b_rs + (j0 + p * nr + jj) * g.b_cs;
+        const float* src = g.b + k0 * g.b_rs + (j0 + jj) * g.b_cs;
         for (std::size_t k = 0; k < kc; ++k) dst[k * nr + jj] = src[k * g.b_rs];
       }
     }
   }
 }
+
+// The packed B of one call, shared by its tasks while the caller waits in parallel_for (and may
+// run an unrelated task that calls GemmF32 too): a per-thread buffer leased for the call, or a
+// fresh one when this thread's buffer is already leased by an outer call.
+class GemmPackedB {
+ public:
+  explicit GemmPackedB(std::size_t count) {
+    Slot& s = slot();
+    if (!s.busy) {
+      s.busy = true;
+      slot_ = &s;
+      if (s.capacity < count) {
+        s.buffer = hwy::AllocateAligned<float>(count);
+        s.capacity = count;
+      }
+      data_ = s.buffer.get();
+    } else {
+      own_ = hwy::AllocateAligned<float>(count);
+      data_ = own_.get();
+    }
+  }
+  ~GemmPackedB() {
+    if (slot_ != nullptr) slot_->busy = false;
+  }
+  GemmPackedB(const GemmPackedB&) = delete;
+  GemmPackedB& operator=(const GemmPackedB&) = delete;
+  float* data() const { return data_; }
+
+ private:
+  struct Slot {
+    hwy::AlignedFreeUniquePtr<float[]> buffer;
+    std::size_t capacity = 0;
+    bool busy = false;
+  };
+  static Slot& slot() {
+    static thread_local Slot s;
+    return s;
+  }
+  Slot* slot_ = nullptr;
+  hwy::AlignedFreeUniquePtr<float[]> own_;
+  float* data_ = nullptr;
+};
 
 HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
   if (g.m == 0 || g.n == 0) return;
@@ -136,43 +163,79 @@ HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
   }
   const hn::ScalableTag<float> df;
   const std::size_t nr = 2 * hn::Lanes(df);
-  // Blocks of C: shrink until there are enough tasks to keep two threads busy.
-  std::size_t mc = 96, nc = 256;
-  auto blocks = [&] { return ((g.m + mc - 1) / mc) * ((g.n + nc - 1) / nc); };
-  // Blocks depend on the shape only (never on the thread count), so results are reproducible.
-  // Each block repacks its B slice, so keep blocks big: shrink alternately down to 24 x 4 vectors.
-  while (blocks() < 8 && (mc > 24 || nc > 2 * nr)) {
-    if (mc > 24 && (mc >= nc / 4 || nc <= 2 * nr)) {
-      mc /= 2;
-    } else {
-      nc /= 2;
+  const std::size_t panels = (g.n + nr - 1) / nr, npad = panels * nr;
+  // dW = dY^T X (A's columns and B's rows contiguous, full panels): both operands are read in
+  // place, row k of dY and of X per step (no copies), in K slices of 128 so that the slice's rows
+  // of both stay in L1. Otherwise B is packed once per call.
+  const bool in_place = g.a_cs != 1 && g.b_cs == 1 && g.n % nr == 0;
+  const std::size_t kcs = in_place ? kKC / 2 : kKC;
+  const std::size_t slices = (g.k + kcs - 1) / kcs;
+  // Packed B: slice s (k0 = s * kcs) starts at k0 * npad, panel p of it at p * kc * nr.
+  GemmPackedB packed(in_place ? 0 : npad * g.k);
+  float* const bp = packed.data();
+  auto pack_slice = [&](std::size_t s) HWY_ATTR {
+    const std::size_t k0 = s * kcs;
+    GemmPackB(g, k0, std::min(kcs, g.k - k0), nr, bp + k0 * npad);
+  };
+  // C block [i0, i0 + mc) x panels [p0, p1): every K slice in order, then the next block.
+  // A with contiguous rows is read in place. Other strided A (the attention's P^T) is copied per
+  // task block into kMR-row micro-panels, k-major (6 consecutive floats per k), when at least 4
+  // column panels reuse it; with fewer its elements are broadcast in place.
+  const bool pack_a = !in_place && g.a_cs != 1 && panels >= 4;
+  auto run_block = [&](std::size_t i0, std::size_t mc, std::size_t p0, std::size_t p1) HWY_ATTR {
+    const std::size_t mpanels = (mc + kMR - 1) / kMR;
+    float* ap = pack_a ? Scratch<float, 0>(mpanels * kMR * std::min(kcs, g.k)) : nullptr;
+    for (std::size_t s = 0; s < slices; ++s) {
+      const std::size_t k0 = s * kcs, kc = std::min(kcs, g.k - k0);
+      const bool add = g.accumulate || s > 0;
+      const float* a = g.a + k0 * g.a_cs + i0 * g.a_rs;
+      std::size_t a_rs = g.a_rs, a_cs = g.a_cs, a_panel = kMR * g.a_rs;
+      if (pack_a) {  // micro-panel q: ap[q * kc * kMR + k * kMR + ii] = A(i0 + q * kMR + ii, k0 +
+                     // k)
+        for (std::size_t q = 0; q < mpanels; ++q) {
+          const std::size_t rows = std::min(kMR, mc - q * kMR);
+          float* dst = ap + q * kc * kMR;
+          const float* src = a + q * kMR * g.a_rs;
+          for (std::size_t k = 0; k < kc; ++k)
+            for (std::size_t ii = 0; ii < rows; ++ii)
+              dst[k * kMR + ii] = src[k * g.a_cs + ii * g.a_rs];
+        }
+        a = ap, a_rs = 1, a_cs = kMR, a_panel = kc * kMR;
+      }
+      for (std::size_t p = p0; p < p1; ++p) {
+        const std::size_t j0 = p * nr, ncols = std::min(nr, g.n - j0);
+        const float* b = in_place ? g.b + k0 * g.b_rs + j0 : bp + k0 * npad + p * kc * nr;
+        const std::size_t bk = in_place ? g.b_rs : nr;
+        for (std::size_t i = 0; i < mc; i += kMR)
+          GemmMicro(df, kc, a + (i / kMR) * a_panel, a_rs, a_cs, b, bk, g.c + (i0 + i) * g.ldc + j0,
+                    g.ldc, add, std::min(kMR, mc - i), ncols);
+      }
     }
+  };
+  if (g.m * g.n * g.k < kGemmSerialWork) {
+    if (!in_place)
+      for (std::size_t s = 0; s < slices; ++s) pack_slice(s);
+    run_block(0, g.m, 0, panels);
+    return;
   }
-  mc = std::max<std::size_t>(kMR, mc / kMR * kMR);
-  nc = std::max(nr, nc / nr * nr);
-  const std::size_t bm = (g.m + mc - 1) / mc, bn = (g.n + nc - 1) / nc;
+  if (!in_place) tbb::parallel_for(std::size_t{0}, slices, pack_slice);
+  // Blocks of C: 96 rows x all columns; fewer rows (down to 24), then column halves, until there
+  // are >= 8 tasks for two threads. The blocking depends on the shape only.
+  std::size_t mc = 16 * kMR, pc = panels;
+  auto blocks = [&] { return ((g.m + mc - 1) / mc) * ((panels + pc - 1) / pc); };
+  while (blocks() < 8 && (mc > 4 * kMR || pc > 1)) {
+    if (mc > 4 * kMR)
+      mc /= 2;
+    else
+      pc = (pc + 1) / 2;
+  }
+  const std::size_t bm = (g.m + mc - 1) / mc, bn = (panels + pc - 1) / pc;
   tbb::parallel_for(
       tbb::blocked_range<std::size_t>(0, bm * bn, 1),
       [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
-        const std::size_t kc_max = std::min(kKC, g.k);
-        float* ap = Scratch<float, 0>(((mc + kMR - 1) / kMR) * kMR * kc_max);
-        float* bp = Scratch<float, 1>(((nc + nr - 1) / nr) * nr * kc_max);
         for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
-          const std::size_t i0 = (blk / bn) * mc, j0 = (blk % bn) * nc;
-          const std::size_t mcb = std::min(mc, g.m - i0), ncb = std::min(nc, g.n - j0);
-          for (std::size_t k0 = 0; k0 < g.k; k0 += kKC) {
-            const std::size_t kc = std::min(kKC, g.k - k0);
-            const bool add = g.accumulate || k0 > 0;
-            GemmPackB(g, k0, kc, j0, ncb, nr, bp);
-            GemmPackA(g, i0, mcb, k0, kc, ap);
-            for (std::size_t jp = 0; jp < ncb; jp += nr) {
-              for (std::size_t ip = 0; ip < mcb; ip += kMR) {
-                GemmMicro(df, kc, ap + (ip / kMR) * kc * kMR, bp + (jp / nr) * kc * nr,
-                          g.c + (i0 + ip) * g.ldc + j0 + jp, g.ldc, add, std::min(kMR, mcb - ip),
-                          std::min(nr, ncb - jp));
-              }
-            }
-          }
+          const std::size_t i0 = (blk / bn) * mc, p0 = (blk % bn) * pc;
+          run_block(i0, std::min(mc, g.m - i0), p0, std::min(panels, p0 + pc));
         }
       },
       tbb::simple_partitioner());

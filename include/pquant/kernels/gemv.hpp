@@ -76,9 +76,11 @@ inline void gemv_w1a8(std::span<const std::int8_t> x, const SignWeights& w, cons
   const std::size_t groups = 2 * w.pairs();
   detail::Scratch<std::uint8_t, 0> tables(groups * 32);
   detail::Scratch<std::int32_t, 0> acc(w.tiles() * kLutTile);
-  detail::build_sign_tables(x, groups, tables.data());
+  static constexpr detail::LutSelect kSelect = detail::sign_select();
+  std::int64_t sum = 0;
+  detail::lut_tables({x.data(), x.size(), 4, groups, kSelect.data(), tables.data(), &sum});
   // W1 . x = 2 sum(b x) - sum(x), b = (w + 1) / 2.
-  detail::run_lut_fused(w, tables.data(), acc.data(), 2, -detail::sum_of(x), ep, y);
+  detail::run_lut_fused(w, tables.data(), acc.data(), 2, -sum, ep, y);
 }
 
 /// y[N] = epilogue(W2[N x K] . x[K]): ternary weights, INT8 activations, table lookup over pairs.
@@ -89,9 +91,11 @@ inline void gemv_w2a8(std::span<const std::int8_t> x, const TernaryWeights& w,
   const std::size_t groups = 2 * w.pairs();
   detail::Scratch<std::uint8_t, 0> tables(groups * 32);
   detail::Scratch<std::int32_t, 0> acc(w.tiles() * kLutTile);
-  detail::build_ternary_tables(x, groups, tables.data());
+  static constexpr detail::LutSelect kSelect = detail::ternary_select();
+  std::int64_t sum = 0;
+  detail::lut_tables({x.data(), x.size(), 2, groups, kSelect.data(), tables.data(), &sum});
   // W2 . x = sum(c x) - sum(x), c = w + 1.
-  detail::run_lut_fused(w, tables.data(), acc.data(), 1, -detail::sum_of(x), ep, y);
+  detail::run_lut_fused(w, tables.data(), acc.data(), 1, -sum, ep, y);
 }
 
 /// y[N] = token_scale * sum_j C[n][j] * S_j[n] + residual[n]: b-bit codebook weights with per-row
@@ -116,7 +120,8 @@ void gemv_codebook(std::span<const std::int8_t> x, const CodebookWeights<Bits>& 
   const std::int32_t* s = sums.data();
   for (std::size_t n = 0; n < w.rows(); ++n) acc[n] = 0.0f;
   for (unsigned j = 0; j < (1u << Bits); ++j) {
-    detail::build_bucket_tables<Bits>(x, groups, j, tables.data());
+    const detail::LutSelect select = detail::bucket_select<Bits>(j);
+    detail::lut_tables({x.data(), x.size(), 4 / Bits, groups, select.data(), tables.data()});
     detail::run_lut(w, tables.data(), sums.data());
     for (std::size_t n = 0; n < w.rows(); ++n)
       acc[n] = std::fma(w.codebook(n)[j], static_cast<float>(s[n]), acc[n]);

@@ -58,6 +58,9 @@ T* Scratch(std::size_t count) {
 // 32 rows and the widening is shared by four groups. 256-bit vectors are used on AVX-512 targets
 // too (the layout's tile is 32 rows).
 
+// Tiles per task of the parallel loop (and per K-blocked pass).
+inline constexpr std::size_t kLutTilesPerTask = 4;
+
 #if HWY_TARGET == HWY_SCALAR
 // One-lane target (no byte shuffles): the same sums, one row at a time.
 HWY_INLINE void LutTile(const std::uint8_t* HWY_RESTRICT index, std::size_t pairs,
@@ -75,6 +78,12 @@ HWY_INLINE void LutTile(const std::uint8_t* HWY_RESTRICT index, std::size_t pair
     }
     out[row] = static_cast<std::int32_t>(acc);
   }
+}
+HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
+                         std::size_t pairs, const std::uint8_t* HWY_RESTRICT tables,
+                         std::int32_t* HWY_RESTRICT out) {
+  for (std::size_t t = 0; t < ntiles; ++t)
+    LutTile(index + t * pairs * kLutTile, pairs, tables, out + t * kLutTile);
 }
 #else
 
@@ -105,137 +114,107 @@ HWY_INLINE auto MulPairs(VU8 a, VI8 b) {
 }
 #endif
 
-HWY_INLINE void LutTile(const std::uint8_t* HWY_RESTRICT index, std::size_t pairs,
-                        const std::uint8_t* HWY_RESTRICT tables, std::int32_t* HWY_RESTRICT out) {
+// Up to kLutTilesPerTask tiles at once, K-block outer and tiles inner, so the block's tables
+// (kLutGroupsPerBlock * 32 bytes) stay in L1 while every tile streams its indices past them (a
+// whole row's tables, 32 bytes per group, outgrow L1 at K >= 4096).
+HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
+                         std::size_t pairs, const std::uint8_t* HWY_RESTRICT tables,
+                         std::int32_t* HWY_RESTRICT out) {
   const hn::CappedTag<std::uint8_t, 32> du8;
   const hn::Repartition<std::int8_t, decltype(du8)> di8;
   const hn::Repartition<std::int16_t, decltype(du8)> di16;
   const hn::Repartition<std::uint16_t, decltype(du8)> du16;
   const std::size_t N = hn::Lanes(du8);
   const std::size_t H = N / 2;
+  const std::size_t tile_bytes = pairs * kLutTile;
   HWY_ALIGN std::int16_t part[32];
-  std::uint32_t acc[kLutTile] = {};
+  std::uint32_t acc[kLutTilesPerTask * kLutTile] = {};
   const auto nibble = hn::Set(du8, 0x0F);
   const auto even1 = hn::BitCast(di8, hn::Set(du16, 0x0001));   // (1, 0) multipliers
   const auto odd1 = hn::BitCast(di8, hn::Set(du16, 0x0100));    // (0, 1)
   const auto even16 = hn::BitCast(du8, hn::Set(du16, 0x0010));  // (16, 0)
   const auto odd16 = hn::BitCast(du8, hn::Set(du16, 0x1000));   // (0, 16)
   constexpr std::size_t kPairsPerBlock = detail::kLutGroupsPerBlock / 2;
-  for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
-    for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
-      const std::size_t p1 = std::min(pairs, p0 + kPairsPerBlock);
-      auto acc_even = hn::Zero(di16);
-      auto acc_odd = hn::Zero(di16);
-      for (std::size_t p = p0; p < p1; p += 2) {
-        const auto v0 = hn::Load(du8, index + p * kLutTile + chunk);
-        const auto v1 = hn::Load(du8, index + (p + 1) * kLutTile + chunk);
-        const auto i0 = hn::And(v0, nibble);
-        const auto i1 = hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0))), nibble);
-        const auto i2 = hn::And(v1, nibble);
-        const auto i3 = hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1))), nibble);
-        const std::uint8_t* t = tables + p * 64;
-        // Low-nibble sums: 4 x <= 60 fits uint8; high-nibble sums: 4 x [-32, 28] fits int8.
-        auto lo = hn::TableLookupBytes(hn::LoadDup128(du8, t), i0);
-        auto hi = hn::TableLookupBytes(hn::LoadDup128(du8, t + 16), i0);
-        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, t + 32), i1));
-        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, t + 48), i1));
-        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, t + 64), i2));
-        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, t + 80), i2));
-        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, t + 96), i3));
-        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, t + 112), i3));
-        const auto hi_signed = hn::BitCast(di8, hi);
-        acc_even = hn::Add(acc_even, hn::Add(MulPairs(lo, even1), MulPairs(even16, hi_signed)));
-        acc_odd = hn::Add(acc_odd, hn::Add(MulPairs(lo, odd1), MulPairs(odd16, hi_signed)));
+  for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
+    const std::size_t p1 = std::min(pairs, p0 + kPairsPerBlock);
+    for (std::size_t t = 0; t < ntiles; ++t) {
+      for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
+        const std::uint8_t* idx = index + t * tile_bytes + chunk;
+        auto acc_even = hn::Zero(di16);
+        auto acc_odd = hn::Zero(di16);
+        for (std::size_t p = p0; p < p1; p += 2) {
+          const auto v0 = hn::Load(du8, idx + p * kLutTile);
+          const auto v1 = hn::Load(du8, idx + (p + 1) * kLutTile);
+          const auto i0 = hn::And(v0, nibble);
+          const auto i1 =
+              hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0))), nibble);
+          const auto i2 = hn::And(v1, nibble);
+          const auto i3 =
+              hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1))), nibble);
+          const std::uint8_t* tab = tables + p * 64;
+          // Low-nibble sums: 4 x <= 60 fits uint8; high-nibble sums: 4 x [-32, 28] fits int8.
+          auto lo = hn::TableLookupBytes(hn::LoadDup128(du8, tab), i0);
+          auto hi = hn::TableLookupBytes(hn::LoadDup128(du8, tab + 16), i0);
+          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 32), i1));
+          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 48), i1));
+          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 64), i2));
+          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 80), i2));
+          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 96), i3));
+          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 112), i3));
+          const auto hi_signed = hn::BitCast(di8, hi);
+          acc_even = hn::Add(acc_even, hn::Add(MulPairs(lo, even1), MulPairs(even16, hi_signed)));
+          acc_odd = hn::Add(acc_odd, hn::Add(MulPairs(lo, odd1), MulPairs(odd16, hi_signed)));
+        }
+        hn::Store(acc_even, di16, part);
+        hn::Store(acc_odd, di16, part + H);
+        std::uint32_t* a = acc + t * kLutTile + chunk;
+        for (std::size_t q = 0; q < N; ++q)
+          a[q] += static_cast<std::uint32_t>(static_cast<std::int32_t>(part[q]));
       }
-      hn::Store(acc_even, di16, part);
-      hn::Store(acc_odd, di16, part + H);
-      for (std::size_t q = 0; q < N; ++q)
-        acc[chunk + q] += static_cast<std::uint32_t>(static_cast<std::int32_t>(part[q]));
     }
   }
   // Vector order -> row order: lane q of the even sums is row 2q of the chunk, of the odd sums
   // 2q+1.
-  for (std::size_t chunk = 0; chunk < kLutTile; chunk += N)
-    for (std::size_t q = 0; q < N; ++q) {
-      const std::size_t row = q < H ? 2 * q : 2 * (q - H) + 1;
-      out[chunk + row] = static_cast<std::int32_t>(acc[chunk + q]);
-    }
+  for (std::size_t t = 0; t < ntiles; ++t)
+    for (std::size_t chunk = 0; chunk < kLutTile; chunk += N)
+      for (std::size_t q = 0; q < N; ++q) {
+        const std::size_t row = q < H ? 2 * q : 2 * (q - H) + 1;
+        out[t * kLutTile + chunk + row] = static_cast<std::int32_t>(acc[t * kLutTile + chunk + q]);
+      }
 }
 #endif  // HWY_TARGET == HWY_SCALAR
 
-#define PQUANT_LUT_PAIR_TILES (HWY_TARGET != HWY_SCALAR && HWY_MAX_BYTES >= 32)
-#if PQUANT_LUT_PAIR_TILES
-// Two tiles at once on targets with 32-byte vectors: every table broadcast feeds 64 rows.
-HWY_INLINE void LutTilePair(const std::uint8_t* HWY_RESTRICT index0,
-                            const std::uint8_t* HWY_RESTRICT index1, std::size_t pairs,
-                            const std::uint8_t* HWY_RESTRICT tables,
-                            std::int32_t* HWY_RESTRICT out0, std::int32_t* HWY_RESTRICT out1) {
-  const hn::CappedTag<std::uint8_t, 32> du8;
-  const hn::Repartition<std::int8_t, decltype(du8)> di8;
-  const hn::Repartition<std::int16_t, decltype(du8)> di16;
-  const hn::Repartition<std::uint16_t, decltype(du8)> du16;
-  constexpr std::size_t H = kLutTile / 2;
-  HWY_ALIGN std::int16_t part[4 * H];
-  std::uint32_t acc[2 * kLutTile] = {};
-  const auto nibble = hn::Set(du8, 0x0F);
-  const auto even1 = hn::BitCast(di8, hn::Set(du16, 0x0001));
-  const auto odd1 = hn::BitCast(di8, hn::Set(du16, 0x0100));
-  const auto even16 = hn::BitCast(du8, hn::Set(du16, 0x0010));
-  const auto odd16 = hn::BitCast(du8, hn::Set(du16, 0x1000));
-  constexpr std::size_t kPairsPerBlock = detail::kLutGroupsPerBlock / 2;
-  auto low = [&](hn::Vec<decltype(du8)> v) HWY_ATTR { return hn::And(v, nibble); };
-  auto high = [&](hn::Vec<decltype(du8)> v) HWY_ATTR {
-    return hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v))), nibble);
-  };
-  for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
-    const std::size_t p1 = std::min(pairs, p0 + kPairsPerBlock);
-    auto e0 = hn::Zero(di16), o0 = hn::Zero(di16), e1 = hn::Zero(di16), o1 = hn::Zero(di16);
-    for (std::size_t p = p0; p < p1; p += 2) {
-      const auto a0 = hn::Load(du8, index0 + p * kLutTile);
-      const auto a1 = hn::Load(du8, index0 + (p + 1) * kLutTile);
-      const auto b0 = hn::Load(du8, index1 + p * kLutTile);
-      const auto b1 = hn::Load(du8, index1 + (p + 1) * kLutTile);
-      const std::uint8_t* t = tables + p * 64;
-      // Four groups per step, each a (low, high) 16-entry table pair looked up by both tiles'
-      // 4-bit indices; the first step initialises the sums, the other three add to them.
-      auto lo0 = hn::Zero(du8), hi0 = lo0, lo1 = lo0, hi1 = lo0;
-      auto step = [&](const std::uint8_t* tab, hn::Vec<decltype(du8)> ia,
-                      hn::Vec<decltype(du8)> ib) HWY_ATTR {
-        const auto tl = hn::LoadDup128(du8, tab), th = hn::LoadDup128(du8, tab + 16);
-        lo0 = hn::Add(lo0, hn::TableLookupBytes(tl, ia));
-        hi0 = hn::Add(hi0, hn::TableLookupBytes(th, ia));
-        lo1 = hn::Add(lo1, hn::TableLookupBytes(tl, ib));
-        hi1 = hn::Add(hi1, hn::TableLookupBytes(th, ib));
-      };
-      step(t, low(a0), low(b0));
-      step(t + 32, high(a0), high(b0));
-      step(t + 64, low(a1), low(b1));
-      step(t + 96, high(a1), high(b1));
-      const auto h0 = hn::BitCast(di8, hi0), h1 = hn::BitCast(di8, hi1);
-      e0 = hn::Add(e0, hn::Add(MulPairs(lo0, even1), MulPairs(even16, h0)));
-      o0 = hn::Add(o0, hn::Add(MulPairs(lo0, odd1), MulPairs(odd16, h0)));
-      e1 = hn::Add(e1, hn::Add(MulPairs(lo1, even1), MulPairs(even16, h1)));
-      o1 = hn::Add(o1, hn::Add(MulPairs(lo1, odd1), MulPairs(odd16, h1)));
-    }
-    hn::Store(e0, di16, part);
-    hn::Store(o0, di16, part + H);
-    hn::Store(e1, di16, part + 2 * H);
-    hn::Store(o1, di16, part + 3 * H);
-    for (std::size_t q = 0; q < 2 * kLutTile; ++q)
-      acc[q] += static_cast<std::uint32_t>(static_cast<std::int32_t>(part[q]));
-  }
-  for (std::size_t q = 0; q < kLutTile; ++q) {
-    const std::size_t row = q < H ? 2 * q : 2 * (q - H) + 1;
-    out0[row] = static_cast<std::int32_t>(acc[q]);
-    out1[row] = static_cast<std::int32_t>(acc[kLutTile + q]);
-  }
-}
-#endif
-
-// The fused epilogue of rows [first, first + count) (see LutGemvArgs).
+// The fused epilogue of rows [first, first + count) (see LutGemvArgs): the wrap to int32 in
+// uint32 lanes, then epilogue.hpp's formula in double lanes (the product of two floats is exact in
+// double, so a fused multiply-add rounds the same as the scalar formula).
 inline void LutEpilogue(const detail::LutGemvArgs& a, std::size_t first, std::size_t count) {
   const std::size_t end = std::min(a.rows, first + count);
-  for (std::size_t r = first; r < end; ++r) {
+  std::size_t r = first;
+#if HWY_HAVE_FLOAT64
+  if (a.row_scale_size == a.rows || a.row_scale_size <= 1) {
+    const hn::ScalableTag<double> dd;
+    const hn::Rebind<float, decltype(dd)> df;
+    const hn::Rebind<std::uint32_t, decltype(dd)> du;
+    const hn::Rebind<std::int32_t, decltype(dd)> di;
+    const std::size_t L = hn::Lanes(dd);
+    const auto mul = hn::Set(du, static_cast<std::uint32_t>(a.mul));
+    const auto offset =
+        hn::Set(du, static_cast<std::uint32_t>(static_cast<std::uint64_t>(a.offset)));
+    const float fixed_scale = a.row_scale_size == 1 ? a.row_scale[0] : 1.0f;
+    const auto token = hn::Set(df, a.token_scale);
+    for (; r + L <= end; r += L) {
+      const auto sum = hn::Add(
+          hn::Mul(hn::LoadU(du, reinterpret_cast<const std::uint32_t*>(a.out + r)), mul), offset);
+      const auto acc = hn::PromoteTo(dd, hn::ConvertTo(df, hn::BitCast(di, sum)));
+      const auto rs =
+          a.row_scale_size == a.rows ? hn::LoadU(df, a.row_scale + r) : hn::Set(df, fixed_scale);
+      const auto scale = hn::PromoteTo(dd, hn::Mul(rs, token));
+      const auto res = a.residual ? hn::PromoteTo(dd, hn::LoadU(df, a.residual + r)) : hn::Zero(dd);
+      hn::StoreU(hn::DemoteTo(df, hn::MulAdd(acc, scale, res)), df, a.y + r);
+    }
+  }
+#endif
+  for (; r < end; ++r) {
     const std::uint64_t v =
         static_cast<std::uint64_t>(static_cast<std::int64_t>(a.mul) * a.out[r] + a.offset);
     const auto acc = static_cast<std::int32_t>(static_cast<std::uint32_t>(v));
@@ -244,34 +223,117 @@ inline void LutEpilogue(const detail::LutGemvArgs& a, std::size_t first, std::si
   }
 }
 
+// Tables of one group: its activations in the low bytes of `word` (memory order).
+template <std::size_t G>
+HWY_INLINE std::uint32_t GroupWord(const detail::LutTablesArgs& a, std::size_t g) {
+  std::uint8_t bytes[4] = {};
+  const std::size_t first = g * G;
+  if (first + G <= a.k) {
+    std::memcpy(bytes, a.x + first, G);
+  } else {
+    for (std::size_t i = 0; first + i < a.k && i < G; ++i)
+      bytes[i] = static_cast<std::uint8_t>(a.x[first + i]);
+  }
+  std::uint32_t word;
+  std::memcpy(&word, bytes, 4);
+  return word;
+}
+
+template <std::size_t G>
+HWY_INLINE void LutTablesOf(const detail::LutTablesArgs& a) {
+#if HWY_TARGET == HWY_SCALAR
+  for (std::size_t g = 0; g < a.groups; ++g) {
+    const std::uint32_t word = GroupWord<G>(a, g);
+    std::uint8_t v[4];
+    std::memcpy(v, &word, 4);
+    for (unsigned idx = 0; idx < 16; ++idx) {
+      int tl = 0, th = 0;
+      for (unsigned t = 0; t < 4; ++t) {
+        const unsigned sel = a.select[16 * t + idx];
+        if (sel >= 0x80) continue;
+        const int x = static_cast<std::int8_t>(v[sel & 3]);
+        tl += x & 15;
+        th += (x - (x & 15)) / 16;
+      }
+      a.tables[32 * g + idx] = static_cast<std::uint8_t>(tl);
+      a.tables[32 * g + 16 + idx] = static_cast<std::uint8_t>(static_cast<std::int8_t>(th));
+    }
+  }
+#else
+  const hn::CappedTag<std::uint8_t, 16> d;
+  const hn::Repartition<std::uint16_t, decltype(d)> d16;
+  const hn::Repartition<std::uint32_t, decltype(d)> d32;
+  const auto nibble = hn::Set(d, 0x0F);
+  const auto eight = hn::Set(d, 8);
+  const auto s0 = hn::LoadU(d, a.select), s1 = hn::LoadU(d, a.select + 16);
+  const auto s2 = hn::LoadU(d, a.select + 32), s3 = hn::LoadU(d, a.select + 48);
+  for (std::size_t g = 0; g < a.groups; ++g) {
+    const auto v = hn::BitCast(d, hn::Set(d32, GroupWord<G>(a, g)));
+    const auto xl = hn::And(v, nibble);
+    // high(v) = ((v >> 4) xor 8) - 8 per byte: the arithmetic shift of a byte.
+    const auto xh = hn::Sub(
+        hn::Xor(hn::And(hn::BitCast(d, hn::ShiftRight<4>(hn::BitCast(d16, v))), nibble), eight),
+        eight);
+    const auto tl =
+        hn::Add(hn::Add(hn::TableLookupBytesOr0(xl, s0), hn::TableLookupBytesOr0(xl, s1)),
+                hn::Add(hn::TableLookupBytesOr0(xl, s2), hn::TableLookupBytesOr0(xl, s3)));
+    const auto th =
+        hn::Add(hn::Add(hn::TableLookupBytesOr0(xh, s0), hn::TableLookupBytesOr0(xh, s1)),
+                hn::Add(hn::TableLookupBytesOr0(xh, s2), hn::TableLookupBytesOr0(xh, s3)));
+    hn::StoreU(tl, d, a.tables + 32 * g);
+    hn::StoreU(th, d, a.tables + 32 * g + 16);
+  }
+#endif
+}
+
+// Tables for one activation vector (LutTablesArgs); one group per step in 128-bit vectors: the
+// group's activations are broadcast, split into nibbles, and each selector term is one byte lookup
+// (selector >= 0x80 gives 0).
+HWY_NOINLINE void LutTables(const detail::LutTablesArgs& a) {
+  if (a.group == 4)
+    LutTablesOf<4>(a);
+  else if (a.group == 2)
+    LutTablesOf<2>(a);
+  else
+    LutTablesOf<1>(a);
+  if (a.sum != nullptr) {
+    std::int64_t s = 0;
+    std::size_t k = 0;
+#if HWY_TARGET != HWY_SCALAR
+    // sum(x) = sum(x xor 0x80 as uint8) - 128 k; eight bytes per uint64 lane.
+    const hn::ScalableTag<std::uint8_t> d;
+    const hn::Repartition<std::uint64_t, decltype(d)> d64;
+    const std::size_t N = hn::Lanes(d);
+    const auto bias = hn::Set(d, 0x80);
+    auto acc = hn::Zero(d64);
+    const auto* x = reinterpret_cast<const std::uint8_t*>(a.x);
+    for (; k + N <= a.k; k += N)
+      acc = hn::Add(acc, hn::SumsOf8(hn::Xor(hn::LoadU(d, x + k), bias)));
+    s = static_cast<std::int64_t>(hn::GetLane(hn::SumOfLanes(d64, acc))) -
+        128 * static_cast<std::int64_t>(k);
+#endif
+    for (; k < a.k; ++k) s += a.x[k];
+    *a.sum = s;
+  }
+}
+
 HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
   const std::size_t tile_bytes = a.pairs * kLutTile;
-#if PQUANT_LUT_PAIR_TILES
-  const bool pair_tiles = hn::Lanes(hn::CappedTag<std::uint8_t, 32>()) == kLutTile;
-#endif
-  // Small row tiles (4 x 32 rows) scheduled dynamically: the two cores of a VM are not always
-  // equal. Each tile's rows are computed by one task, so results do not depend on the threads.
+  // Small row tiles (kLutTilesPerTask x 32 rows) scheduled dynamically: the two cores of a VM are
+  // not always equal. Each tile's rows are computed by one task, so results do not depend on the
+  // threads.
   tbb::parallel_for(
-      tbb::blocked_range<std::size_t>(0, (a.tiles + 3) / 4, 1),
+      tbb::blocked_range<std::size_t>(0, (a.tiles + kLutTilesPerTask - 1) / kLutTilesPerTask, 1),
       [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
         for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
-          std::size_t t = blk * 4;
-          const std::size_t end = std::min(a.tiles, t + 4);
-#if PQUANT_LUT_PAIR_TILES
-          if (pair_tiles) {
-            for (; t + 2 <= end; t += 2)
-              LutTilePair(a.index + t * tile_bytes, a.index + (t + 1) * tile_bytes, a.pairs,
-                          a.tables, a.out + t * kLutTile, a.out + (t + 1) * kLutTile);
-          }
-#endif
-          for (; t < end; ++t)
-            LutTile(a.index + t * tile_bytes, a.pairs, a.tables, a.out + t * kLutTile);
-          if (a.y != nullptr) LutEpilogue(a, blk * 4 * kLutTile, 4 * kLutTile);
+          const std::size_t t = blk * kLutTilesPerTask;
+          const std::size_t n = std::min(a.tiles - t, kLutTilesPerTask);
+          LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, a.out + t * kLutTile);
+          if (a.y != nullptr) LutEpilogue(a, t * kLutTile, n * kLutTile);
         }
       },
       tbb::simple_partitioner());
 }
-#undef PQUANT_LUT_PAIR_TILES
 
 // ---------------------------------------------------------------------------------------------
 // INT8 GEMV: out[r] = sum_k w[r][k] * x[k]. Weights widened to int16, pairs multiplied and added

@@ -10,6 +10,7 @@
 
 namespace pquant::kernels::detail {
 inline void gemm_f32(const GemmF32Args& args) { HWY_NAMESPACE::GemmF32(args); }
+inline void lut_tables(const LutTablesArgs& args) { HWY_NAMESPACE::LutTables(args); }
 inline void lut_gemv(const LutGemvArgs& args) { HWY_NAMESPACE::LutGemv(args); }
 inline void int8_gemv(const Int8GemvArgs& args) { HWY_NAMESPACE::Int8Gemv(args); }
 inline void f32_gemv(const F32GemvArgs& args) { HWY_NAMESPACE::F32Gemv(args); }
