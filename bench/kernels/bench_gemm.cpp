@@ -66,6 +66,16 @@ int register_all() {
                                             {Op::backward_data, "backward_data"},
                                             {Op::backward_weights, "backward_weights"},
                                             {Op::w1a8, "w1a8"}};
+  // Prompt prefill: a few tokens through a large 1-bit matrix (weights read once per call).
+  const Shape prefill[] = {{8, 4096, 4096}, {32, 4096, 4096}, {32, 1536, 1536}};
+  for (int threads : {1, 2})
+    for (Shape s : prefill)
+      benchmark::RegisterBenchmark(
+          (std::string("BM_gemm/w1a8/") + std::to_string(s.m) + "/" + std::to_string(s.n) + "/" +
+           std::to_string(s.k) + "/" + std::to_string(threads))
+              .c_str(),
+          BM_gemm, Op::w1a8, s.m, s.n, s.k, threads)
+          ->UseRealTime();
   for (int threads : {1, 2})
     for (auto [op, op_name] : ops)
       for (Shape s : shapes)

@@ -62,6 +62,29 @@ struct LutGemvArgs {
 };
 inline constexpr std::size_t kLutGroupsPerBlock = 60;  // 15 steps * 2048 = 30720 <= 32767
 
+/// The LUT GEMV for m activation vectors at once (prefill, QAT): token i's tables start at
+/// tables + i * table_stride, its sums at out + i * out_stride (>= tiles * kLutTile) and its output
+/// row at y + i * ldy; the epilogue is LutGemvArgs' with offset[i], token_scale[i] (or [0] when
+/// token_scale_size == 1) and residual + i * ldr (or none).
+struct LutGemmArgs {
+  const std::uint8_t* index;
+  std::size_t tiles, pairs;
+  const std::uint8_t* tables;
+  std::size_t table_stride, m;
+  std::int32_t* out;
+  std::size_t out_stride;
+  float* y;
+  std::size_t ldy, rows;
+  std::int32_t mul;
+  const std::int64_t* offset;
+  const float* row_scale;
+  std::size_t row_scale_size;
+  const float* token_scale;
+  std::size_t token_scale_size;
+  const float* residual;
+  std::size_t ldr;
+};
+
 /// The split tables of a LUT GEMV (layout in LutGemvArgs) for one activation vector: for group
 /// g < groups with activations v_i = x[g * group + i] (0 at or past k), i < group <= 4,
 ///   TL_g[idx] = sum_{t < 4} low(v_{select[16 t + idx]}),  TH_g[idx] = sum_t high(v_{select[...]}),
@@ -102,6 +125,7 @@ struct F32GemvArgs {
 PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
 PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
+PQUANT_KERNEL_API void lut_gemm(const LutGemmArgs& args);
 PQUANT_KERNEL_API void int8_gemv(const Int8GemvArgs& args);
 PQUANT_KERNEL_API void f32_gemv(const F32GemvArgs& args);
 /// Bitfield of the Highway targets compiled into the kernels (HWY_TARGETS of the dispatch unit).

@@ -27,6 +27,7 @@ namespace pquant::kernels {
 HWY_EXPORT(GemmF32);
 HWY_EXPORT(LutTables);
 HWY_EXPORT(LutGemv);
+HWY_EXPORT(LutGemm);
 HWY_EXPORT(Int8Gemv);
 HWY_EXPORT(F32Gemv);
 HWY_EXPORT(CurrentTarget);
@@ -40,6 +41,9 @@ void lut_tables(const LutTablesArgs& args) {
 }
 void lut_gemv(const LutGemvArgs& args) {
   HWY_DYNAMIC_DISPATCH(LutGemv)(args);
+}
+void lut_gemm(const LutGemmArgs& args) {
+  HWY_DYNAMIC_DISPATCH(LutGemm)(args);
 }
 void int8_gemv(const Int8GemvArgs& args) {
   HWY_DYNAMIC_DISPATCH(Int8Gemv)(args);

@@ -14,6 +14,7 @@
 #include "pquant/core/matrix.hpp"
 #include "pquant/kernels/backend.hpp"
 #include "pquant/kernels/detail/host.hpp"
+#include "pquant/kernels/detail/lut_gemm.hpp"
 #include "pquant/kernels/epilogue.hpp"
 #include "pquant/kernels/kernel_weights.hpp"
 
@@ -134,12 +135,13 @@ void int_gemm_lut(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const
                   MatrixView<float> y, const char* fn) {
   check_int_gemm(x, w.rows(), w.cols(), ep, y, fn);
   check_k(w.cols(), kMaxKLowBit, fn);
-  const std::size_t n = w.rows(), k = w.cols();
-  auto decode = [&](float* out) {
-    for (std::size_t r = 0; r < n; ++r)
-      for (std::size_t c = 0; c < k; ++c) out[r * k + c] = static_cast<float>(lut_value(w, r, c));
-  };
-  int_gemm(x, n, k, decode, std::size_t{1} << 17, ep, y);  // |w x| <= 128: 2^24 / 2^7
+  if constexpr (F::kBits == 1) {
+    static constexpr LutSelect kSelect = sign_select();
+    lut_gemm_run(x, w, kSelect, 4, 2, ep, y);  // W1 . x = 2 sum(b x) - sum(x)
+  } else {
+    static constexpr LutSelect kSelect = ternary_select();
+    lut_gemm_run(x, w, kSelect, 2, 1, ep, y);  // W2 . x = sum(c x) - sum(x)
+  }
 }
 
 }  // namespace detail

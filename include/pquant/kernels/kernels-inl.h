@@ -62,28 +62,27 @@ T* Scratch(std::size_t count) {
 inline constexpr std::size_t kLutTilesPerTask = 4;
 
 #if HWY_TARGET == HWY_SCALAR
-// One-lane target (no byte shuffles): the same sums, one row at a time.
-HWY_INLINE void LutTile(const std::uint8_t* HWY_RESTRICT index, std::size_t pairs,
-                        const std::uint8_t* HWY_RESTRICT tables, std::int32_t* HWY_RESTRICT out) {
-  for (std::size_t row = 0; row < kLutTile; ++row) {
-    std::uint32_t acc = 0;
-    for (std::size_t p = 0; p < pairs; ++p) {
-      const unsigned v = index[p * kLutTile + row];
-      const std::uint8_t* t = tables + p * 64;
-      for (unsigned half = 0; half < 2; ++half) {
-        const unsigned i = half ? (v >> 4) : (v & 15u);
-        const std::uint8_t* tg = t + 32 * half;
-        acc += static_cast<std::uint32_t>(16 * static_cast<std::int8_t>(tg[16 + i]) + tg[i]);
-      }
-    }
-    out[row] = static_cast<std::int32_t>(acc);
-  }
-}
-HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
-                         std::size_t pairs, const std::uint8_t* HWY_RESTRICT tables,
-                         std::int32_t* HWY_RESTRICT out) {
+// One-lane target (no byte shuffles): the same sums, one row at a time (vector order = row order).
+HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
+                         std::size_t pairs, std::size_t p0, std::size_t p1,
+                         const std::uint8_t* HWY_RESTRICT tables, std::uint32_t* HWY_RESTRICT acc) {
   for (std::size_t t = 0; t < ntiles; ++t)
-    LutTile(index + t * pairs * kLutTile, pairs, tables, out + t * kLutTile);
+    for (std::size_t row = 0; row < kLutTile; ++row) {
+      std::uint32_t sum = 0;
+      for (std::size_t p = p0; p < p1; ++p) {
+        const unsigned v = index[(t * pairs + p) * kLutTile + row];
+        const std::uint8_t* tp = tables + p * 64;
+        for (unsigned half = 0; half < 2; ++half) {
+          const unsigned i = half ? (v >> 4) : (v & 15u);
+          const std::uint8_t* tg = tp + 32 * half;
+          sum += static_cast<std::uint32_t>(16 * static_cast<std::int8_t>(tg[16 + i]) + tg[i]);
+        }
+      }
+      acc[t * kLutTile + row] += sum;
+    }
+}
+inline constexpr std::size_t LaneToRow(std::size_t q) {
+  return q;
 }
 #else
 
@@ -114,12 +113,11 @@ HWY_INLINE auto MulPairs(VU8 a, VI8 b) {
 }
 #endif
 
-// Up to kLutTilesPerTask tiles at once, K-block outer and tiles inner, so the block's tables
-// (kLutGroupsPerBlock * 32 bytes) stay in L1 while every tile streams its indices past them (a
-// whole row's tables, 32 bytes per group, outgrow L1 at K >= 4096).
-HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
-                         std::size_t pairs, const std::uint8_t* HWY_RESTRICT tables,
-                         std::int32_t* HWY_RESTRICT out) {
+// Adds the K-block [p0, p1) (at most kLutGroupsPerBlock groups) of up to kLutTilesPerTask tiles
+// into acc (uint32, vector order: LaneToRow).
+HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
+                         std::size_t pairs, std::size_t p0, std::size_t p1,
+                         const std::uint8_t* HWY_RESTRICT tables, std::uint32_t* HWY_RESTRICT acc) {
   const hn::CappedTag<std::uint8_t, 32> du8;
   const hn::Repartition<std::int8_t, decltype(du8)> di8;
   const hn::Repartition<std::int16_t, decltype(du8)> di16;
@@ -128,61 +126,79 @@ HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
   const std::size_t H = N / 2;
   const std::size_t tile_bytes = pairs * kLutTile;
   HWY_ALIGN std::int16_t part[32];
-  std::uint32_t acc[kLutTilesPerTask * kLutTile] = {};
   const auto nibble = hn::Set(du8, 0x0F);
   const auto even1 = hn::BitCast(di8, hn::Set(du16, 0x0001));   // (1, 0) multipliers
   const auto odd1 = hn::BitCast(di8, hn::Set(du16, 0x0100));    // (0, 1)
   const auto even16 = hn::BitCast(du8, hn::Set(du16, 0x0010));  // (16, 0)
   const auto odd16 = hn::BitCast(du8, hn::Set(du16, 0x1000));   // (0, 16)
-  constexpr std::size_t kPairsPerBlock = detail::kLutGroupsPerBlock / 2;
-  for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
-    const std::size_t p1 = std::min(pairs, p0 + kPairsPerBlock);
-    for (std::size_t t = 0; t < ntiles; ++t) {
-      for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
-        const std::uint8_t* idx = index + t * tile_bytes + chunk;
-        auto acc_even = hn::Zero(di16);
-        auto acc_odd = hn::Zero(di16);
-        for (std::size_t p = p0; p < p1; p += 2) {
-          const auto v0 = hn::Load(du8, idx + p * kLutTile);
-          const auto v1 = hn::Load(du8, idx + (p + 1) * kLutTile);
-          const auto i0 = hn::And(v0, nibble);
-          const auto i1 =
-              hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0))), nibble);
-          const auto i2 = hn::And(v1, nibble);
-          const auto i3 =
-              hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1))), nibble);
-          const std::uint8_t* tab = tables + p * 64;
-          // Low-nibble sums: 4 x <= 60 fits uint8; high-nibble sums: 4 x [-32, 28] fits int8.
-          auto lo = hn::TableLookupBytes(hn::LoadDup128(du8, tab), i0);
-          auto hi = hn::TableLookupBytes(hn::LoadDup128(du8, tab + 16), i0);
-          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 32), i1));
-          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 48), i1));
-          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 64), i2));
-          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 80), i2));
-          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 96), i3));
-          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 112), i3));
-          const auto hi_signed = hn::BitCast(di8, hi);
-          acc_even = hn::Add(acc_even, hn::Add(MulPairs(lo, even1), MulPairs(even16, hi_signed)));
-          acc_odd = hn::Add(acc_odd, hn::Add(MulPairs(lo, odd1), MulPairs(odd16, hi_signed)));
-        }
-        hn::Store(acc_even, di16, part);
-        hn::Store(acc_odd, di16, part + H);
-        std::uint32_t* a = acc + t * kLutTile + chunk;
-        for (std::size_t q = 0; q < N; ++q)
-          a[q] += static_cast<std::uint32_t>(static_cast<std::int32_t>(part[q]));
+  for (std::size_t t = 0; t < ntiles; ++t) {
+    for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
+      const std::uint8_t* idx = index + t * tile_bytes + chunk;
+      auto acc_even = hn::Zero(di16);
+      auto acc_odd = hn::Zero(di16);
+      for (std::size_t p = p0; p < p1; p += 2) {
+        const auto v0 = hn::Load(du8, idx + p * kLutTile);
+        const auto v1 = hn::Load(du8, idx + (p + 1) * kLutTile);
+        const auto i0 = hn::And(v0, nibble);
+        const auto i1 = hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0))), nibble);
+        const auto i2 = hn::And(v1, nibble);
+        const auto i3 = hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1))), nibble);
+        const std::uint8_t* tab = tables + p * 64;
+        // Low-nibble sums: 4 x <= 60 fits uint8; high-nibble sums: 4 x [-32, 28] fits int8.
+        auto lo = hn::TableLookupBytes(hn::LoadDup128(du8, tab), i0);
+        auto hi = hn::TableLookupBytes(hn::LoadDup128(du8, tab + 16), i0);
+        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 32), i1));
+        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 48), i1));
+        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 64), i2));
+        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 80), i2));
+        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 96), i3));
+        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 112), i3));
+        const auto hi_signed = hn::BitCast(di8, hi);
+        acc_even = hn::Add(acc_even, hn::Add(MulPairs(lo, even1), MulPairs(even16, hi_signed)));
+        acc_odd = hn::Add(acc_odd, hn::Add(MulPairs(lo, odd1), MulPairs(odd16, hi_signed)));
       }
+      hn::Store(acc_even, di16, part);
+      hn::Store(acc_odd, di16, part + H);
+      std::uint32_t* a = acc + t * kLutTile + chunk;
+      for (std::size_t q = 0; q < N; ++q)
+        a[q] += static_cast<std::uint32_t>(static_cast<std::int32_t>(part[q]));
     }
   }
-  // Vector order -> row order: lane q of the even sums is row 2q of the chunk, of the odd sums
-  // 2q+1.
-  for (std::size_t t = 0; t < ntiles; ++t)
-    for (std::size_t chunk = 0; chunk < kLutTile; chunk += N)
-      for (std::size_t q = 0; q < N; ++q) {
-        const std::size_t row = q < H ? 2 * q : 2 * (q - H) + 1;
-        out[t * kLutTile + chunk + row] = static_cast<std::int32_t>(acc[t * kLutTile + chunk + q]);
-      }
+}
+
+// Lane q of a chunk's sums: the even rows' sums, then the odd rows'.
+HWY_INLINE std::size_t LaneToRow(std::size_t q) {
+  const std::size_t N = hn::Lanes(hn::CappedTag<std::uint8_t, 32>());
+  const std::size_t chunk = q / N * N, lane = q % N, H = N / 2;
+  return chunk + (lane < H ? 2 * lane : 2 * (lane - H) + 1);
 }
 #endif  // HWY_TARGET == HWY_SCALAR
+
+// The sums of up to kLutTilesPerTask tiles over the whole K for `tokens` activation vectors (their
+// tables table_stride bytes apart, their sums out_stride apart): K-block outer, so a block's tables
+// (kLutGroupsPerBlock * 32 bytes per token) stay in L1 while the tiles' indices pass over them (a
+// row's tables, 32 bytes per group, outgrow L1 at K >= 4096), and each block's indices stay in L1
+// across the tokens.
+HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
+                         std::size_t pairs, const std::uint8_t* tables, std::size_t table_stride,
+                         std::size_t tokens, std::int32_t* out, std::size_t out_stride) {
+  constexpr std::size_t kMaxTokens = 8;
+  std::uint32_t acc[kMaxTokens][kLutTilesPerTask * kLutTile];
+  constexpr std::size_t kPairsPerBlock = detail::kLutGroupsPerBlock / 2;
+  for (std::size_t m0 = 0; m0 < tokens; m0 += kMaxTokens) {
+    const std::size_t mc = std::min(kMaxTokens, tokens - m0);
+    for (std::size_t m = 0; m < mc; ++m)
+      std::fill(acc[m], acc[m] + ntiles * kLutTile, std::uint32_t{0});
+    for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
+      const std::size_t p1 = std::min(pairs, p0 + kPairsPerBlock);
+      for (std::size_t m = 0; m < mc; ++m)
+        LutBlock(index, ntiles, pairs, p0, p1, tables + (m0 + m) * table_stride, acc[m]);
+    }
+    for (std::size_t m = 0; m < mc; ++m)
+      for (std::size_t q = 0; q < ntiles * kLutTile; ++q)
+        out[(m0 + m) * out_stride + LaneToRow(q)] = static_cast<std::int32_t>(acc[m][q]);
+  }
+}
 
 // The fused epilogue of rows [first, first + count) (see LutGemvArgs): the wrap to int32 in
 // uint32 lanes, then epilogue.hpp's formula in double lanes (the product of two floats is exact in
@@ -328,8 +344,37 @@ HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
         for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
           const std::size_t t = blk * kLutTilesPerTask;
           const std::size_t n = std::min(a.tiles - t, kLutTilesPerTask);
-          LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, a.out + t * kLutTile);
+          LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, 0, 1, a.out + t * kLutTile, 0);
           if (a.y != nullptr) LutEpilogue(a, t * kLutTile, n * kLutTile);
+        }
+      },
+      tbb::simple_partitioner());
+}
+
+// LUT GEMM (LutGemmArgs): the GEMV's tile tasks, each running every token over its tiles, so a
+// tile's indices are read from memory once per call instead of once per token.
+HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
+  const std::size_t tile_bytes = g.pairs * kLutTile;
+  tbb::parallel_for(
+      tbb::blocked_range<std::size_t>(0, (g.tiles + kLutTilesPerTask - 1) / kLutTilesPerTask, 1),
+      [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+        for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
+          const std::size_t t = blk * kLutTilesPerTask;
+          const std::size_t n = std::min(g.tiles - t, kLutTilesPerTask);
+          LutTiles(g.index + t * tile_bytes, n, g.pairs, g.tables, g.table_stride, g.m,
+                   g.out + t * kLutTile, g.out_stride);
+          for (std::size_t m = 0; m < g.m; ++m) {
+            detail::LutGemvArgs a{g.index, g.tiles, g.pairs, nullptr, g.out + m * g.out_stride};
+            a.y = g.y + m * g.ldy;
+            a.rows = g.rows;
+            a.mul = g.mul;
+            a.offset = g.offset[m];
+            a.row_scale = g.row_scale;
+            a.row_scale_size = g.row_scale_size;
+            a.token_scale = g.token_scale[g.token_scale_size == 1 ? 0 : m];
+            a.residual = g.residual ? g.residual + m * g.ldr : nullptr;
+            LutEpilogue(a, t * kLutTile, n * kLutTile);
+          }
         }
       },
       tbb::simple_partitioner());

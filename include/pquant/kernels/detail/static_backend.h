@@ -9,11 +9,28 @@
 #include "pquant/kernels/kernels-inl.h"
 
 namespace pquant::kernels::detail {
-inline void gemm_f32(const GemmF32Args& args) { HWY_NAMESPACE::GemmF32(args); }
-inline void lut_tables(const LutTablesArgs& args) { HWY_NAMESPACE::LutTables(args); }
-inline void lut_gemv(const LutGemvArgs& args) { HWY_NAMESPACE::LutGemv(args); }
-inline void int8_gemv(const Int8GemvArgs& args) { HWY_NAMESPACE::Int8Gemv(args); }
-inline void f32_gemv(const F32GemvArgs& args) { HWY_NAMESPACE::F32Gemv(args); }
-inline std::int64_t compiled_targets() { return HWY_STATIC_TARGET; }
-inline std::int64_t current_target() { return HWY_STATIC_TARGET; }
+inline void gemm_f32(const GemmF32Args& args) {
+  HWY_NAMESPACE::GemmF32(args);
+}
+inline void lut_tables(const LutTablesArgs& args) {
+  HWY_NAMESPACE::LutTables(args);
+}
+inline void lut_gemv(const LutGemvArgs& args) {
+  HWY_NAMESPACE::LutGemv(args);
+}
+inline void lut_gemm(const LutGemmArgs& args) {
+  HWY_NAMESPACE::LutGemm(args);
+}
+inline void int8_gemv(const Int8GemvArgs& args) {
+  HWY_NAMESPACE::Int8Gemv(args);
+}
+inline void f32_gemv(const F32GemvArgs& args) {
+  HWY_NAMESPACE::F32Gemv(args);
+}
+inline std::int64_t compiled_targets() {
+  return HWY_STATIC_TARGET;
+}
+inline std::int64_t current_target() {
+  return HWY_STATIC_TARGET;
+}
 }  // namespace pquant::kernels::detail

@@ -1,0 +1,57 @@
+// The batched LUT kernels' host side: one table set per token (the lut_tables kernel), then one
+// lut_gemm call that reads each weight tile once for all tokens (prefill, QAT forward).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "pquant/core/matrix.hpp"
+#include "pquant/kernels/backend.hpp"
+#include "pquant/kernels/detail/host.hpp"
+#include "pquant/kernels/epilogue.hpp"
+#include "pquant/kernels/kernel_weights.hpp"
+
+namespace pquant::kernels::detail {
+
+/// Y[M x N] = epilogue(mul * S + offset), S[i][r] = the LUT sum of token i's tables over row r,
+/// offset_i = -sum(x_i) (the 0/1 and code forms of 1-bit and ternary weights, see gemv.hpp).
+/// Arguments are checked by the caller.
+template <class F>
+void lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const LutSelect& select,
+                  std::size_t group, std::int32_t mul, const Epilogue& ep, MatrixView<float> y) {
+  const std::size_t m = x.rows, groups = 2 * w.pairs(), table_bytes = groups * 32;
+  const std::size_t out_stride = w.tiles() * kLutTile;
+  Scratch<std::uint8_t, 2> tables(m * table_bytes);
+  Scratch<std::int64_t, 0> offset(m);
+  Scratch<std::int32_t, 2> out(m * out_stride);
+  for (std::size_t i = 0; i < m; ++i) {
+    std::int64_t sum = 0;
+    lut_tables({x.data + i * x.stride, x.cols, group, groups, select.data(),
+                tables.data() + i * table_bytes, &sum});
+    offset.data()[i] = -sum;
+  }
+  static constexpr float kOne = 1.0f;
+  LutGemmArgs a{};
+  a.index = w.data();
+  a.tiles = w.tiles();
+  a.pairs = w.pairs();
+  a.tables = tables.data();
+  a.table_stride = table_bytes;
+  a.m = m;
+  a.out = out.data();
+  a.out_stride = out_stride;
+  a.y = y.data;
+  a.ldy = y.stride;
+  a.rows = w.rows();
+  a.mul = mul;
+  a.offset = offset.data();
+  a.row_scale = ep.row_scale.data();
+  a.row_scale_size = ep.row_scale.size();
+  a.token_scale = ep.token_scale.empty() ? &kOne : ep.token_scale.data();
+  a.token_scale_size = ep.token_scale.empty() ? 1 : ep.token_scale.size();
+  a.residual = ep.residual.empty() ? nullptr : ep.residual.data;
+  a.ldr = ep.residual.stride;
+  lut_gemm(a);
+}
+
+}  // namespace pquant::kernels::detail
