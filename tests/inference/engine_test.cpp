@@ -121,3 +121,31 @@ TEST(Engine, RejectsInconsistentModels) {
   p.blocks[0].expert_up.pop_back();
   EXPECT_THROW(Engine{p}, ShapeError);
 }
+
+// Decoding takes other FP32 GEMM paths when a head is wider than 128 or more than 128 keys are
+// cached (see Engine::decode_attention): still the batched pass's values and the reference's.
+TEST(Engine, LongContextAndWideHeadsDecodeAsBatched) {
+  for (std::size_t heads : {1, 4}) {  // head_dim 256 and 64
+    InferenceConfig c = small_config(Variant::kPQuant, 2);
+    c.d_model = 256;
+    c.heads = heads;
+    c.layers = 1;
+    c.context = 150;
+    const PackedModel m = random_packed_model(c, 5);
+    const std::vector<int> tokens = some_tokens(c.context, c.vocab);
+    Engine batched(m);
+    const Matrix<float> all = batched.forward_all(tokens);
+    expect_matches(all, reference::reference_logits(m, tokens), 1e-3);
+    Engine step(m);
+    (void)step.prefill(std::span<const int>(tokens.data(), 3));
+    double diff = 0, scale = 0;
+    for (std::size_t t = 3; t < tokens.size(); ++t) {
+      const std::span<const float> logits = step.step(tokens[t]);
+      for (std::size_t i = 0; i < logits.size(); ++i) {
+        diff = std::fmax(diff, std::fabs(logits[i] - all(t, i)));
+        scale = std::fmax(scale, std::fabs(all(t, i)));
+      }
+    }
+    EXPECT_LT(diff / scale, 1e-5) << heads << " heads";
+  }
+}

@@ -67,9 +67,9 @@ TEST(ModelFile, RoundTripEveryVariant) {
     }
     const io::SafetensorsFile f = io::SafetensorsFile::load(p);
     EXPECT_EQ(f->meta("pquant.format"), "pquant-packed");
-    if (v == Variant::kBitNet) {  // 1-bit codes: 32x32 -> 1 tile * 4 pairs * 32 bytes
-      EXPECT_EQ(f->at("blocks.0.q.codes").shape, (std::vector<std::uint64_t>{1, 4, 32}));
-      EXPECT_EQ(f->at("blocks.0.q.codes").dtype, io::DType::kU8);
+    if (v == Variant::kBitNet) {  // 1-bit codes: [q; k; v] 96x32 -> 3 tiles * 4 pairs * 32 bytes
+      EXPECT_EQ(f->at("blocks.0.qkv.codes").shape, (std::vector<std::uint64_t>{3, 4, 32}));
+      EXPECT_EQ(f->at("blocks.0.qkv.codes").dtype, io::DType::kU8);
     }
   }
 }
@@ -126,18 +126,18 @@ TEST(ModelFile, LyingTensorsAreRejected) {
   }
   // Ternary code 3 is not a weight.
   {
-    const PackedLinear& q = m.blocks[0].q;
+    const PackedLinear& q = m.blocks[0].qkv;
     std::vector<std::uint8_t> codes(q.ternary.data(), q.ternary.data() + q.ternary.bytes());
     codes[0] |= 0x3;  // weight (0, 0) -> code 3
     io::SafetensorsWriter w;
     const std::vector<std::uint8_t> all = rebuild([](io::SafetensorsWriter&) {});
     const io::SafetensorsView v = io::SafetensorsView::parse(all);
     w.set_metadata("pquant.format", "pquant-packed");
-    w.set_metadata("pquant.format_version", "1");
+    w.set_metadata("pquant.format_version", kModelFormatVersion);
     w.set_metadata("pquant.config", v.meta("pquant.config"));
     for (const io::TensorInfo& t : v.tensors()) {
       auto b = v.bytes(t);
-      if (t.name == "blocks.0.q.codes") b = codes;
+      if (t.name == "blocks.0.qkv.codes") b = codes;
       w.add(t.name, t.dtype, t.shape, b);
     }
     try {

@@ -2,7 +2,8 @@
 // exported to a packed model, saved, reloaded, and the engine's logits for a sequence are compared
 // with the training code's quantized forward: identical argmax at every position and max relative
 // error (max |diff| / max |logit|) below 1e-3, on every SIMD target this CPU supports. The batched
-// pass is in fact bit-identical (printed max error 0): same integer kernels, same FP operation order.
+// pass is in fact bit-identical (printed max error 0): same integer kernels, same FP operation
+// order.
 #include <gtest/gtest.h>
 #include <unistd.h>
 

@@ -95,9 +95,10 @@ inline std::vector<Vec> reference_logits(const PackedModel& m, const std::vector
     std::vector<Vec> q(n), k(n), v(n);
     for (std::size_t t = 0; t < n; ++t) {
       const Vec a = in(rmsnorm(x[t], b.attn_norm, c.norm_eps));
-      q[t] = rope(matvec(b.q, a), hd, t, c.rope_theta);
-      k[t] = rope(matvec(b.k, a), hd, t, c.rope_theta);
-      v[t] = matvec(b.v, a);
+      const Vec qkv = matvec(b.qkv, a);  // [q; k; v]
+      q[t] = rope(Vec(qkv.begin(), qkv.begin() + d), hd, t, c.rope_theta);
+      k[t] = rope(Vec(qkv.begin() + d, qkv.begin() + 2 * d), hd, t, c.rope_theta);
+      v[t] = Vec(qkv.begin() + 2 * d, qkv.end());
     }
     for (std::size_t t = 0; t < n; ++t) {
       Vec att(d, 0.0);

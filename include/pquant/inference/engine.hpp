@@ -23,11 +23,15 @@
 #include <span>
 #include <vector>
 
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_invoke.h>
+
 #include "pquant/core/error.hpp"
 #include "pquant/core/matrix.hpp"
 #include "pquant/inference/packed_linear.hpp"
 #include "pquant/inference/packed_model.hpp"
 #include "pquant/kernels/gemm.hpp"
+#include "pquant/kernels/gemv.hpp"
 #include "pquant/layers/activations.hpp"
 #include "pquant/layers/attention.hpp"
 
@@ -71,10 +75,11 @@ class Engine {
     validate(model, "Engine");
     const std::size_t d = cfg_.d_model;
     rope_ = RopeCache(cfg_.context, cfg_.head_dim(), cfg_.rope_theta);
-    k_cache_.resize(cfg_.layers);
+    kt_cache_.resize(cfg_.layers);
     v_cache_.resize(cfg_.layers);
+    const std::size_t wide = (cfg_.context + kKeyPad - 1) / kKeyPad * kKeyPad;
     for (std::size_t l = 0; l < cfg_.layers; ++l) {
-      k_cache_[l] = Matrix<float>(cfg_.context, d);
+      kt_cache_[l] = Matrix<float>(d, wide);
       v_cache_[l] = Matrix<float>(cfg_.context, d);
     }
   }
@@ -135,39 +140,84 @@ class Engine {
     const std::size_t d = cfg_.d_model, hd = cfg_.head_dim(), heads = cfg_.heads;
     const bool quant = cfg_.quantized();
     normalize_quantize(x_.view(), b.attn_norm, cfg_.norm_eps, quant, act_);
-    ensure(q_, n, d);
-    MatrixView<float> kc = k_cache_[l].view().row_range(pos_, n);
-    MatrixView<float> vc = v_cache_[l].view().row_range(pos_, n);
-    apply(b.q, act_, q_.view());
-    apply(b.k, act_, kc);
-    apply(b.v, act_, vc);
-    for (std::size_t t = 0; t < n; ++t)
-      for (std::size_t h = 0; h < heads; ++h) {
-        rope_.rotate(&q_(t, h * hd), pos_ + t);
-        rope_.rotate(&kc(t, h * hd), pos_ + t);
-      }
+    // [q; k; v] in one product (one table build, one parallel pass), then RoPE on q and k; K goes
+    // to the cache by column (K^T), V by row.
+    ensure(qkv_, n, 3 * d);
+    apply(b.qkv, act_, qkv_.view());
+    Matrix<float>& Kt = kt_cache_[l];
+    Matrix<float>& V = v_cache_[l];
+    for (std::size_t t = 0; t < n; ++t) {
+      const std::size_t pos = pos_ + t;
+      float* q = qkv_.row(t).data();
+      for (std::size_t h = 0; h < 2 * heads; ++h) rope_.rotate(q + h * hd, pos);  // q and k
+      for (std::size_t c = 0; c < d; ++c) Kt(c, pos) = q[d + c];
+      std::copy_n(q + 2 * d, d, V.row(pos).data());
+    }
     ensure(attn_, n, d);
-    // Per head, as the training attention: S = Q_h K_h^T and O_h = P V_h on the kernels' FP32
-    // GEMM, the causal softmax row by row (layers/attention.hpp), over keys 0 .. pos_ + n - 1.
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const std::size_t keys = pos_ + n;
-    ensure(probs_, n, keys);
-    const Matrix<float>& K = k_cache_[l];
-    const Matrix<float>& V = v_cache_[l];
-    for (std::size_t h = 0; h < heads; ++h) {
-      const MatrixView<const float> qh(&q_(0, h * hd), n, hd, d);
-      const MatrixView<const float> kh(&K(0, h * hd), keys, hd, d);
-      const MatrixView<const float> vh(&V(0, h * hd), keys, hd, d);
-      kernels::gemm_forward(qh, kh, probs_.view());
-      for (std::size_t t = 0; t < n; ++t)
-        pquant::detail::causal_softmax_row(&probs_(t, 0), pos_ + t, keys, scale);
-      kernels::gemm_backward_data(probs_.view(), vh,
-                                  MatrixView<float>(&attn_(0, h * hd), n, hd, d));
+    // Per head, as the training attention: S = Q_h K_h^T, the causal softmax row by row
+    // (layers/attention.hpp), O_h = P V_h, over keys 0 .. pos_ + n - 1, on the kernels' FP32 GEMM
+    // with the training code's operands, so every score and output has its summation order.
+    if (n > 1) {
+      ensure(probs_, n, keys);
+      for (std::size_t h = 0; h < heads; ++h) {
+        const MatrixView<const float> qh(&qkv_(0, h * hd), n, hd, 3 * d);
+        const MatrixView<const float> kth(&Kt(h * hd, 0), hd, keys, Kt.cols());
+        const MatrixView<const float> vh(&V(0, h * hd), keys, hd, d);
+        kernels::gemm_backward_data(qh, kth, probs_.view());  // Q_h (K_h^T) = Q_h K_h^T
+        for (std::size_t t = 0; t < n; ++t)
+          pquant::detail::causal_softmax_row(&probs_(t, 0), pos_ + t, keys, scale);
+        kernels::gemm_backward_data(probs_.view(), vh,
+                                    MatrixView<float>(&attn_(0, h * hd), n, hd, d));
+      }
+    } else {
+      decode_attention(Kt, V, hd, keys, scale);
     }
     normalize_quantize(attn_.view(), b.o_norm, cfg_.norm_eps, quant, act2_);
     ensure(y_, n, d);
     apply(b.o, act2_, y_.view());
     add_into(x_, y_);  // residual added after the projection, as the training block does
+  }
+
+  /// One query (decoding), heads split over threads. The GEMM runs as dW = dY^T X
+  /// (gemm_backward_weights), which reads K^T and V in place (no packing) when the query and the
+  /// probabilities are given as strided columns; each product is still one FMA chain per output in
+  /// the order the training GEMM uses while the reduction fits one K slice of both (<= 128), so
+  /// decoding stays bit-identical to the training forward. Longer reductions take the packed
+  /// GEMM with the training code's operand order (same result, slower).
+  void decode_attention(const Matrix<float>& Kt, const Matrix<float>& V, std::size_t hd,
+                        std::size_t keys, float scale) {
+    const std::size_t d = cfg_.d_model, heads = cfg_.heads;
+    const std::size_t wide = std::min(Kt.cols(), (keys + kKeyPad - 1) / kKeyPad * kKeyPad);
+    ensure(probs_, heads, wide);
+    ensure(columns_, heads, 2 * std::max(hd, keys));
+    tbb::parallel_for(std::size_t{0}, heads, [&](std::size_t h) {
+      float* col = columns_.row(h).data();
+      float* s = probs_.row(h).data();
+      const float* q = &qkv_(0, h * hd);
+      const MatrixView<const float> kth(&Kt(h * hd, 0), hd, wide, Kt.cols());
+      if (hd <= kInPlaceSlice) {
+        for (std::size_t i = 0; i < hd; ++i) col[2 * i] = q[i];
+        kernels::gemm_backward_weights(MatrixView<const float>(col, hd, 1, 2), kth,
+                                       MatrixView<float>(s, 1, wide, wide),
+                                       kernels::Accumulate::overwrite);
+      } else {
+        kernels::gemm_backward_data(MatrixView<const float>(q, 1, hd, hd),
+                                    MatrixView<const float>(kth.data, hd, keys, kth.stride),
+                                    MatrixView<float>(s, 1, keys, keys));
+      }
+      pquant::detail::causal_softmax_row(s, keys - 1, keys, scale);
+      const MatrixView<const float> vh(&V(0, h * hd), keys, hd, d);
+      const MatrixView<float> oh(&attn_(0, h * hd), 1, hd, d);
+      if (keys <= kInPlaceSlice) {
+        for (std::size_t j = 0; j < keys; ++j) col[2 * j] = s[j];
+        kernels::gemm_backward_weights(MatrixView<const float>(col, keys, 1, 2), vh, oh,
+                                       kernels::Accumulate::overwrite);
+      } else {
+        kernels::gemm_backward_data(MatrixView<const float>(s, 1, keys, keys), vh, oh);
+      }
+    });
   }
 
   static void add_into(Matrix<float>& x, const Matrix<float>& y) {
@@ -196,30 +246,41 @@ class Engine {
     const std::size_t d = cfg_.d_model;
     const bool quant = cfg_.quantized();
     normalize_quantize(x_.view(), b.ffn_norm, cfg_.norm_eps, quant, act_);
-    // Low-bit (or FP) branch.
-    ensure(up_, n, b.up.rows);
-    apply(b.up, act_, up_.view());
-    activate(up_, cfg_.lowbit_ff(), h_);
-    normalize_quantize(h_.view(), b.down_norm, cfg_.norm_eps, quant, act2_);
-    ensure(y_, n, d);
-    if (cfg_.variant != Variant::kPQuant) {
+    // Low-bit (or FP) branch: y_ = W_down RMSNorm?(act(W_up a)).
+    auto lowbit = [&] {
+      ensure(up_, n, b.up.rows);
+      apply(b.up, act_, up_.view());
+      activate(up_, cfg_.lowbit_ff(), h_);
+      normalize_quantize(h_.view(), b.down_norm, cfg_.norm_eps, quant, act2_);
+      ensure(y_, n, d);
       apply(b.down, act2_, y_.view());
+    };
+    if (cfg_.variant != Variant::kPQuant) {
+      lowbit();
       add_into(x_, y_);
       return;
     }
-    apply(b.down, act2_, y_.view());  // y_1
+    // pquant: the INT8 branch runs concurrently with the 1-bit one (both only read the shared
+    // quantized input act_ and write their own buffers), so neither waits for the other's serial
+    // steps; the results do not depend on the thread count.
+    tbb::parallel_invoke(lowbit, [&] { int8_branch(b, n); });
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::size_t c = 0; c < d; ++c) x_(t, c) += b.alpha * y8_(t, c) + b.beta * y_(t, c);
+  }
+
+  /// y8_ = p_e * W_down,e RMSNorm?(act(W_up,e a)) with e the router's top-1 expert per token.
+  void int8_branch(const PackedBlock& b, std::size_t n) {
+    const std::size_t d = cfg_.d_model;
     // INT8 branch: router first, then only the chosen expert's weights are read.
     const std::size_t experts = cfg_.experts;
     chosen_.assign(n, 0);
     prob_.assign(n, 1.0f);
     if (experts > 1) {
-      // Router logits: GEMM for several tokens, GEMV for one (as the training Linear / decode).
+      // Router logits on the FP32 GEMM for any number of tokens (as the training Linear): they
+      // scale the expert's output, which the next layer re-quantizes, so decoding keeps the
+      // training code's summation order here too ([N x d] is small).
       ensure(router_logits_, n, experts);
-      if (n == 1) {
-        kernels::gemv_f32(act_.a.row(0), b.router.view(), router_logits_.row(0));
-      } else {
-        kernels::gemm_forward(act_.a.view(), b.router.view(), router_logits_.view());
-      }
+      kernels::gemm_forward(act_.a.view(), b.router.view(), router_logits_.view());
       for (std::size_t t = 0; t < n; ++t) {
         float* p = router_logits_.row(t).data();
         float mx = p[0];
@@ -244,16 +305,21 @@ class Engine {
         if (chosen_[t] == e) rows_.push_back(t);
       if (rows_.empty()) continue;
       const std::size_t m = rows_.size();
-      sub_.a = Matrix<float>(m, d);
-      sub_.q = Matrix<std::int8_t>(m, d);
-      sub_.inv_gain.resize(m);
-      for (std::size_t i = 0; i < m; ++i) {
-        std::copy_n(act_.a.row(rows_[i]).data(), d, sub_.a.row(i).data());
-        std::copy_n(act_.q.row(rows_[i]).data(), d, sub_.q.row(i).data());
-        sub_.inv_gain[i] = act_.inv_gain[rows_[i]];
+      // Every token to this expert (always so in decoding): read the shared activations in place.
+      const bool all = m == n;
+      if (!all) {
+        ensure(sub_.a, m, d);
+        ensure(sub_.q, m, d);
+        sub_.inv_gain.resize(m);
+        for (std::size_t i = 0; i < m; ++i) {
+          std::copy_n(act_.a.row(rows_[i]).data(), d, sub_.a.row(i).data());
+          std::copy_n(act_.q.row(rows_[i]).data(), d, sub_.q.row(i).data());
+          sub_.inv_gain[i] = act_.inv_gain[rows_[i]];
+        }
       }
+      const QuantizedTokens& in = all ? act_ : sub_;
       ensure(eup_, m, b.expert_up[e].rows);
-      apply(b.expert_up[e], sub_, eup_.view());
+      apply(b.expert_up[e], in, eup_.view());
       activate(eup_, cfg_.r, eh_);
       normalize_quantize(eh_.view(), b.expert_down_norm[e], cfg_.norm_eps, true, act3_);
       ensure(ey_, m, d);
@@ -261,8 +327,6 @@ class Engine {
       for (std::size_t i = 0; i < m; ++i)
         for (std::size_t c = 0; c < d; ++c) y8_(rows_[i], c) = prob_[rows_[i]] * ey_(i, c);
     }
-    for (std::size_t t = 0; t < n; ++t)
-      for (std::size_t c = 0; c < d; ++c) x_(t, c) += b.alpha * y8_(t, c) + b.beta * y_(t, c);
   }
 
   template <class T>
@@ -274,11 +338,16 @@ class Engine {
   InferenceConfig cfg_;
   std::size_t pos_ = 0;
   RopeCache rope_;
-  std::vector<Matrix<float>> k_cache_, v_cache_;  // [context x d] per layer, RoPE applied to K
-  Matrix<float> x_, y_, q_, attn_, up_, h_, y8_, eup_, eh_, ey_, logits_;
+  // Reductions up to this length are one K slice of every FP32 GEMM path (see decode_attention).
+  static constexpr std::size_t kInPlaceSlice = 128;
+  static constexpr std::size_t kKeyPad = 64;  // K^T columns: whole GEMM column panels
+  std::vector<Matrix<float>> kt_cache_;  // [d x context (padded to 64)] per layer: K^T after RoPE
+  std::vector<Matrix<float>> v_cache_;   // [context x d] per layer
+  Matrix<float> x_, y_, qkv_, attn_, up_, h_, y8_, eup_, eh_, ey_, logits_;
   QuantizedTokens act_, act2_, act3_, sub_;
   Matrix<float> router_logits_;
-  Matrix<float> probs_;  // attention probabilities [n x keys] of one head
+  Matrix<float> probs_;    // attention probabilities: [heads x keys] (one token), [n x keys]
+  Matrix<float> columns_;  // per head: the query or the probabilities at stride 2
   std::vector<float> prob_;
   std::vector<std::size_t> chosen_, rows_, last_experts_;
 };

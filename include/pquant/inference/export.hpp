@@ -201,9 +201,7 @@ PackedModel export_model(const DecoderModel<V>& model) {
       const auto q = detail::export_projection(s, att.q(), "attention q");
       const auto k = detail::export_projection(s, att.k(), "attention k");
       const auto v = detail::export_projection(s, att.v(), "attention v");
-      b.q = detail::fuse({&q});
-      b.k = detail::fuse({&k});
-      b.v = detail::fuse({&v});
+      b.qkv = detail::fuse({&q, &k, &v});
     }
     b.o = detail::export_single(s, att.o(), "attention o");
     if constexpr (requires { att.o().norm_gain_id(); })

@@ -1,7 +1,7 @@
 // Model files: a PackedModel as safetensors (docs/model-format.md), saved atomically, loaded with
 // every shape and code checked against the config (a hostile file is a FormatError).
 //
-// __metadata__: "pquant.format" = "pquant-packed", "pquant.format_version" = "1",
+// __metadata__: "pquant.format" = "pquant-packed", "pquant.format_version" = "2",
 //               "pquant.config" = InferenceConfig JSON, "pquant.layout" = packing layout JSON.
 // Tensors (F32 unless noted; optional ones may be absent):
 //   embedding [vocab, d], head [vocab, d], final_norm [d]
@@ -10,7 +10,7 @@
 //   <linear>.values  I8 [rows, cols]         int8 (unpadded)
 //   <linear>.weight  F32 [rows, cols]        fp
 //   <linear>.scale   [1] or [rows]           integer kinds
-//   linears: blocks.{l}.{q,k,v,o,up,down}, blocks.{l}.experts.{e}.{up,down} (pquant)
+//   linears: blocks.{l}.{qkv,o,up,down}, blocks.{l}.experts.{e}.{up,down} (pquant)
 //   blocks.{l}.experts.{e}.down_norm [r]?, blocks.{l}.router [N, d] (N > 1), blocks.{l}.alpha_beta
 //   [2]
 #pragma once
@@ -31,7 +31,7 @@
 namespace pquant::inference {
 
 inline constexpr const char* kModelFormat = "pquant-packed";
-inline constexpr const char* kModelFormatVersion = "1";
+inline constexpr const char* kModelFormatVersion = "2";  // 2: Q, K, V stored fused as qkv
 
 /// The packing layout recorded in every file, so other readers can decode the codes.
 inline nlohmann::json packing_layout() {
@@ -184,9 +184,7 @@ inline io::SafetensorsWriter model_writer(const PackedModel& m) {
     detail::put_vec(w, p + "o_norm", b.o_norm);
     detail::put_vec(w, p + "ffn_norm", b.ffn_norm);
     detail::put_vec(w, p + "down_norm", b.down_norm);
-    detail::put_linear(w, p + "q", b.q);
-    detail::put_linear(w, p + "k", b.k);
-    detail::put_linear(w, p + "v", b.v);
+    detail::put_linear(w, p + "qkv", b.qkv);
     detail::put_linear(w, p + "o", b.o);
     detail::put_linear(w, p + "up", b.up);
     detail::put_linear(w, p + "down", b.down);
@@ -218,7 +216,8 @@ inline PackedModel load_model(const io::SafetensorsView& f) {
       "')");
   require<FormatError>(f.meta("pquant.format_version") == kModelFormatVersion,
                        "load_model: unsupported format version '", f.meta("pquant.format_version"),
-                       "', expected ", kModelFormatVersion);
+                       "', expected ", kModelFormatVersion,
+                       " (version 1 files stored q, k, v separately: export the model again)");
   nlohmann::json cj = nlohmann::json::parse(f.meta("pquant.config"), nullptr, false);
   require<FormatError>(!cj.is_discarded() && cj.is_object(),
                        "load_model: 'pquant.config' is not a JSON object");
@@ -240,9 +239,7 @@ inline PackedModel load_model(const io::SafetensorsView& f) {
     b.o_norm = detail::get_vec(f, p + "o_norm", d, true);
     b.ffn_norm = detail::get_vec(f, p + "ffn_norm", d);
     b.down_norm = detail::get_vec(f, p + "down_norm", h, true);
-    b.q = detail::get_linear(f, p + "q", low, d, d);
-    b.k = detail::get_linear(f, p + "k", low, d, d);
-    b.v = detail::get_linear(f, p + "v", low, d, d);
+    b.qkv = detail::get_linear(f, p + "qkv", low, 3 * d, d);
     b.o = detail::get_linear(f, p + "o", low, d, d);
     b.up = detail::get_linear(f, p + "up", low, gate * h, d);
     b.down = detail::get_linear(f, p + "down", low, d, h);

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -122,19 +123,27 @@ inline void normalize_quantize(MatrixView<const float> x, std::span<const float>
   out.inv_gain.resize(n);
   for (std::size_t t = 0; t < n; ++t) {
     const float* a = out.a.row(t).data();
-    float absmax = 0.0f;
-    for (std::size_t c = 0; c < d; ++c) absmax = std::fmax(absmax, std::fabs(a[c]));
+    // absmax on the bit patterns of |a|: for non-negative floats the integer order is the float
+    // order and every NaN pattern lies above +Inf, so one vectorisable integer max finds both the
+    // absmax (= fmax over |a|, exactly) and any non-finite value.
+    std::int32_t bits = 0;
+    for (std::size_t c = 0; c < d; ++c) {
+      const std::int32_t b = std::bit_cast<std::int32_t>(a[c]) & 0x7fffffff;
+      bits = b > bits ? b : bits;
+    }
     // NaN/Inf anywhere: the quantizer's own check names the position (ValueError).
-    if (!std::isfinite(absmax)) (void)Int8AbsMaxPerToken::gain(out.a.row(t));
-    const float g = Int8AbsMaxPerToken::gain_from_absmax(absmax);
+    if (bits >= 0x7f800000) (void)Int8AbsMaxPerToken::gain(out.a.row(t));
+    const float g = Int8AbsMaxPerToken::gain_from_absmax(std::bit_cast<float>(bits));
     std::int8_t* q = out.q.row(t).data();
     for (std::size_t c = 0; c < d; ++c) {
-      // clamp(nearbyint(a g), -128, 127) as Int8AbsMaxPerToken: |a g| <= 127 (1 + ulp), and adding
-      // then subtracting 1.5 * 2^23 rounds half to even in the default rounding mode, exactly as
-      // nearbyint (which the baseline x86-64 target otherwise calls out of line).
-      const float v = std::clamp(a[c] * g, -128.0f, 127.0f);
-      const float r = (v + 12582912.0f) - 12582912.0f;
-      q[c] = static_cast<std::int8_t>(r);
+      // clamp(nearbyint(a g), -128, 127) as Int8AbsMaxPerToken: |a g| <= 127 (1 + 2 ulp), so
+      // adding then subtracting 1.5 * 2^23 rounds half to even in the default rounding mode,
+      // exactly as nearbyint, and the clamp (kept for safety) is on the integer (vectorisable).
+      const float r = (a[c] * g + 12582912.0f) - 12582912.0f;
+      std::int32_t i = static_cast<std::int32_t>(r);
+      i = i < -128 ? -128 : i;
+      i = i > 127 ? 127 : i;
+      q[c] = static_cast<std::int8_t>(i);
     }
     out.inv_gain[t] = 1.0f / g;
   }

@@ -3,7 +3,7 @@
 //
 // Structure (pre-norm residual blocks; conventions match pquant/model):
 //   x  = embedding[token]
-//   per block:  a = RMSNorm(x; attn_norm);  q, k, v = W a;  RoPE(q, k);  causal softmax attention
+//   per block:  a = RMSNorm(x; attn_norm);  [q; k; v] = W_qkv a;  RoPE(q, k);  causal attention
 //               x += W_o RMSNorm?(attn; o_norm)            (o_norm empty: no norm, FP models)
 //               a = RMSNorm(x; ffn_norm)
 //               low-bit / FP branch:  [g; u] = W_up a,  h = silu(g) * u  (ReLU^2: h = max(u,0)^2)
@@ -12,8 +12,9 @@
 //                                     y_8 = p_e * W_down,e RMSNorm?(h_e; expert_down_norm[e])
 //               x += alpha * y_8 + beta * y_1        (non-pquant: x += y_1)
 //   logits = W_head RMSNorm(x; final_norm)
-// Gate and up of a branch are stored fused as one [2h x d] matrix with per-row scales (each
-// original matrix keeps its own lambda), so both read the one quantized input in one pass.
+// Matrices that read the same input are stored fused, with per-row scales (each original matrix
+// keeps its own lambda): Q, K and V as one [3d x d] matrix, gate and up of a branch as one
+// [2h x d] matrix; one table build and one parallel pass over the quantized input serve them.
 #pragma once
 
 #include <cstddef>
@@ -31,7 +32,8 @@ namespace pquant::inference {
 
 struct PackedBlock {
   std::vector<float> attn_norm;  // [d]
-  PackedLinear q, k, v, o;       // [d x d] each
+  PackedLinear qkv;              // [3d x d]: rows 0..d-1 Q, d..2d-1 K, 2d..3d-1 V
+  PackedLinear o;                // [d x d]
   std::vector<float> o_norm;     // [d] or empty
   std::vector<float> ffn_norm;   // [d]
   PackedLinear up;               // [2h x d] (SwiGLU: gate rows then up rows) or [h x d] (ReLU^2)
@@ -90,7 +92,7 @@ struct PackedModel {
     vec(final_norm.size(), true);
     for (const PackedBlock& b : blocks) {
       vec(b.attn_norm.size() + b.o_norm.size() + b.ffn_norm.size() + b.down_norm.size(), true);
-      for (const PackedLinear* l : {&b.q, &b.k, &b.v, &b.o, &b.up, &b.down}) linear(*l, true);
+      for (const PackedLinear* l : {&b.qkv, &b.o, &b.up, &b.down}) linear(*l, true);
       if (!b.router.empty()) {
         a.linear_weights += b.router.size();
         a.linear_bits += 32 * b.router.size();
@@ -194,8 +196,8 @@ inline void validate(const PackedModel& m, const char* fn) {
     need(b.attn_norm.size() == d && b.ffn_norm.size() == d, "attn_norm/ffn_norm must have d_model",
          i);
     need(b.o_norm.empty() || b.o_norm.size() == d, "o_norm must be empty or d_model", i);
-    for (const PackedLinear* l : {&b.q, &b.k, &b.v, &b.o})
-      need(lin(*l, low, d, d), "attention projections must be [d x d] of the variant's kind", i);
+    need(lin(b.qkv, low, 3 * d, d), "qkv must be [3d x d] of the variant's kind", i);
+    need(lin(b.o, low, d, d), "o must be [d x d] of the variant's kind", i);
     need(lin(b.up, low, gate * h, d), "up must be [gate*h x d]", i);
     need(lin(b.down, low, d, h), "down must be [d x h]", i);
     need(b.down_norm.empty() || b.down_norm.size() == h, "down_norm must be empty or h", i);

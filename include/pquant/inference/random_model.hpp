@@ -104,9 +104,7 @@ inline PackedModel random_packed_model(const InferenceConfig& cfg, std::uint64_t
   m.blocks.resize(cfg.layers);
   for (PackedBlock& b : m.blocks) {
     b.attn_norm = detail::random_gain(d, rng);
-    b.q = detail::random_linear(low, d, d, 1, rng);
-    b.k = detail::random_linear(low, d, d, 1, rng);
-    b.v = detail::random_linear(low, d, d, 1, rng);
+    b.qkv = detail::random_linear(low, 3 * d, d, 3, rng);
     b.o = detail::random_linear(low, d, d, 1, rng);
     if (sub) b.o_norm = detail::random_gain(d, rng);
     b.ffn_norm = detail::random_gain(d, rng);
