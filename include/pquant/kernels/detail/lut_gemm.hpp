@@ -5,6 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include "pquant/core/matrix.hpp"
 #include "pquant/kernels/backend.hpp"
 #include "pquant/kernels/detail/host.hpp"
@@ -24,12 +27,17 @@ void lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const
   Scratch<std::uint8_t, 2> tables(m * table_bytes);
   Scratch<std::int64_t, 0> offset(m);
   Scratch<std::int32_t, 2> out(m * out_stride);
-  for (std::size_t i = 0; i < m; ++i) {
-    std::int64_t sum = 0;
-    lut_tables({x.data + i * x.stride, x.cols, group, groups, select.data(),
-                tables.data() + i * table_bytes, &sum});
-    offset.data()[i] = -sum;
-  }
+  // Tokens are independent: their tables are built in parallel (same bytes for any thread count).
+  std::uint8_t* t = tables.data();
+  std::int64_t* off = offset.data();
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, m, 16), [&](const auto& range) {
+    for (std::size_t i = range.begin(); i != range.end(); ++i) {
+      std::int64_t sum = 0;
+      lut_tables(
+          {x.data + i * x.stride, x.cols, group, groups, select.data(), t + i * table_bytes, &sum});
+      off[i] = -sum;
+    }
+  });
   static constexpr float kOne = 1.0f;
   LutGemmArgs a{};
   a.index = w.data();
