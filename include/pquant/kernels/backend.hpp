@@ -63,16 +63,13 @@ struct LutGemvArgs {
 inline constexpr std::size_t kLutGroupsPerBlock = 60;  // 15 steps * 2048 = 30720 <= 32767
 
 /// The LUT GEMV for m activation vectors at once (prefill, QAT): token i's tables start at
-/// tables + i * table_stride, its sums at out + i * out_stride (>= tiles * kLutTile) and its output
-/// row at y + i * ldy; the epilogue is LutGemvArgs' with offset[i], token_scale[i] (or [0] when
-/// token_scale_size == 1) and residual + i * ldr (or none).
+/// tables + i * table_stride and its output row at y + i * ldy; the epilogue is LutGemvArgs' with
+/// offset[i], token_scale[i] (or [0] when token_scale_size == 1) and residual + i * ldr (or none).
 struct LutGemmArgs {
   const std::uint8_t* index;
   std::size_t tiles, pairs;
   const std::uint8_t* tables;
   std::size_t table_stride, m;
-  std::int32_t* out;
-  std::size_t out_stride;
   float* y;
   std::size_t ldy, rows;
   std::int32_t mul;

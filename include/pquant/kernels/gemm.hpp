@@ -10,6 +10,9 @@
 #include <cstdint>
 #include <span>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include "pquant/core/error.hpp"
 #include "pquant/core/matrix.hpp"
 #include "pquant/kernels/backend.hpp"
@@ -99,35 +102,62 @@ inline void check_int_gemm(MatrixView<const std::int8_t> x, std::size_t n, std::
   if (!ep.residual.empty()) check::shape(ep.residual, x.rows, n, fn, "residual");
 }
 
+/// f(first, count) over blocks of 64 rows of [0, rows), in parallel (element-wise work: the result
+/// does not depend on the thread count).
+template <class F>
+void for_row_blocks(std::size_t rows, F&& f) {
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, rows, 64),
+                    [&](const tbb::blocked_range<std::size_t>& b) { f(b.begin(), b.size()); });
+}
+
 /// The integer GEMM on the FP32 microkernel: operands are small integers, so every FMA and every
 /// partial sum is exact in float as long as |partial sum| <= 2^24; `chunk` (2^24 / max |w x|)
-/// K-columns are multiplied at a time and the chunk results added in int32.
+/// K-columns are multiplied at a time and the chunk results added in int32. With K <= chunk (every
+/// training shape) the exact sums land in y (or, with a residual that may alias y, in a scratch)
+/// and the epilogue runs over them in place, split over rows.
 template <class Decode>
 void int_gemm(MatrixView<const std::int8_t> x, std::size_t n, std::size_t k, Decode decode,
               std::size_t chunk, const Epilogue& ep, MatrixView<float> y) {
   const std::size_t m = x.rows;
   Scratch<float, 1> xf(m * k);
   Scratch<float, 2> wf(n * k);
-  Scratch<float, 3> cf(m * n);
-  Scratch<std::int32_t, 1> acc(m * n);
-  for (std::size_t i = 0; i < m; ++i)
-    for (std::size_t c = 0; c < k; ++c) xf.data()[i * k + c] = static_cast<float>(x(i, c));
+  float* const xd = xf.data();
+  for_row_blocks(m, [&](std::size_t i0, std::size_t rows) {
+    for (std::size_t i = i0; i < i0 + rows; ++i) {
+      const std::int8_t* src = x.data + i * x.stride;
+      float* dst = xd + i * k;
+      for (std::size_t c = 0; c < k; ++c) dst[c] = static_cast<float>(src[c]);
+    }
+  });
   decode(wf.data());
-  std::int32_t* a = acc.data();
+  const bool direct = k <= chunk && ep.residual.empty();
+  Scratch<float, 3> cf(direct ? 1 : m * n);
+  Scratch<std::int32_t, 1> acc(k <= chunk ? 1 : m * n);
+  float* const sums = direct ? y.data : cf.data();
+  const std::size_t lds = direct ? y.stride : n;
   for (std::size_t k0 = 0; k0 < k; k0 += chunk) {
     const std::size_t kc = std::min(chunk, k - k0);
-    gemm_f32({xf.data() + k0, k, 1, wf.data() + k0, 1, k, cf.data(), n, m, n, kc, false});
-    for (std::size_t i = 0; i < m * n; ++i) {
-      const auto v = static_cast<std::int32_t>(cf.data()[i]);
-      a[i] = k0 == 0 ? v : a[i] + v;
+    gemm_f32({xd + k0, k, 1, wf.data() + k0, 1, k, sums, lds, m, n, kc, false});
+    if (k <= chunk) break;
+    std::int32_t* a = acc.data();
+    for_row_blocks(m, [&](std::size_t i0, std::size_t rows) {
+      for (std::size_t i = i0 * n; i < (i0 + rows) * n; ++i) {
+        const auto v = static_cast<std::int32_t>(sums[i]);
+        a[i] = k0 == 0 ? v : a[i] + v;
+      }
+    });
+  }
+  for_row_blocks(m, [&](std::size_t i0, std::size_t rows) {
+    for (std::size_t i = i0; i < i0 + rows; ++i) {
+      const float ts = scale_at(ep.token_scale, i);
+      for (std::size_t j = 0; j < n; ++j) {
+        const std::int32_t v =
+            k <= chunk ? static_cast<std::int32_t>(sums[i * lds + j]) : acc.data()[i * n + j];
+        y(i, j) = epilogue_value(v, scale_at(ep.row_scale, j), ts,
+                                 ep.residual.empty() ? 0.0f : ep.residual(i, j));
+      }
     }
-  }
-  for (std::size_t i = 0; i < m; ++i) {
-    const float ts = scale_at(ep.token_scale, i);
-    for (std::size_t j = 0; j < n; ++j)
-      y(i, j) = epilogue_value(a[i * n + j], scale_at(ep.row_scale, j), ts,
-                               ep.residual.empty() ? 0.0f : ep.residual(i, j));
-  }
+  });
 }
 
 template <class F>

@@ -203,7 +203,8 @@ HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
 // The fused epilogue of rows [first, first + count) (see LutGemvArgs): the wrap to int32 in
 // uint32 lanes, then epilogue.hpp's formula in double lanes (the product of two floats is exact in
 // double, so a fused multiply-add rounds the same as the scalar formula).
-inline void LutEpilogue(const detail::LutGemvArgs& a, std::size_t first, std::size_t count) {
+inline void LutEpilogue(const detail::LutGemvArgs& a, std::size_t first, std::size_t count,
+                        const std::int32_t* sums) {
   const std::size_t end = std::min(a.rows, first + count);
   std::size_t r = first;
 #if HWY_HAVE_FLOAT64
@@ -220,7 +221,8 @@ inline void LutEpilogue(const detail::LutGemvArgs& a, std::size_t first, std::si
     const auto token = hn::Set(df, a.token_scale);
     for (; r + L <= end; r += L) {
       const auto sum = hn::Add(
-          hn::Mul(hn::LoadU(du, reinterpret_cast<const std::uint32_t*>(a.out + r)), mul), offset);
+          hn::Mul(hn::LoadU(du, reinterpret_cast<const std::uint32_t*>(sums + (r - first))), mul),
+          offset);
       const auto acc = hn::PromoteTo(dd, hn::ConvertTo(df, hn::BitCast(di, sum)));
       const auto rs =
           a.row_scale_size == a.rows ? hn::LoadU(df, a.row_scale + r) : hn::Set(df, fixed_scale);
@@ -232,7 +234,7 @@ inline void LutEpilogue(const detail::LutGemvArgs& a, std::size_t first, std::si
 #endif
   for (; r < end; ++r) {
     const std::uint64_t v =
-        static_cast<std::uint64_t>(static_cast<std::int64_t>(a.mul) * a.out[r] + a.offset);
+        static_cast<std::uint64_t>(static_cast<std::int64_t>(a.mul) * sums[r - first] + a.offset);
     const auto acc = static_cast<std::int32_t>(static_cast<std::uint32_t>(v));
     const float rs = a.row_scale_size == 0 ? 1.0f : a.row_scale[a.row_scale_size == 1 ? 0 : r];
     a.y[r] = detail::epilogue_value(acc, rs, a.token_scale, a.residual ? a.residual[r] : 0.0f);
@@ -345,35 +347,43 @@ HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
           const std::size_t t = blk * kLutTilesPerTask;
           const std::size_t n = std::min(a.tiles - t, kLutTilesPerTask);
           LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, 0, 1, a.out + t * kLutTile, 0);
-          if (a.y != nullptr) LutEpilogue(a, t * kLutTile, n * kLutTile);
+          if (a.y != nullptr) LutEpilogue(a, t * kLutTile, n * kLutTile, a.out + t * kLutTile);
         }
       },
       tbb::simple_partitioner());
 }
 
-// LUT GEMM (LutGemmArgs): the GEMV's tile tasks, each running every token over its tiles, so a
-// tile's indices are read from memory once per call instead of once per token.
+// LUT GEMM (LutGemmArgs): the GEMV's tile tasks, each running every token over its tiles (8 tokens
+// at a time, K-block outer), so a tile's indices are read from memory once per call instead of once
+// per token; each token's sums go through the epilogue straight from the task's buffer.
 HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
   const std::size_t tile_bytes = g.pairs * kLutTile;
+  constexpr std::size_t kTokens = 8;
   tbb::parallel_for(
       tbb::blocked_range<std::size_t>(0, (g.tiles + kLutTilesPerTask - 1) / kLutTilesPerTask, 1),
       [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+        HWY_ALIGN std::int32_t sums[kTokens * kLutTilesPerTask * kLutTile];
+        constexpr std::size_t kStride = kLutTilesPerTask * kLutTile;
         for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
           const std::size_t t = blk * kLutTilesPerTask;
           const std::size_t n = std::min(g.tiles - t, kLutTilesPerTask);
-          LutTiles(g.index + t * tile_bytes, n, g.pairs, g.tables, g.table_stride, g.m,
-                   g.out + t * kLutTile, g.out_stride);
-          for (std::size_t m = 0; m < g.m; ++m) {
-            detail::LutGemvArgs a{g.index, g.tiles, g.pairs, nullptr, g.out + m * g.out_stride};
-            a.y = g.y + m * g.ldy;
-            a.rows = g.rows;
-            a.mul = g.mul;
-            a.offset = g.offset[m];
-            a.row_scale = g.row_scale;
-            a.row_scale_size = g.row_scale_size;
-            a.token_scale = g.token_scale[g.token_scale_size == 1 ? 0 : m];
-            a.residual = g.residual ? g.residual + m * g.ldr : nullptr;
-            LutEpilogue(a, t * kLutTile, n * kLutTile);
+          for (std::size_t m0 = 0; m0 < g.m; m0 += kTokens) {
+            const std::size_t mc = std::min(kTokens, g.m - m0);
+            LutTiles(g.index + t * tile_bytes, n, g.pairs, g.tables + m0 * g.table_stride,
+                     g.table_stride, mc, sums, kStride);
+            for (std::size_t i = 0; i < mc; ++i) {
+              const std::size_t m = m0 + i;
+              detail::LutGemvArgs a{g.index, g.tiles, g.pairs, nullptr, nullptr};
+              a.y = g.y + m * g.ldy;
+              a.rows = g.rows;
+              a.mul = g.mul;
+              a.offset = g.offset[m];
+              a.row_scale = g.row_scale;
+              a.row_scale_size = g.row_scale_size;
+              a.token_scale = g.token_scale[g.token_scale_size == 1 ? 0 : m];
+              a.residual = g.residual ? g.residual + m * g.ldr : nullptr;
+              LutEpilogue(a, t * kLutTile, n * kLutTile, sums + i * kStride);
+            }
           }
         }
       },

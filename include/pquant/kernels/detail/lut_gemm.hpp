@@ -23,10 +23,8 @@ template <class F>
 void lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const LutSelect& select,
                   std::size_t group, std::int32_t mul, const Epilogue& ep, MatrixView<float> y) {
   const std::size_t m = x.rows, groups = 2 * w.pairs(), table_bytes = groups * 32;
-  const std::size_t out_stride = w.tiles() * kLutTile;
   Scratch<std::uint8_t, 2> tables(m * table_bytes);
   Scratch<std::int64_t, 0> offset(m);
-  Scratch<std::int32_t, 2> out(m * out_stride);
   // Tokens are independent: their tables are built in parallel (same bytes for any thread count).
   std::uint8_t* t = tables.data();
   std::int64_t* off = offset.data();
@@ -46,8 +44,6 @@ void lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const
   a.tables = tables.data();
   a.table_stride = table_bytes;
   a.m = m;
-  a.out = out.data();
-  a.out_stride = out_stride;
   a.y = y.data;
   a.ldy = y.stride;
   a.rows = w.rows();
