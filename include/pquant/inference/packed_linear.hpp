@@ -26,6 +26,8 @@
 #include <string_view>
 #include <vector>
 
+#include <tbb/parallel_for.h>
+
 #include "pquant/core/error.hpp"
 #include "pquant/core/matrix.hpp"
 #include "pquant/kernels/gemm.hpp"
@@ -170,9 +172,11 @@ inline void apply(const PackedLinear& w, const QuantizedTokens& act, MatrixView<
     return;
   }
   // Integer kinds: one GEMV per token. The LUT/INT8 GEMVs stream the packed weights directly; the
-  // integer GEMMs first expand them to floats, which only pays off for long prompts. Decode and
-  // prefill therefore run the same kernels and agree bit for bit.
-  for (std::size_t t = 0; t < n; ++t) {
+  // integer GEMMs expand them to floats and spend an FP32 FMA per weight and token, more than a
+  // table lookup costs. Decode and prefill therefore run the same kernels and agree bit for bit.
+  // Several tokens run concurrently (two threads share each weight stream through the cache; each
+  // GEMV also splits its rows; results do not depend on the threads).
+  auto token = [&](std::size_t t) {
     const kernels::GemvEpilogue ep{w.scale, act.inv_gain[t],
                                    residual.empty() ? std::span<const float>() : residual.row(t)};
     const std::span<const std::int8_t> q = act.q.row(t);
@@ -189,6 +193,11 @@ inline void apply(const PackedLinear& w, const QuantizedTokens& act, MatrixView<
       case WeightKind::kF32:
         break;
     }
+  };
+  if (n == 1) {
+    token(0);
+  } else {
+    tbb::parallel_for(std::size_t{0}, n, token);
   }
 }
 
