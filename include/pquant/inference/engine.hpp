@@ -340,8 +340,9 @@ class Engine {
   RopeCache rope_;
   // Reductions up to this length are one K slice of every FP32 GEMM path (see decode_attention).
   static constexpr std::size_t kInPlaceSlice = 128;
-  static constexpr std::size_t kKeyPad = 64;  // K^T columns: whole GEMM column panels
-  std::vector<Matrix<float>> kt_cache_;  // [d x context (padded to 64)] per layer: K^T after RoPE
+  static constexpr std::size_t kKeyPad =
+      32;                                // K^T columns: whole GEMM column panels (AVX2, AVX-512)
+  std::vector<Matrix<float>> kt_cache_;  // [d x context (padded to 32)]: K^T after RoPE
   std::vector<Matrix<float>> v_cache_;   // [context x d] per layer
   Matrix<float> x_, y_, qkv_, attn_, up_, h_, y8_, eup_, eh_, ey_, logits_;
   QuantizedTokens act_, act2_, act3_, sub_;
