@@ -1,19 +1,23 @@
 // Engine: decoding over a PackedModel with a KV cache (structure in packed_model.hpp).
 //
 //   Engine e(model);
-//   auto logits = e.prefill(prompt);   // all prompt tokens in one batched pass (integer GEMMs)
+//   auto logits = e.prefill(prompt);   // all prompt tokens in one batched pass
 //   logits = e.step(next_token);       // one token (GEMV kernels: W1A8 LUT, W2A8, W8A8, FP32)
-// Both paths produce the same exact integer accumulators and the same FP epilogue.
+// Both paths run the same integer kernels (one GEMV per token; the prompt's tokens concurrently),
+// so they produce the same exact integer accumulators and the same FP epilogue.
 //
 // Numerics: RMSNorm as layers/rms_norm.hpp (FP32, eps from the config); INT8 absmax per token
 // fused after it; RoPE rotates the pairs (i, i + head_dim/2) of each head by pos * theta^(-2i/hd)
-// (LLaMA "rotate half"); attention S = Q K^T and O = P V on the FP32 GEMM per head, scores scaled
-// by 1/sqrt(head_dim), softmax in FP32 with the max subtracted; the router picks the lowest expert
-// index among equal probabilities. Every FP step (norms, RoPE, attention GEMMs, softmax, SwiGLU,
-// residual adds, alpha/beta) follows the training code's operation order, so with the exact integer
-// products the engine reproduces the training forward bit for bit except where FP32 GEMV and GEMM
-// sum in different orders (head, router, FP linears). Threads: the kernels split rows over oneTBB's
-// current arena (set with tbb::global_control).
+// (LLaMA "rotate half"); attention S = Q K^T and O = P V on the FP32 GEMM per head with the
+// training code's operands and summation order (also for one token: see decode_attention), scores
+// scaled by 1/sqrt(head_dim), softmax in FP32 with the max subtracted; the router (FP32 GEMM)
+// picks the lowest expert index among equal probabilities. Every FP step (norms, RoPE, attention,
+// softmax, SwiGLU, residual adds, alpha/beta) follows the training code's operation order, so with
+// the exact integer products the engine reproduces the training forward bit for bit, in prefill
+// and in decoding, except where FP32 GEMV and GEMM sum in different orders (the head and the FP
+// variant's linears for one token; nothing re-quantizes their outputs). Threads: the kernels
+// split rows over oneTBB's current arena (set with tbb::global_control); the attention heads and
+// the two FFN branches of pquant run concurrently; results do not depend on the thread count.
 #pragma once
 
 #include <algorithm>
@@ -190,11 +194,12 @@ class Engine {
                         std::size_t keys, float scale) {
     const std::size_t d = cfg_.d_model, heads = cfg_.heads;
     const std::size_t wide = std::min(Kt.cols(), (keys + kKeyPad - 1) / kKeyPad * kKeyPad);
-    ensure(probs_, heads, wide);
-    ensure(columns_, heads, 2 * std::max(hd, keys));
+    // Fixed sizes (the context's), so decoding allocates nothing per step.
+    ensure(scores_, heads, Kt.cols());
+    ensure(columns_, heads, 2 * std::max(hd, cfg_.context));
     tbb::parallel_for(std::size_t{0}, heads, [&](std::size_t h) {
       float* col = columns_.row(h).data();
-      float* s = probs_.row(h).data();
+      float* s = scores_.row(h).data();
       const float* q = &qkv_(0, h * hd);
       const MatrixView<const float> kth(&Kt(h * hd, 0), hd, wide, Kt.cols());
       if (hd <= kInPlaceSlice) {
@@ -347,8 +352,9 @@ class Engine {
   Matrix<float> x_, y_, qkv_, attn_, up_, h_, y8_, eup_, eh_, ey_, logits_;
   QuantizedTokens act_, act2_, act3_, sub_;
   Matrix<float> router_logits_;
-  Matrix<float> probs_;    // attention probabilities: [heads x keys] (one token), [n x keys]
-  Matrix<float> columns_;  // per head: the query or the probabilities at stride 2
+  Matrix<float> probs_;    // attention probabilities of several tokens [n x keys], one head
+  Matrix<float> scores_;   // one token: [heads x padded context], scores then probabilities
+  Matrix<float> columns_;  // one token: per head the query or the probabilities at stride 2
   std::vector<float> prob_;
   std::vector<std::size_t> chosen_, rows_, last_experts_;
 };
