@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "pquant/inference/engine.hpp"
@@ -46,6 +48,30 @@ std::vector<float> run(const PackedModel& m) {
   const std::vector<int> tokens = {1, 5, 9, 2, 33, 7};
   const Matrix<float>& l = e.forward_all(tokens);
   return {l.flat().begin(), l.flat().end()};
+}
+
+/// The serialized file of `m` with tensor `name`'s bytes replaced.
+std::vector<std::uint8_t> with_tensor(const PackedModel& m, const std::string& name,
+                                      const std::vector<std::uint8_t>& bytes) {
+  const std::vector<std::uint8_t> all = model_writer(m).serialize();
+  const io::SafetensorsView v = io::SafetensorsView::parse(all);
+  io::SafetensorsWriter w;
+  for (const auto& [key, value] : v.metadata()) w.set_metadata(key, value);
+  for (const io::TensorInfo& t : v.tensors()) {
+    auto b = v.bytes(t);
+    if (t.name == name) b = bytes;
+    w.add(t.name, t.dtype, t.shape, b);
+  }
+  return w.serialize();
+}
+
+void expect_format_error(const std::vector<std::uint8_t>& file, const std::string& what) {
+  try {
+    (void)load_model(io::SafetensorsView::parse(file));
+    ADD_FAILURE() << "no error, expected " << what;
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
@@ -107,11 +133,6 @@ TEST(ModelFile, HostileFilesAreFormatErrors) {
 
 TEST(ModelFile, LyingTensorsAreRejected) {
   const PackedModel m = random_packed_model(tiny(Variant::kBitNet158, 1), 3);
-  auto rebuild = [&](auto edit) {
-    io::SafetensorsWriter w = model_writer(m);
-    edit(w);
-    return w.serialize();
-  };
   // Config that disagrees with the tensors.
   {
     io::SafetensorsWriter w = model_writer(m);
@@ -124,27 +145,41 @@ TEST(ModelFile, LyingTensorsAreRejected) {
     w.set_metadata("pquant.format", "other");
     EXPECT_THROW((void)load_model(io::SafetensorsView::parse(w.serialize())), FormatError);
   }
-  // Ternary code 3 is not a weight.
-  {
-    const PackedLinear& q = m.blocks[0].qkv;
-    std::vector<std::uint8_t> codes(q.ternary.data(), q.ternary.data() + q.ternary.bytes());
-    codes[0] |= 0x3;  // weight (0, 0) -> code 3
-    io::SafetensorsWriter w;
-    const std::vector<std::uint8_t> all = rebuild([](io::SafetensorsWriter&) {});
-    const io::SafetensorsView v = io::SafetensorsView::parse(all);
-    w.set_metadata("pquant.format", "pquant-packed");
-    w.set_metadata("pquant.format_version", kModelFormatVersion);
-    w.set_metadata("pquant.config", v.meta("pquant.config"));
-    for (const io::TensorInfo& t : v.tensors()) {
-      auto b = v.bytes(t);
-      if (t.name == "blocks.0.qkv.codes") b = codes;
-      w.add(t.name, t.dtype, t.shape, b);
-    }
-    try {
-      (void)load_model(io::SafetensorsView::parse(w.serialize()));
-      ADD_FAILURE();
-    } catch (const FormatError& e) {
-      EXPECT_NE(std::string(e.what()).find("ternary code 3"), std::string::npos) << e.what();
-    }
+  // Ternary code 3 is not a weight; the message locates it.
+  const PackedLinear& q = m.blocks[0].qkv;
+  const std::vector<std::uint8_t> codes(q.ternary.data(), q.ternary.data() + q.ternary.bytes());
+  for (auto [byte, bits, where] :
+       {std::tuple{std::size_t{0}, 0x03u, "(0, 0)"}, std::tuple{std::size_t{5}, 0xC0u, "(5, 3)"}}) {
+    std::vector<std::uint8_t> bad = codes;
+    bad[byte] |= static_cast<std::uint8_t>(bits);  // row 5: pair 0, high nibble, second weight
+    expect_format_error(with_tensor(m, "blocks.0.qkv.codes", bad),
+                        std::string("invalid ternary code 3 at ") + where);
   }
+}
+
+TEST(ModelFile, NonZeroPaddingCodesAreRejected) {
+  // d = 40: qkv is [120 x 40], stored as 4 tiles (128 rows) x 6 pairs (48 columns).
+  InferenceConfig c = tiny(Variant::kBitNet, 1);
+  c.d_model = 40;
+  const PackedModel m = random_packed_model(c, 3);
+  const PackedLinear& q = m.blocks[0].qkv;
+  ASSERT_EQ(q.sign.tiles(), 4u);
+  ASSERT_EQ(q.sign.pairs(), 6u);
+  const std::vector<std::uint8_t> codes(q.sign.data(), q.sign.data() + q.sign.bytes());
+  EXPECT_NO_THROW(
+      (void)load_model(io::SafetensorsView::parse(with_tensor(m, "blocks.0.qkv.codes", codes))));
+  const std::size_t pairs = 6;
+  // Row 127 (a padding row of the last tile), and column 40 of row 0 (pair 5, low nibble bit 0,
+  // a padding column).
+  for (std::size_t byte : {(3 * pairs + 0) * 32 + 31, (0 * pairs + 5) * 32 + 0}) {
+    std::vector<std::uint8_t> bad = codes;
+    bad[byte] |= 0x01;
+    expect_format_error(with_tensor(m, "blocks.0.qkv.codes", bad), "non-zero padding");
+  }
+  // A set bit inside the matrix (row 119, column 39: pair 4, high nibble, last weight) is a
+  // valid weight.
+  std::vector<std::uint8_t> ok = codes;
+  ok[(3 * pairs + 4) * 32 + 23] ^= 0x80;
+  EXPECT_NO_THROW(
+      (void)load_model(io::SafetensorsView::parse(with_tensor(m, "blocks.0.qkv.codes", ok))));
 }

@@ -15,6 +15,7 @@
 //   [2]
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -102,30 +103,45 @@ inline Matrix<float> get_matrix(const io::SafetensorsView& f, const std::string&
   return m;
 }
 
-/// Copies LUT-layout codes from file bytes, code by code (validates ternary codes).
+/// Reads LUT-layout codes straight into the kernel buffer (the file stores the kernel's layout),
+/// then checks every byte: padding (rows past `rows`, weights past `cols`) must be zero codes, and
+/// ternary codes must not be 3. One pass over the bytes instead of one call per weight.
 template <class F>
 kernels::LutWeights<F> get_lut(const io::SafetensorsView& f, const std::string& name,
                                std::size_t rows, std::size_t cols) {
   kernels::LutWeights<F> w(rows, cols);
-  std::vector<std::uint8_t> bytes(w.bytes());
-  f.read_into<std::uint8_t>(name, std::span<std::uint8_t>(bytes),
+  f.read_into<std::uint8_t>(name, std::span<std::uint8_t>(w.data(), w.bytes()),
                             std::vector<std::uint64_t>{w.tiles(), w.pairs(), kernels::kLutTile});
-  constexpr std::size_t G = kernels::LutWeights<F>::kGroup;
+  constexpr std::size_t G = kernels::LutWeights<F>::kGroup, T = kernels::kLutTile;
   constexpr unsigned bits = F::kBits;
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < cols; ++c) {
-      const std::size_t g = c / G;
-      const std::uint8_t byte =
-          bytes[((r / kernels::kLutTile) * w.pairs() + g / 2) * kernels::kLutTile +
-                r % kernels::kLutTile];
-      const unsigned nibble = (g % 2) ? (byte >> 4) : (byte & 15u);
-      const auto code =
-          static_cast<std::uint8_t>((nibble >> ((c % G) * bits)) & ((1u << bits) - 1));
-      if constexpr (bits == 2)
-        require<FormatError>(code != 3, "load_model: tensor '", name,
-                             "' holds the invalid ternary code 3 at (", r, ", ", c, ")");
-      w.set_code(r, c, code);
-    }
+  // Bits of a pair's byte that hold real weights: group 2p in the low nibble, 2p + 1 in the high.
+  std::vector<std::uint8_t> valid(w.pairs(), 0);
+  for (std::size_t p = 0; p < w.pairs(); ++p)
+    for (unsigned half = 0; half < 2; ++half)
+      for (std::size_t i = 0; i < G; ++i)
+        if ((2 * p + half) * G + i < cols)
+          valid[p] |= static_cast<std::uint8_t>(((1u << bits) - 1) << (half * 4 + i * bits));
+  const std::uint8_t* bytes = w.data();
+  for (std::size_t t = 0; t < w.tiles(); ++t)
+    for (std::size_t p = 0; p < w.pairs(); ++p)
+      for (std::size_t r = 0; r < T; ++r) {
+        const unsigned byte = bytes[(t * w.pairs() + p) * T + r];
+        const std::size_t row = t * T + r;
+        const unsigned allowed = row < rows ? valid[p] : 0u;
+        require<FormatError>((byte & ~allowed) == 0, "load_model: tensor '", name,
+                             "' has non-zero padding codes (tile ", t, ", pair ", p, ", row ", row,
+                             ")");
+        if constexpr (bits == 2) {
+          const unsigned three = byte & (byte >> 1) & 0x55u;  // both bits of a 2-bit code set
+          if (three != 0) {
+            const auto k = static_cast<std::size_t>(std::countr_zero(three));
+            const std::size_t col = (2 * p + k / 4) * G + (k % 4) / bits;
+            throw FormatError("pquant: load_model: tensor '" + name +
+                              "' holds the invalid ternary code 3 at (" + std::to_string(row) +
+                              ", " + std::to_string(col) + ")");
+          }
+        }
+      }
   return w;
 }
 
