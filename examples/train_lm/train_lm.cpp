@@ -37,6 +37,7 @@ struct Options {
   std::string schedule = "two-phase";
   float weight_decay = 0.1f;
   double init_std = 0.02;
+  double embed_std = -1;
   std::string data;
   std::size_t corpus_bytes = 1 << 20;
   std::uint64_t seed = 1;
@@ -126,6 +127,8 @@ Options parse(int argc, char** argv) {
       o.weight_decay = parse_number<float>(a, v);
     else if (a == "--init-std")
       o.init_std = parse_number<double>(a, v);
+    else if (a == "--embed-std")
+      o.embed_std = parse_number<double>(a, v);
     else if (a == "--data")
       o.data = v;
     else if (a == "--corpus-bytes")
@@ -320,6 +323,7 @@ int main(int argc, char** argv) {
     mc.experts = o.experts;
     mc.r = o.r;
     mc.init_std = o.init_std;
+    mc.embed_std = o.embed_std;
     if (o.variant == "fp") return run<pquant::FP>(o, mc, data);
     if (o.variant == "bitnet") return run<pquant::BitNet>(o, mc, data);
     if (o.variant == "bitnet158") return run<pquant::BitNet158>(o, mc, data);

@@ -189,7 +189,9 @@ TEST(CrossEntropy, GradientMatchesFiniteDifferencesWithIgnoreIndex) {
   auto loss = [&](const std::vector<DTensor>& p) {
     return softmax_cross_entropy<double>(p[0].view(), targets, MatrixView<double>{}).mean();
   };
-  EXPECT_NEAR(res.mean(), loss({to_double("logits", logits.view())}), 1e-12);
+  // The float path sums exp(l - max) from fast_exp (relative error < 2^-23 per term, then rounded
+  // to float) in double: log z, hence the loss, is within about 2^-22 of the double reference.
+  EXPECT_NEAR(res.mean(), loss({to_double("logits", logits.view())}), 3e-7);
   check_gradients(loss, {to_double("logits", logits.view())}, {d.view()});
 }
 

@@ -6,8 +6,10 @@
 
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #include "pquant/core/matrix.hpp"
+#include "pquant/layers/fast_exp.hpp"
 
 namespace pquant {
 
@@ -16,6 +18,7 @@ enum class FfnActivation { kSwiGLU, kReLU2 };
 
 template <class T>
 inline T sigmoid(T v) {
+  if constexpr (std::is_same_v<T, float>) return fast_sigmoid(v);  // vectorisable (fast_exp.hpp)
   // Two branches so exp never overflows.
   if (v >= 0) return T(1) / (T(1) + std::exp(-v));
   const T e = std::exp(v);

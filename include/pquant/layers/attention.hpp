@@ -24,6 +24,7 @@
 #include "pquant/core/matrix.hpp"
 #include "pquant/kernels/gemm.hpp"
 #include "pquant/layers/bit_linear.hpp"
+#include "pquant/layers/fast_exp.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"
 #include "pquant/layers/parameter_store.hpp"
@@ -40,7 +41,8 @@ void causal_softmax_row(T* row, std::size_t t, std::size_t seq, T scale) {
   T mx = -std::numeric_limits<T>::infinity();
   for (std::size_t s = 0; s <= t; ++s) mx = std::max(mx, row[s] *= scale);
   T z = 0;
-  for (std::size_t s = 0; s <= t; ++s) z += (row[s] = std::exp(row[s] - mx));
+  for (std::size_t s = 0; s <= t; ++s) row[s] = exp_of(row[s] - mx);
+  for (std::size_t s = 0; s <= t; ++s) z += row[s];
   const T inv = T(1) / z;
   for (std::size_t s = 0; s <= t; ++s) row[s] *= inv;
   for (std::size_t s = t + 1; s < seq; ++s) row[s] = 0;
@@ -131,9 +133,11 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
       const MatrixView<const float> vh(&v(row0, col0), seq, hd, v.stride);
       const MatrixView<const float> doh(&dout(row0, col0), seq, hd, dout.stride);
       const MatrixView<const float> ph(probs + bh * seq * seq, seq, seq);
-      Matrix<float> ds(seq, seq);
-      kernels::gemm_forward(doh, vh, ds.view());  // dP = dO V_h^T
-      for (std::size_t t = 0; t < seq; ++t) {     // dS = P .* (dP - rowsum(dP .* P)) / sqrt(hd)
+      // dS in a per-thread scratch (no allocation per head and step).
+      kernels::detail::Scratch<float, 8> ds_buffer(seq * seq);
+      const MatrixView<float> ds(ds_buffer.data(), seq, seq);
+      kernels::gemm_forward(doh, vh, ds);      // dP = dO V_h^T
+      for (std::size_t t = 0; t < seq; ++t) {  // dS = P .* (dP - rowsum(dP .* P)) / sqrt(hd)
         float sum = 0;
         for (std::size_t s = 0; s <= t; ++s) sum += ds(t, s) * ph(t, s);
         for (std::size_t s = 0; s <= t; ++s) ds(t, s) = ph(t, s) * (ds(t, s) - sum) * scale;
@@ -142,11 +146,9 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
       kernels::gemm_backward_weights(ph, doh,
                                      MatrixView<float>(&dv(row0, col0), seq, hd, dv.stride),
                                      kOverwrite);  // dV = P^T dO
-      kernels::gemm_backward_data(ds.view(), kh,
-                                  MatrixView<float>(&dq(row0, col0), seq, hd, dq.stride),
+      kernels::gemm_backward_data(ds, kh, MatrixView<float>(&dq(row0, col0), seq, hd, dq.stride),
                                   kOverwrite);  // dQ = dS K
-      kernels::gemm_backward_weights(ds.view(), qh,
-                                     MatrixView<float>(&dk(row0, col0), seq, hd, dk.stride),
+      kernels::gemm_backward_weights(ds, qh, MatrixView<float>(&dk(row0, col0), seq, hd, dk.stride),
                                      kOverwrite);  // dK = dS^T Q
     });
     return;
@@ -304,9 +306,12 @@ class CausalSelfAttention {
     return cfg;
   }
   static void add_into(Matrix<float>& acc, const Matrix<float>& part) {
-    float* a = acc.data();
-    const float* p = part.data();
-    for (std::size_t i = 0; i < acc.size(); ++i) a[i] += p[i];
+    const std::size_t d = acc.cols();
+    detail::for_row_blocks(acc.rows(), [&](std::size_t i0, std::size_t rows) {
+      float* a = acc.data() + i0 * d;
+      const float* p = part.data() + i0 * d;
+      for (std::size_t i = 0; i < rows * d; ++i) a[i] += p[i];
+    });
   }
 
   Config cfg_;

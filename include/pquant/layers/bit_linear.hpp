@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <vector>
 #include <cstdint>
+#include <span>
 
 #include "pquant/core/matrix.hpp"
 #include "pquant/kernels/epilogue.hpp"
@@ -65,7 +66,7 @@ class BitLinear {
     std::size_t in_features = 0;
     std::size_t out_features = 0;
     bool normalize_input = true;  // own RMSNorm (learnable gain, eps 1e-5) on the input
-    double init_std = 0.02;       // latent W ~ N(0, init_std^2)
+    double init_std = 0.02;       // latent W ~ N(0, init_std^2); 0: fan-in (init.hpp)
   };
 
   static Config make_config(std::size_t in, std::size_t out, bool normalize_input,
@@ -86,7 +87,7 @@ class BitLinear {
 
   void init(Rng& rng) {
     if (norm_) norm_->init(rng);
-    init::normal(store_->value(weight_), rng, cfg_.init_std);
+    init::linear_weight(store_->value(weight_), rng, cfg_.init_std);
   }
 
   /// x [tokens x in] -> y [tokens x out]. Caches X_q and W_q (and the RMSNorm's input).
@@ -109,42 +110,46 @@ class BitLinear {
     Matrix<float> xq;           // [tokens x in]
     Matrix<std::int8_t> codes;  // [tokens x in] (INT8 activations)
     std::vector<float> inv_gain;
+    std::vector<float> gain;  // scratch
   };
 
-  // a [tokens x in] -> in
+  // a [tokens x in] -> in. Tokens are quantized independently (per-token activation policies), so
+  // blocks of rows run in parallel with the same result for any thread count.
   static void quantize_input(MatrixView<const float> a, SharedInput& in) {
     const std::size_t n = a.rows, k = a.cols;
     detail::ensure_shape(in.xq, n, k);
     if constexpr (AQ::kQuantizes) {
       detail::ensure_shape(in.codes, n, k);
-      std::vector<float> gain(n);
+      in.gain.resize(n);
       in.inv_gain.resize(n);
-      AQ::quantize(a, in.codes.view(), gain);
-      for (std::size_t i = 0; i < n; ++i) {
-        in.inv_gain[i] = 1.0f / gain[i];
-        // q / g: exactly the value AQ::fake_quantize gives, for the backward products.
-        const std::int8_t* q = &in.codes(i, 0);
-        float* xq = &in.xq(i, 0);
-        for (std::size_t c = 0; c < k; ++c) xq[c] = static_cast<float>(q[c]) / gain[i];
-      }
+      detail::for_row_blocks(n, [&](std::size_t i0, std::size_t rows) {
+        AQ::quantize(a.row_range(i0, rows), in.codes.view().row_range(i0, rows),
+                     std::span<float>(in.gain).subspan(i0, rows));
+        for (std::size_t i = i0; i < i0 + rows; ++i) {
+          const float g = in.gain[i];
+          in.inv_gain[i] = 1.0f / g;
+          // q / g: exactly the value AQ::fake_quantize gives, for the backward products.
+          const std::int8_t* q = &in.codes(i, 0);
+          float* xq = &in.xq(i, 0);
+          for (std::size_t c = 0; c < k; ++c) xq[c] = static_cast<float>(q[c]) / g;
+        }
+      });
     } else {
-      AQ::fake_quantize(a, in.xq.view());
+      detail::for_row_blocks(n, [&](std::size_t i0, std::size_t rows) {
+        AQ::fake_quantize(a.row_range(i0, rows), in.xq.view().row_range(i0, rows));
+      });
     }
   }
 
   /// Forward on an input already normalized and quantized by the caller (normalize_input must be
-  /// false). Caches a copy of the operand, so `in` may be reused after the call.
+  /// false). Caches a copy of X_q (what backward needs), so `in` may be reused after the call.
   void forward_shared(const SharedInput& in, MatrixView<float> y) {
     constexpr const char* fn = "BitLinear::forward_shared";
     require<ValueError>(!norm_, fn, ": the layer normalizes its own input; call forward()");
     detail::check_forward_io(in.xq.view(), y, cfg_.in_features, cfg_.out_features, fn);
     // Copy into the existing cache (no reallocation when the token count is unchanged).
     detail::copy_into(in.xq.view(), own_.xq);
-    if constexpr (AQ::kQuantizes) {
-      detail::copy_into(in.codes.view(), own_.codes);
-      own_.inv_gain = in.inv_gain;
-    }
-    multiply(own_, y);
+    multiply(in, y);
   }
   /// dy [tokens x out] -> dx [tokens x in] (overwritten; empty view skips it). Accumulates the
   /// latent weight gradient (and the RMSNorm gain's) into the store.
@@ -212,7 +217,7 @@ class BitLinear {
   Config cfg_;
   std::optional<RMSNorm> norm_;
   ParamId weight_;
-  SharedInput own_;             // X_q (and codes, 1/g) of the last forward
+  SharedInput own_;             // X_q (and, after forward(), codes and 1/g) of the last forward
   Matrix<float> normed_;        // RMSNorm(x) scratch
   Matrix<std::int8_t> wcodes_;  // integer weight codes (integer forward)
   Matrix<float> wq_;            // W_q [out x in]

@@ -6,9 +6,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
 
 #include "pquant/core/error.hpp"
 #include "pquant/core/matrix.hpp"
+#include "pquant/layers/fast_exp.hpp"
 
 namespace pquant {
 
@@ -23,8 +28,9 @@ struct CrossEntropyResult {
 
 /// logits [n x V], targets [n] -> loss; dlogits [n x V] (overwritten) = d mean / d logits =
 /// (softmax - onehot) / tokens on counted rows, 0 on ignored rows; pass an empty view to skip it.
-/// Stable: log-sum-exp with the row max subtracted, accumulated in double. Targets must be in
-/// [0, V) or equal ignore_index (ValueError otherwise); NaN/Inf logits are a ValueError.
+/// Stable: log-sum-exp with the row max subtracted, sums in double (exp in T: fast_exp for float).
+/// Targets must be in [0, V) or equal ignore_index (ValueError otherwise); NaN/Inf logits are a
+/// ValueError.
 template <class T>
 CrossEntropyResult softmax_cross_entropy(MatrixView<const T> logits,
                                          std::span<const std::int32_t> targets,
@@ -45,28 +51,39 @@ CrossEntropyResult softmax_cross_entropy(MatrixView<const T> logits,
     if (t != ignore_index) ++result.tokens;
   }
   const double inv_count = result.tokens == 0 ? 0.0 : 1.0 / static_cast<double>(result.tokens);
-  for (std::size_t i = 0; i < logits.rows; ++i) {
-    const std::int32_t t = targets[i];
-    if (t == ignore_index) {
-      if (dlogits.rows != 0)
-        for (std::size_t c = 0; c < vocab; ++c) dlogits(i, c) = T(0);
-      continue;
-    }
-    double mx = static_cast<double>(logits(i, 0));
-    for (std::size_t c = 1; c < vocab; ++c) mx = std::max(mx, static_cast<double>(logits(i, c)));
-    double z = 0;
-    for (std::size_t c = 0; c < vocab; ++c) z += std::exp(static_cast<double>(logits(i, c)) - mx);
-    // (mx - logit_t) + log z: the large terms cancel before they meet the small one.
-    const double log_z = std::log(z);
-    result.sum += (mx - static_cast<double>(logits(i, static_cast<std::size_t>(t)))) + log_z;
-    if (dlogits.rows != 0) {
-      for (std::size_t c = 0; c < vocab; ++c) {
-        const double p = std::exp(static_cast<double>(logits(i, c)) - mx - log_z);
-        const double onehot = c == static_cast<std::size_t>(t) ? 1.0 : 0.0;
-        dlogits(i, c) = static_cast<T>((p - onehot) * inv_count);
+  // Rows are independent: split over threads, per-row losses summed afterwards in row order (the
+  // same result for any thread count). exp is fast_exp for float (vectorised), std::exp otherwise.
+  std::vector<double> row_loss(logits.rows, 0.0);
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, logits.rows, 64), [&](const auto& rows) {
+    for (std::size_t i = rows.begin(); i != rows.end(); ++i) {
+      const std::int32_t t = targets[i];
+      const T* l = logits.data + i * logits.stride;
+      if (t == ignore_index) {
+        if (dlogits.rows != 0)
+          for (std::size_t c = 0; c < vocab; ++c) dlogits(i, c) = T(0);
+        continue;
       }
+      T mx = l[0];
+      for (std::size_t c = 1; c < vocab; ++c) mx = std::max(mx, l[c]);
+      double z = 0;
+      if (dlogits.rows != 0) {
+        T* d = dlogits.data + i * dlogits.stride;
+        for (std::size_t c = 0; c < vocab; ++c) d[c] = exp_of<T>(l[c] - mx);
+        for (std::size_t c = 0; c < vocab; ++c) z += static_cast<double>(d[c]);
+        // d = (softmax - onehot) / tokens, softmax = e / z.
+        const auto scale = static_cast<T>(inv_count / z);
+        for (std::size_t c = 0; c < vocab; ++c) d[c] *= scale;
+        d[static_cast<std::size_t>(t)] -= static_cast<T>(inv_count);
+      } else {
+        for (std::size_t c = 0; c < vocab; ++c) z += static_cast<double>(exp_of<T>(l[c] - mx));
+      }
+      // (mx - logit_t) + log z: the large terms cancel before they meet the small one.
+      row_loss[i] =
+          (static_cast<double>(mx) - static_cast<double>(l[static_cast<std::size_t>(t)])) +
+          std::log(z);
     }
-  }
+  });
+  for (double v : row_loss) result.sum += v;
   return result;
 }
 

@@ -22,7 +22,7 @@ class Embedding {
   struct Config {
     std::size_t vocab = 0;
     std::size_t features = 0;
-    double init_std = 0.02;  // table ~ N(0, init_std^2)
+    double init_std = 0.02;  // table ~ N(0, init_std^2); 0: N(0, 1) (one-hot fan-in 1)
   };
 
   /// Registers "<name>.table" [vocab x features] (ParamRole::kEmbedding).
@@ -34,7 +34,9 @@ class Embedding {
                        ParamRole::kEmbedding);
   }
 
-  void init(Rng& rng) { init::normal(store_->value(table_), rng, cfg_.init_std); }
+  void init(Rng& rng) {
+    init::normal(store_->value(table_), rng, cfg_.init_std == 0.0 ? 1.0 : cfg_.init_std);
+  }
 
   /// tokens [n] -> y [n x features]: y[i] = table[tokens[i]]. Ids outside [0, vocab) are a
   /// ValueError. Caches the ids.

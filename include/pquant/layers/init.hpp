@@ -55,6 +55,9 @@ class Rng {
   std::uint64_t state_;
 };
 
+/// `init_std` value that asks for fan-in scaled initialisation (see init::linear_weight).
+inline constexpr double kFanInInit = 0.0;
+
 namespace init {
 
 /// w ~ N(0, stddev^2), row-major order.
@@ -71,6 +74,17 @@ inline void uniform(MatrixView<float> w, Rng& rng, double bound) {
   for (std::size_t r = 0; r < w.rows; ++r)
     for (std::size_t c = 0; c < w.cols; ++c)
       w(r, c) = static_cast<float>(rng.uniform(-bound, bound));
+}
+
+/// A linear weight [out x in] drawn by the layers' `init_std` convention:
+///   init_std > 0: N(0, init_std^2);
+///   init_std == 0 (kFanInInit): fan-in scaled, U[-1/sqrt(in), 1/sqrt(in)) (std 1/sqrt(3 in)),
+///     PyTorch nn.Linear's default: the output variance does not depend on the width.
+inline void linear_weight(MatrixView<float> w, Rng& rng, double init_std) {
+  if (init_std == 0.0)
+    uniform(w, rng, 0.0);
+  else
+    normal(w, rng, init_std);
 }
 
 inline void constant(MatrixView<float> w, float value) {

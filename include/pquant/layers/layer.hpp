@@ -42,6 +42,9 @@
 #include <cstring>
 #include <string>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include "pquant/core/matrix.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/parameter_store.hpp"
@@ -101,6 +104,14 @@ inline std::string param_name(const std::string& layer, const char* tensor) {
 template <class T>
 void ensure_shape(Matrix<T>& m, std::size_t rows, std::size_t cols) {
   if (m.rows() != rows || m.cols() != cols) m = Matrix<T>(rows, cols);
+}
+
+/// f(first, count) over blocks of 64 rows of [0, rows), in parallel: for element-wise (per-row)
+/// work, whose result does not depend on the thread count.
+template <class F>
+void for_row_blocks(std::size_t rows, F&& f) {
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, rows, 64),
+                    [&](const tbb::blocked_range<std::size_t>& b) { f(b.begin(), b.size()); });
 }
 
 /// dst = src (dst resized; src may be strided).

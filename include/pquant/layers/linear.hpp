@@ -18,7 +18,7 @@ class Linear {
     std::size_t in_features = 0;
     std::size_t out_features = 0;
     bool bias = false;
-    double init_std = 0.02;  // W ~ N(0, init_std^2); bias starts at 0
+    double init_std = 0.02;  // W ~ N(0, init_std^2); 0: fan-in (init::linear_weight); bias 0
   };
 
   static constexpr bool kQuantized = false;
@@ -40,7 +40,7 @@ class Linear {
   }
 
   void init(Rng& rng) {
-    init::normal(store_->value(weight_), rng, cfg_.init_std);
+    init::linear_weight(store_->value(weight_), rng, cfg_.init_std);
     if (bias_.valid()) init::constant(store_->value(bias_), 0.0f);
   }
 

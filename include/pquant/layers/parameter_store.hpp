@@ -25,7 +25,7 @@ namespace pquant {
 enum class ParamRole { kWeight, kEmbedding, kNormGain, kScalar, kBias };
 
 struct ParamInfo {
-  std::string name;  // hierarchical, e.g. "blocks.3.ffn.int8.up"
+  std::string name;        // hierarchical, e.g. "blocks.3.ffn.int8.up"
   std::size_t offset = 0;  // in floats, into the arena
   std::size_t rows = 0;
   std::size_t cols = 0;
@@ -50,7 +50,8 @@ class ParameterStore {
     require<ShapeError>(rows > 0 && cols > 0, "ParameterStore::add: tensor '", name,
                         "' must be non-empty, got ", rows, "x", cols);
     for (const ParamInfo& p : infos_)
-      require<ValueError>(p.name != name, "ParameterStore::add: duplicate tensor name '", name, "'");
+      require<ValueError>(p.name != name, "ParameterStore::add: duplicate tensor name '", name,
+                          "'");
     constexpr std::size_t kLine = kAlignment / sizeof(float);
     const std::size_t offset = (used_ + kLine - 1) / kLine * kLine;
     infos_.push_back({std::move(name), offset, rows, cols, role});
@@ -86,7 +87,9 @@ class ParameterStore {
   static auto view_of(Buffer& buffer, const ParamInfo& p) {
     return MatrixView(buffer.data() + p.offset, p.rows, p.cols);
   }
-  MatrixView<float> view(AlignedBuffer<float>& b, ParamId id) { return view_of(b, infos_.at(id.index)); }
+  MatrixView<float> view(AlignedBuffer<float>& b, ParamId id) {
+    return view_of(b, infos_.at(id.index));
+  }
   MatrixView<const float> view(const AlignedBuffer<float>& b, ParamId id) const {
     const ParamInfo& p = infos_.at(id.index);
     return {b.data() + p.offset, p.rows, p.cols};

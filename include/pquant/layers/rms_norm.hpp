@@ -1,11 +1,14 @@
 // RMSNorm with a learnable gain: y = x / sqrt(mean(x^2) + eps) * gain, eps = 1e-5 (method.md).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
 #include <string>
 #include <vector>
+
+#include <tbb/parallel_for.h>
 
 #include "pquant/core/matrix.hpp"
 #include "pquant/layers/init.hpp"
@@ -66,19 +69,37 @@ class RMSNorm {
 
   void init(Rng&) { init::constant(store_->value(gain_), 1.0f); }
 
-  /// x [tokens x d] -> y [tokens x d]. Caches x and 1/rms per token.
+  /// x [tokens x d] -> y [tokens x d]. Caches x and 1/rms per token. Rows in parallel.
   void forward(MatrixView<const float> x, MatrixView<float> y) {
     detail::check_forward_io(x, y, cfg_.features, cfg_.features, "RMSNorm::forward");
-    detail::copy_into(x, x_);
+    const std::size_t d = cfg_.features;
+    detail::ensure_shape(x_, x.rows, d);
     inv_rms_.resize(x.rows);
-    rmsnorm_forward<float>(x_.view(), store_->value(gain_).data, cfg_.eps, y, inv_rms_.data());
+    const float* gain = store_->value(gain_).data;
+    detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
+      for (std::size_t i = i0; i < i0 + rows; ++i) std::copy_n(&x(i, 0), d, &x_(i, 0));
+      rmsnorm_forward<float>(x_.view().row_range(i0, rows), gain, cfg_.eps, y.row_range(i0, rows),
+                             inv_rms_.data() + i0);
+    });
   }
 
   /// dy [tokens x d] -> dx [tokens x d] (overwritten; empty view skips it); dgain +=.
+  /// Fixed chunks of 64 rows in parallel; their dgain partial sums are added in chunk order (the
+  /// same result for any thread count).
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
     detail::check_backward_io(dy, dx, x_.rows(), cfg_.features, cfg_.features, "RMSNorm::backward");
-    rmsnorm_backward<float>(dy, x_.view(), store_->value(gain_).data, inv_rms_.data(), dx,
-                            store_->grad(gain_).data);
+    const std::size_t n = dy.rows, d = cfg_.features, chunks = (n + kChunk - 1) / kChunk;
+    partial_.assign(chunks * d, 0.0f);
+    const float* gain = store_->value(gain_).data;
+    tbb::parallel_for(std::size_t{0}, chunks, [&](std::size_t c) {
+      const std::size_t i0 = c * kChunk, rows = std::min(kChunk, n - i0);
+      rmsnorm_backward<float>(
+          dy.row_range(i0, rows), x_.view().row_range(i0, rows), gain, inv_rms_.data() + i0,
+          dx.rows == 0 ? MatrixView<float>{} : dx.row_range(i0, rows), partial_.data() + c * d);
+    });
+    float* dgain = store_->grad(gain_).data;
+    for (std::size_t c = 0; c < chunks; ++c)
+      for (std::size_t j = 0; j < d; ++j) dgain[j] += partial_[c * d + j];
   }
 
   std::size_t in_features() const { return cfg_.features; }
@@ -92,8 +113,10 @@ class RMSNorm {
   ParameterStore* store_;
   Config cfg_;
   ParamId gain_;
+  static constexpr std::size_t kChunk = 64;
   Matrix<float> x_;
   std::vector<float> inv_rms_;
+  std::vector<float> partial_;  // dgain per chunk of rows
 };
 
 static_assert(TokenwiseLayer<RMSNorm>);

@@ -48,8 +48,10 @@ class DecoderModel {
 
   DecoderModel(const ModelConfig& config, std::uint64_t seed) : cfg_(configured(config)) {
     const ModelConfig& cfg = cfg_;
-    embed_ = std::make_unique<Embedding>(store_, "embed",
-                                         Embedding::Config{cfg.vocab, cfg.d_model, cfg.init_std});
+    embed_ = std::make_unique<Embedding>(
+        store_, "embed",
+        Embedding::Config{cfg.vocab, cfg.d_model,
+                          cfg.embed_std >= 0 ? cfg.embed_std : cfg.init_std});
     for (std::size_t l = 0; l < cfg.layers; ++l)
       blocks_.push_back(std::make_unique<Block>(store_, "blocks." + std::to_string(l), cfg_));
     final_norm_ = std::make_unique<RMSNorm>(store_, "final_norm", RMSNorm::Config{cfg.d_model});

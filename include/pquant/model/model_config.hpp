@@ -20,7 +20,8 @@ struct ModelConfig {
   std::size_t r = 32;         // pQuant: hidden width of each INT8 expert
   FfnActivation activation = FfnActivation::kSwiGLU;
   float aux_loss_coef = 0.01f;  // pQuant with experts > 1: Switch load-balancing loss weight
-  double init_std = 0.02;       // latent weights ~ N(0, init_std^2)
+  double init_std = 0.02;       // latent weights ~ N(0, init_std^2); 0: fan-in (init.hpp)
+  double embed_std = -1;        // embedding table ~ N(0, embed_std^2); < 0: follows init_std
 
   /// Throws ValueError naming the first inconsistent field.
   void validate(const char* fn) const {

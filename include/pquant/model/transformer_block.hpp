@@ -34,22 +34,30 @@ class TransformerBlock {
     detail::ensure_shape(a_, x.rows, x.cols);
     detail::ensure_shape(h_, x.rows, x.cols);
     attn_.forward(x, a_.view(), shape);
-    for (std::size_t i = 0; i < x.rows; ++i)
-      for (std::size_t c = 0; c < x.cols; ++c) h_(i, c) = x(i, c) + a_(i, c);
+    detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
+      for (std::size_t i = i0; i < i0 + rows; ++i)
+        for (std::size_t c = 0; c < x.cols; ++c) h_(i, c) = x(i, c) + a_(i, c);
+    });
     ffn_.forward(h_.view(), y);
-    for (std::size_t i = 0; i < x.rows; ++i)
-      for (std::size_t c = 0; c < x.cols; ++c) y(i, c) += h_(i, c);
+    detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
+      for (std::size_t i = i0; i < i0 + rows; ++i)
+        for (std::size_t c = 0; c < x.cols; ++c) y(i, c) += h_(i, c);
+    });
   }
 
   /// dy [tokens x d] -> dx [tokens x d] (overwritten, must not alias dy); parameter grads +=.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
     detail::ensure_shape(dh_, dy.rows, dy.cols);
     ffn_.backward(dy, dh_.view());
-    for (std::size_t i = 0; i < dy.rows; ++i)
-      for (std::size_t c = 0; c < dy.cols; ++c) dh_(i, c) += dy(i, c);  // residual
+    detail::for_row_blocks(dy.rows, [&](std::size_t i0, std::size_t rows) {
+      for (std::size_t i = i0; i < i0 + rows; ++i)
+        for (std::size_t c = 0; c < dy.cols; ++c) dh_(i, c) += dy(i, c);  // residual
+    });
     attn_.backward(dh_.view(), dx);
-    for (std::size_t i = 0; i < dy.rows; ++i)
-      for (std::size_t c = 0; c < dy.cols; ++c) dx(i, c) += dh_(i, c);  // residual
+    detail::for_row_blocks(dy.rows, [&](std::size_t i0, std::size_t rows) {
+      for (std::size_t i = i0; i < i0 + rows; ++i)
+        for (std::size_t c = 0; c < dy.cols; ++c) dx(i, c) += dh_(i, c);  // residual
+    });
   }
 
   Attention& attention() { return attn_; }
