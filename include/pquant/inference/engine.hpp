@@ -231,19 +231,18 @@ class Engine {
     for (std::size_t i = 0; i < x.size(); ++i) a[i] += b[i];
   }
 
-  /// h = silu(g) * u (or max(u, 0)^2) from the fused up projection's output.
+  /// h = silu(g) * u (or max(u, 0)^2) from the fused up projection's output [g | u] (or [u]): the
+  /// training code's swiglu_forward / relu2_forward.
   void activate(const Matrix<float>& up, std::size_t width, Matrix<float>& h) const {
-    ensure(h, up.rows(), width);
-    for (std::size_t t = 0; t < up.rows(); ++t)
-      for (std::size_t c = 0; c < width; ++c) {
-        if (cfg_.swiglu) {
-          const float g = up(t, c);
-          h(t, c) = g * sigmoid(g) * up(t, width + c);
-        } else {
-          const float u = up(t, c) > 0.0f ? up(t, c) : 0.0f;
-          h(t, c) = u * u;
-        }
-      }
+    const std::size_t n = up.rows();
+    ensure(h, n, width);
+    if (cfg_.swiglu) {
+      swiglu_forward<float>(MatrixView<const float>(up.data(), n, width, up.cols()),
+                            MatrixView<const float>(up.data() + width, n, width, up.cols()),
+                            h.view());
+    } else {
+      relu2_forward<float>(MatrixView<const float>(up.data(), n, width, up.cols()), h.view());
+    }
   }
 
   void ffn(std::size_t l, std::size_t n) {
