@@ -143,6 +143,27 @@ TEST_P(Gemm, IntegerGemmsMatchReferenceBitExactly) {
   }
 }
 
+TEST_P(Gemm, Int8GemmSymmetricWeightsPathIsExact) {
+  // No weight is -128 (as the absmax quantizer guarantees), so AVX2 takes the |x| x sign(w, x)
+  // pmaddubsw path; activations include -128 and +127 and K is and is not a multiple of 32.
+  for (const Mnk& s : {Mnk{70, 45, 300}, Mnk{33, 64, 64}, Mnk{2, 4, 32}}) {
+    auto x = random_int8(s.m, s.k, -128, 127, 31);
+    x(0, 0) = -128;
+    x(s.m - 1, s.k - 1) = 127;
+    const auto w = random_int8(s.n, s.k, -127, 127, 32);
+    const auto packed = kernels::pack_int8(w);
+    ASSERT_TRUE(packed.symmetric());
+    const auto row_scale = random_floats(s.n, 0.01f, 1.0f, 33);
+    const auto token_scale = random_floats(s.m, 0.001f, 0.1f, 34);
+    const kernels::Epilogue ep{row_scale, token_scale, {}};
+    Matrix<float> y(s.m, s.n), ref(s.m, s.n);
+    kernels::gemm_w8a8(x, packed, ep, y);
+    kernels::reference::gemm_int(x, w, ep, ref);
+    EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0)
+        << s.m << "x" << s.n << "x" << s.k;
+  }
+}
+
 TEST_P(Gemm, IntegerGemmExtremes) {
   const std::size_t k = 3000;
   Matrix<std::int8_t> x(5, k), w(9, k);

@@ -111,6 +111,22 @@ struct Int8GemvArgs {
   const std::uint8_t* xabs = nullptr;
 };
 
+/// out[i * ldo + j] = sum_k x[i * ldx + k] * w[j * ldw + k] for i < m, j < n, k < kp (kp a
+/// multiple of 32). When `symmetric` (no weight is -128), x86 targets with AVX2 multiply |x|
+/// (uint8) by sign(w, x) (int8) with pmaddubsw (|pair| <= 2 * 128 * 127 = 32512, no saturation) and
+/// add pairs into int32 with pmaddwd; otherwise values are widened to int16. kp <= kMaxKInt8 keeps
+/// the int32 sums exact.
+struct Int8GemmArgs {
+  const std::int8_t* x;
+  std::size_t ldx;
+  const std::int8_t* w;
+  std::size_t ldw;
+  std::size_t m, n, kp;
+  std::int32_t* out;
+  std::size_t ldo;
+  bool symmetric;
+};
+
 /// y[r] = sum_k w[r * stride + k] * x[k], k < cols.
 struct F32GemvArgs {
   const float* w;
@@ -124,6 +140,7 @@ PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
 PQUANT_KERNEL_API void lut_gemm(const LutGemmArgs& args);
 PQUANT_KERNEL_API void int8_gemv(const Int8GemvArgs& args);
+PQUANT_KERNEL_API void int8_gemm(const Int8GemmArgs& args);
 PQUANT_KERNEL_API void f32_gemv(const F32GemvArgs& args);
 /// Bitfield of the Highway targets compiled into the kernels (HWY_TARGETS of the dispatch unit).
 PQUANT_KERNEL_API std::int64_t compiled_targets();

@@ -29,6 +29,7 @@ HWY_EXPORT(LutTables);
 HWY_EXPORT(LutGemv);
 HWY_EXPORT(LutGemm);
 HWY_EXPORT(Int8Gemv);
+HWY_EXPORT(Int8Gemm);
 HWY_EXPORT(F32Gemv);
 HWY_EXPORT(CurrentTarget);
 
@@ -47,6 +48,9 @@ void lut_gemm(const LutGemmArgs& args) {
 }
 void int8_gemv(const Int8GemvArgs& args) {
   HWY_DYNAMIC_DISPATCH(Int8Gemv)(args);
+}
+void int8_gemm(const Int8GemmArgs& args) {
+  HWY_DYNAMIC_DISPATCH(Int8Gemm)(args);
 }
 void f32_gemv(const F32GemvArgs& args) {
   HWY_DYNAMIC_DISPATCH(F32Gemv)(args);

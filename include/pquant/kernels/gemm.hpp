@@ -17,6 +17,7 @@
 #include "pquant/core/matrix.hpp"
 #include "pquant/kernels/backend.hpp"
 #include "pquant/kernels/detail/host.hpp"
+#include "pquant/kernels/detail/int8_gemm.hpp"
 #include "pquant/kernels/detail/lut_gemm.hpp"
 #include "pquant/kernels/epilogue.hpp"
 #include "pquant/kernels/kernel_weights.hpp"
@@ -211,12 +212,7 @@ inline void gemm_w8a8(MatrixView<const std::int8_t> x, const Int8Weights& w, con
   constexpr const char* fn = "gemm_w8a8";
   detail::check_int_gemm(x, w.rows(), w.cols(), ep, y, fn);
   detail::check_k(w.cols(), kMaxKInt8, fn);
-  const std::size_t n = w.rows(), k = w.cols();
-  auto decode = [&](float* out) {
-    for (std::size_t r = 0; r < n; ++r)
-      for (std::size_t c = 0; c < k; ++c) out[r * k + c] = static_cast<float>(w.value(r, c));
-  };
-  detail::int_gemm(x, n, k, decode, 1024, ep, y);  // |w x| <= 2^14: 2^24 / 2^14
+  detail::int8_gemm_run(x, w.data(), w.rows(), w.stride(), w.symmetric(), ep, y);
 }
 
 /// Y[M x N] = epilogue(X[M x K] (INT8) * W[N x K]^T) for weights given as plain int8 values

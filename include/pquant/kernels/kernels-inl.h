@@ -506,6 +506,118 @@ HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
 #endif  // HWY_TARGET == HWY_SCALAR
 
 // ---------------------------------------------------------------------------------------------
+// INT8 GEMM (Int8GemmArgs): dot products of int8 rows, tasks of 32 weight rows x 32 tokens.
+
+// Generic path: one (token, row) dot product at a time, values widened to int16 (pmaddwd).
+HWY_INLINE void Int8GemmGeneric(const detail::Int8GemmArgs& a, std::size_t i0, std::size_t i1,
+                                std::size_t j0, std::size_t j1) {
+#if HWY_TARGET == HWY_SCALAR
+  for (std::size_t i = i0; i < i1; ++i)
+    for (std::size_t j = j0; j < j1; ++j) {
+      std::int32_t acc = 0;
+      for (std::size_t k = 0; k < a.kp; ++k) acc += a.x[i * a.ldx + k] * a.w[j * a.ldw + k];
+      a.out[i * a.ldo + j] = acc;
+    }
+#else
+  const hn::ScalableTag<std::int16_t> d16;
+  const hn::Rebind<std::int8_t, decltype(d16)> d8;
+  const hn::Repartition<std::int32_t, decltype(d16)> d32;
+  const std::size_t N = hn::Lanes(d16);
+  for (std::size_t i = i0; i < i1; ++i)
+    for (std::size_t j = j0; j < j1; ++j) {
+      const std::int8_t* x = a.x + i * a.ldx;
+      const std::int8_t* w = a.w + j * a.ldw;
+      auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+      std::size_t k = 0;
+      for (; k + N <= a.kp; k += N)
+        s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w + k)),
+                                           hn::PromoteTo(d16, hn::LoadU(d8, x + k)), s0, s1);
+      std::int32_t acc = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, s1)));
+      for (; k < a.kp; ++k) acc += x[k] * w[k];
+      a.out[i * a.ldo + j] = acc;
+    }
+#endif
+}
+
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+// 2 tokens x 4 rows per step of 32 k: 8 x (psignb, pmaddubsw, pmaddwd, paddd), the eight int32
+// vectors reduced with a phaddd tree. Exact for symmetric weights (see Int8GemmArgs).
+HWY_INLINE void Int8GemmSymmetric(const detail::Int8GemmArgs& a, std::size_t i0, std::size_t i1,
+                                  std::size_t j0, std::size_t j1) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  std::size_t i = i0;
+  for (; i + 2 <= i1; i += 2) {
+    const std::int8_t* xs0 = a.x + i * a.ldx;
+    const std::int8_t* xs1 = xs0 + a.ldx;
+    std::size_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+      __m256i acc[8];
+      for (auto& v : acc) v = _mm256_setzero_si256();
+      const std::int8_t* w0 = a.w + j * a.ldw;
+      for (std::size_t k = 0; k < a.kp; k += 32) {
+        const __m256i s0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs0 + k));
+        const __m256i s1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs1 + k));
+        const __m256i u0 = _mm256_abs_epi8(s0);  // |-128| = 128 as uint8
+        const __m256i u1 = _mm256_abs_epi8(s1);
+        for (std::size_t r = 0; r < 4; ++r) {
+          const __m256i wv =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + r * a.ldw + k));
+          acc[2 * r] = _mm256_add_epi32(
+              acc[2 * r],
+              _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(wv, s0)), ones));
+          acc[2 * r + 1] = _mm256_add_epi32(
+              acc[2 * r + 1],
+              _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(wv, s1)), ones));
+        }
+      }
+      // phaddd tree: lanes of the result are the sums of acc[0..7] in order.
+      const __m256i h01 = _mm256_hadd_epi32(acc[0], acc[1]);
+      const __m256i h23 = _mm256_hadd_epi32(acc[2], acc[3]);
+      const __m256i h45 = _mm256_hadd_epi32(acc[4], acc[5]);
+      const __m256i h67 = _mm256_hadd_epi32(acc[6], acc[7]);
+      const __m256i g0 = _mm256_hadd_epi32(h01, h23);
+      const __m256i g1 = _mm256_hadd_epi32(h45, h67);
+      const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20),
+                                           _mm256_permute2x128_si256(g0, g1, 0x31));
+      HWY_ALIGN std::int32_t v[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(v), sum);
+      for (std::size_t r = 0; r < 4; ++r) {
+        a.out[i * a.ldo + j + r] = v[2 * r];
+        a.out[(i + 1) * a.ldo + j + r] = v[2 * r + 1];
+      }
+    }
+    if (j < j1) Int8GemmGeneric(a, i, i + 2, j, j1);
+  }
+  if (i < i1) Int8GemmGeneric(a, i, i1, j0, j1);
+}
+#define PQUANT_INT8_GEMM_SYMMETRIC 1
+#else
+#define PQUANT_INT8_GEMM_SYMMETRIC 0
+#endif
+
+HWY_NOINLINE void Int8Gemm(const detail::Int8GemmArgs& a) {
+  constexpr std::size_t kBlock = 32;
+  const std::size_t mb = (a.m + kBlock - 1) / kBlock, nb = (a.n + kBlock - 1) / kBlock;
+  tbb::parallel_for(
+      tbb::blocked_range<std::size_t>(0, mb * nb, 1),
+      [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+        for (std::size_t b = range.begin(); b != range.end(); ++b) {
+          const std::size_t i0 = b / nb * kBlock, j0 = b % nb * kBlock;
+          const std::size_t i1 = std::min(a.m, i0 + kBlock), j1 = std::min(a.n, j0 + kBlock);
+#if PQUANT_INT8_GEMM_SYMMETRIC
+          if (a.symmetric) {
+            Int8GemmSymmetric(a, i0, i1, j0, j1);
+            continue;
+          }
+#endif
+          Int8GemmGeneric(a, i0, i1, j0, j1);
+        }
+      },
+      tbb::simple_partitioner());
+}
+#undef PQUANT_INT8_GEMM_SYMMETRIC
+
+// ---------------------------------------------------------------------------------------------
 // FP32 GEMV: y[r] = sum_k w[r][k] * x[k]; four rows share each x load, FMA into per-row vectors.
 // The summation order depends only on K and the target (never on threads).
 

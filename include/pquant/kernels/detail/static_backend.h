@@ -24,6 +24,9 @@ inline void lut_gemm(const LutGemmArgs& args) {
 inline void int8_gemv(const Int8GemvArgs& args) {
   HWY_NAMESPACE::Int8Gemv(args);
 }
+inline void int8_gemm(const Int8GemmArgs& args) {
+  HWY_NAMESPACE::Int8Gemm(args);
+}
 inline void f32_gemv(const F32GemvArgs& args) {
   HWY_NAMESPACE::F32Gemv(args);
 }
