@@ -178,9 +178,9 @@ class Engine {
     } else {
       decode_attention(Kt, V, hd, keys, scale);
     }
-    normalize_quantize(attn_.view(), b.o_norm, cfg_.norm_eps, quant, act2_);
+    normalize_quantize(attn_.view(), b.o_norm, cfg_.norm_eps, quant, act_o_);
     ensure(y_, n, d);
-    apply(b.o, act2_, y_.view());
+    apply(b.o, act_o_, y_.view());
     add_into(x_, y_);  // residual added after the projection, as the training block does
   }
 
@@ -349,7 +349,8 @@ class Engine {
   std::vector<Matrix<float>> kt_cache_;  // [d x context (padded to 32)]: K^T after RoPE
   std::vector<Matrix<float>> v_cache_;   // [context x d] per layer
   Matrix<float> x_, y_, qkv_, attn_, up_, h_, y8_, eup_, eh_, ey_, logits_;
-  QuantizedTokens act_, act2_, act3_, sub_;
+  // One per input shape (d, d, h, r), so decoding reallocates nothing.
+  QuantizedTokens act_, act_o_, act2_, act3_, sub_;
   Matrix<float> router_logits_;
   Matrix<float> probs_;    // attention probabilities of several tokens [n x keys], one head
   Matrix<float> scores_;   // one token: [heads x padded context], scores then probabilities
