@@ -22,7 +22,7 @@ Matrix<float> filled(std::size_t r, std::size_t c, float phase) {
   return m;
 }
 
-enum class Op { forward, backward_data, backward_weights, w1a8 };
+enum class Op { forward, backward_data, backward_weights, w1a8, w8a8 };
 
 void BM_gemm(benchmark::State& state, Op op, std::size_t m, std::size_t n, std::size_t k,
              int threads) {
@@ -32,6 +32,7 @@ void BM_gemm(benchmark::State& state, Op op, std::size_t m, std::size_t n, std::
   for (std::size_t i = 0; i < xq.size(); ++i) xq.data()[i] = static_cast<std::int8_t>(i * 37 % 255);
   for (std::size_t i = 0; i < wq.size(); ++i) wq.data()[i] = (i * 13 % 7) < 3 ? 1 : -1;
   const auto w1 = kernels::pack_sign(wq);
+  const auto w8 = kernels::pack_int8(wq);
   tbb::task_arena arena(threads);
   arena.execute([&] {
     for (auto _ : state) {
@@ -47,6 +48,9 @@ void BM_gemm(benchmark::State& state, Op op, std::size_t m, std::size_t n, std::
           break;
         case Op::w1a8:
           kernels::gemm_w1a8(xq, w1, {}, y);
+          break;
+        case Op::w8a8:
+          kernels::gemm_w8a8(xq, w8, {}, y);
           break;
       }
       benchmark::ClobberMemory();
@@ -75,6 +79,14 @@ int register_all() {
            std::to_string(s.k) + "/" + std::to_string(threads))
               .c_str(),
           BM_gemm, Op::w1a8, s.m, s.n, s.k, threads)
+          ->UseRealTime();
+  for (int threads : {1, 2})
+    for (Shape s : prefill)
+      benchmark::RegisterBenchmark(
+          (std::string("BM_gemm/w8a8/") + std::to_string(s.m) + "/" + std::to_string(s.n) + "/" +
+           std::to_string(s.k) + "/" + std::to_string(threads))
+              .c_str(),
+          BM_gemm, Op::w8a8, s.m, s.n, s.k, threads)
           ->UseRealTime();
   for (int threads : {1, 2})
     for (auto [op, op_name] : ops)
