@@ -180,17 +180,23 @@ TEST_P(Gemm, IntegerGemmExtremes) {
 TEST_P(Gemm, ResultsDoNotDependOnThreadCount) {
   const auto x = random_matrix(300, 200, 21), w = random_matrix(260, 200, 22);
   const auto dy = random_matrix(300, 260, 23);
+  const auto xq = random_int8(300, 200, -128, 127, 24);
+  const auto w1 = kernels::pack_sign(random_sign(260, 200, 25));
+  const auto w8 = kernels::pack_int8(random_int8(260, 200, -127, 127, 26));
+  const auto ts = random_floats(300, 0.001f, 0.1f, 27);
   auto run = [&](int threads) {
-    Matrix<float> y(300, 260), dx(300, 200), dw(260, 200);
+    Matrix<float> y(300, 260), dx(300, 200), dw(260, 200), y1(300, 260), y8(300, 260);
     tbb::task_arena arena(threads);
     arena.execute([&] {
       kernels::gemm_forward(x, w, y);
       kernels::gemm_backward_data(dy, w, dx);
       kernels::gemm_backward_weights(dy, x, dw);
+      kernels::gemm_w1a8(xq, w1, {{}, ts, {}}, y1);
+      kernels::gemm_w8a8(xq, w8, {{}, ts, {}}, y8);
     });
     std::vector<float> all(y.flat().begin(), y.flat().end());
-    all.insert(all.end(), dx.flat().begin(), dx.flat().end());
-    all.insert(all.end(), dw.flat().begin(), dw.flat().end());
+    for (const Matrix<float>* m : {&dx, &dw, &y1, &y8})
+      all.insert(all.end(), m->flat().begin(), m->flat().end());
     return all;
   };
   const auto one = run(1);
