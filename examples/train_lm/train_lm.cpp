@@ -36,7 +36,7 @@ struct Options {
   std::optional<float> lr;  // default: 3e-3 (quantized) / 1e-3 (fp)
   std::string schedule = "two-phase";
   float weight_decay = 0.1f;
-  double init_std = 0.02;
+  double init_std = 0.0;  // fan-in (ModelConfig)
   double embed_std = -1;
   std::string data;
   std::size_t corpus_bytes = 1 << 20;
@@ -62,7 +62,9 @@ struct Options {
   --warmup W         warm-up steps (30)
   --schedule two-phase|cosine|constant   (two-phase)
   --weight-decay WD  phase-1 weight decay (0.1)
-  --init-std S       latent weights and embeddings ~ N(0, S^2) (0.02)
+  --init-std S       0: fan-in scaled weights, N(0,1) embeddings (default); S > 0:
+                     weights and embeddings ~ N(0, S^2), GPT-2 output scaling
+  --embed-std S      embedding table ~ N(0, S^2) (overrides --init-std for it)
   --data FILE        train on FILE (last 10% held out); default: the generated corpus
   --corpus-bytes N   size of the generated corpus (1048576)
   --seed S           initialisation and data seed (1)

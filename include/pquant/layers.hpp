@@ -8,6 +8,8 @@
 #include "pquant/layers/layer.hpp"
 #include "pquant/layers/matmul.hpp"
 #include "pquant/layers/linear.hpp"
+#include "pquant/layers/normed_linear.hpp"
+#include "pquant/layers/fast_exp.hpp"
 #include "pquant/layers/rms_norm.hpp"
 #include "pquant/layers/embedding.hpp"
 #include "pquant/layers/activations.hpp"

@@ -82,7 +82,10 @@ template <class Model>
 void expect_learns(std::size_t steps = 30) {
   Model m(small(), 1);
   const auto [before, after] = train(m, steps);
-  EXPECT_NEAR(before, std::log(256.0), 0.3) << Model::variant_name();
+  // Untrained: near-uniform predictions. The default fan-in init gives logits of std ~ 1/sqrt(3)
+  // (U(+-1/sqrt(d)) head on a unit-RMS input), so the loss is about log 256 + 0.17, plus the spread
+  // of a 16-wide model's hidden state: within 0.6 of log 256.
+  EXPECT_NEAR(before, std::log(256.0), 0.6) << Model::variant_name();
   EXPECT_LT(after, before - 1.0) << Model::variant_name();
 }
 

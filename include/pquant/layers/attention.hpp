@@ -10,7 +10,9 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <span>
 #include <cstddef>
@@ -36,8 +38,40 @@ namespace pquant {
 namespace detail {
 /// Row t of the scores S (scaled by `scale`) -> softmax over s <= t (row max subtracted), 0 above
 /// the diagonal.
+/// Order-preserving int32 key of a float (negative floats have their magnitude bits flipped): max
+/// over keys is max over floats, and integer compares vectorise (float ones do not under GCC's
+/// -ftrapping-math). The key map is its own inverse.
+inline std::int32_t float_order_key(std::int32_t bits) {
+  return bits ^ ((bits >> 31) & 0x7fffffff);
+}
+
+/// float rows: the same softmax with vectorisable loops (max on order keys, sum in 8 fixed lanes
+/// added pairwise: a fixed order, so results do not depend on threads or machines).
+inline void causal_softmax_row_f32(float* row, std::size_t t, std::size_t seq, float scale) {
+  const std::size_t n = t + 1;
+  std::int32_t best = std::numeric_limits<std::int32_t>::min();
+  for (std::size_t s = 0; s < n; ++s) {
+    row[s] *= scale;
+    const std::int32_t key = float_order_key(std::bit_cast<std::int32_t>(row[s]));
+    best = key > best ? key : best;
+  }
+  const float mx = std::bit_cast<float>(float_order_key(best));
+  for (std::size_t s = 0; s < n; ++s) row[s] = fast_exp(row[s] - mx);
+  float lane[8] = {};
+  std::size_t s = 0;
+  for (; s + 8 <= n; s += 8)
+    for (std::size_t j = 0; j < 8; ++j) lane[j] += row[s + j];
+  for (std::size_t j = 0; s + j < n; ++j) lane[j] += row[s + j];
+  const float z =
+      ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  const float inv = 1.0f / z;
+  for (std::size_t i = 0; i < n; ++i) row[i] *= inv;
+  for (std::size_t i = n; i < seq; ++i) row[i] = 0;
+}
+
 template <class T>
 void causal_softmax_row(T* row, std::size_t t, std::size_t seq, T scale) {
+  if constexpr (std::is_same_v<T, float>) return causal_softmax_row_f32(row, t, seq, scale);
   T mx = -std::numeric_limits<T>::infinity();
   for (std::size_t s = 0; s <= t; ++s) mx = std::max(mx, row[s] *= scale);
   T z = 0;

@@ -36,6 +36,7 @@
 // not re-entrant (it owns its cache); layers parallelise internally with oneTBB.
 #pragma once
 
+#include <atomic>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -118,23 +119,29 @@ void for_row_blocks(std::size_t rows, F&& f) {
 template <class T>
 void copy_into(MatrixView<const T> src, Matrix<T>& dst) {
   ensure_shape(dst, src.rows, src.cols);
-  for (std::size_t r = 0; r < src.rows; ++r)
-    for (std::size_t c = 0; c < src.cols; ++c) dst(r, c) = src(r, c);
+  for_row_blocks(src.rows, [&](std::size_t r0, std::size_t rows) {
+    for (std::size_t r = r0; r < r0 + rows; ++r)
+      for (std::size_t c = 0; c < src.cols; ++c) dst(r, c) = src(r, c);
+  });
 }
 
 /// NaN/Inf check on the hot path: an integer OR-reduction of "exponent all ones" that the compiler
 /// vectorises; only on failure does check::finite run to name the element.
 inline void check_finite_fast(MatrixView<const float> x, const char* fn, const char* arg) {
-  std::uint32_t bad = 0;
-  for (std::size_t r = 0; r < x.rows; ++r) {
-    const float* row = x.data + r * x.stride;
-    for (std::size_t c = 0; c < x.cols; ++c) {
-      std::uint32_t bits;
-      std::memcpy(&bits, row + c, sizeof bits);
-      bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  std::atomic<std::uint32_t> any_bad{0};
+  for_row_blocks(x.rows, [&](std::size_t r0, std::size_t rows) {
+    std::uint32_t bad = 0;
+    for (std::size_t r = r0; r < r0 + rows; ++r) {
+      const float* row = x.data + r * x.stride;
+      for (std::size_t c = 0; c < x.cols; ++c) {
+        std::uint32_t bits;
+        std::memcpy(&bits, row + c, sizeof bits);
+        bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+      }
     }
-  }
-  if (bad != 0) check::finite(x, fn, arg);
+    if (bad != 0) any_bad.store(1, std::memory_order_relaxed);
+  });
+  if (any_bad.load() != 0) check::finite(x, fn, arg);
 }
 
 /// The checks every forward makes on its input and output.

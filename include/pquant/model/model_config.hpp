@@ -20,8 +20,12 @@ struct ModelConfig {
   std::size_t r = 32;         // pQuant: hidden width of each INT8 expert
   FfnActivation activation = FfnActivation::kSwiGLU;
   float aux_loss_coef = 0.01f;  // pQuant with experts > 1: Switch load-balancing loss weight
-  double init_std = 0.02;       // latent weights ~ N(0, init_std^2); 0: fan-in (init.hpp)
-  double embed_std = -1;        // embedding table ~ N(0, embed_std^2); < 0: follows init_std
+  // Initialisation (docs/training.md): init_std 0 (default) = fan-in scaled, every linear weight
+  // ~ U(+-1/sqrt(fan_in)) (PyTorch nn.Linear) and the embedding ~ N(0, 1) (nn.Embedding, a
+  // one-hot input has fan-in 1); init_std > 0 = N(0, init_std^2) everywhere, output projections
+  // scaled by 1/sqrt(2 layers) (GPT-2). embed_std >= 0 overrides the embedding's std.
+  double init_std = 0.0;
+  double embed_std = -1;
 
   /// Throws ValueError naming the first inconsistent field.
   void validate(const char* fn) const {

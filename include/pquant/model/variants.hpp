@@ -1,7 +1,7 @@
 // The paper's four variants (method.md section 6) as variant policies and model type aliases.
 // Each is a plain struct a user could have written (docs/variants.md writes a fifth):
 //
-//   FP        all projections full precision (LLaMA-style pre-norm blocks)
+//   FP        all projections full precision (BitNet's blocks with the identity as quantizer)
 //   BitNet    every projection BitLinear, 1-bit weights (SignAbsMean), INT8 activations
 //   BitNet158 every projection BitLinear, ternary weights (TernaryAbsMean), INT8 activations
 //   PQuant<N, r>  1-bit attention; decoupled FFN: N INT8 experts of width r (top-1 router) beside
@@ -25,6 +25,7 @@
 #include "pquant/layers/decoupled_ffn.hpp"
 #include "pquant/layers/ffn.hpp"
 #include "pquant/layers/linear.hpp"
+#include "pquant/layers/normed_linear.hpp"
 #include "pquant/model/decoder_model.hpp"
 #include "pquant/model/model_config.hpp"
 #include "pquant/model/variant.hpp"
@@ -33,7 +34,8 @@ namespace pquant {
 
 namespace variants {
 
-/// GPT-2's residual-output scaling: output projections start at init_std / sqrt(2 * layers).
+/// GPT-2's residual-output scaling: output projections start at init_std / sqrt(2 * layers)
+/// (init_std 0, fan-in: stays 0, i.e. fan-in as well).
 inline double out_init_std(const ModelConfig& c) {
   return c.init_std / std::sqrt(2.0 * static_cast<double>(c.layers));
 }
@@ -59,7 +61,10 @@ struct Dense {
   }
 };
 
-struct FP : Dense<Linear> {
+/// FP is BitNet's network with every quantizer the identity (NormedLinear: the O and down
+/// projections keep BitLinear's input RMSNorm), so it differs from the quantized variants only in
+/// precision. A LLaMA-style FP (one norm per sublayer) is Dense<Linear> (docs/variants.md).
+struct FP : Dense<NormedLinear> {
   static constexpr std::string_view kName = "fp";
 };
 
