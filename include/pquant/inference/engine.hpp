@@ -1,10 +1,9 @@
 // Engine: decoding over a PackedModel with a KV cache (structure in packed_model.hpp).
 //
 //   Engine e(model);
-//   auto logits = e.prefill(prompt);   // all prompt tokens in one batched pass
+//   auto logits = e.prefill(prompt);   // all prompt tokens in one batched pass (integer GEMMs)
 //   logits = e.step(next_token);       // one token (GEMV kernels: W1A8 LUT, W2A8, W8A8, FP32)
-// Both paths run the same integer kernels (one GEMV per token; the prompt's tokens concurrently),
-// so they produce the same exact integer accumulators and the same FP epilogue.
+// Both paths produce the same exact integer accumulators and the same FP epilogue.
 //
 // Numerics: RMSNorm as layers/rms_norm.hpp (FP32, eps from the config); INT8 absmax per token
 // fused after it; RoPE rotates the pairs (i, i + head_dim/2) of each head by pos * theta^(-2i/hd)

@@ -26,8 +26,6 @@
 #include <string_view>
 #include <vector>
 
-#include <tbb/parallel_for.h>
-
 #include "pquant/core/error.hpp"
 #include "pquant/core/matrix.hpp"
 #include "pquant/kernels/gemm.hpp"
@@ -171,33 +169,43 @@ inline void apply(const PackedLinear& w, const QuantizedTokens& act, MatrixView<
     }
     return;
   }
-  // Integer kinds: one GEMV per token. The LUT/INT8 GEMVs stream the packed weights directly; the
-  // integer GEMMs expand them to floats and spend an FP32 FMA per weight and token, more than a
-  // table lookup costs. Decode and prefill therefore run the same kernels and agree bit for bit.
-  // Several tokens run concurrently (two threads share each weight stream through the cache; each
-  // GEMV also splits its rows; results do not depend on the threads).
-  auto token = [&](std::size_t t) {
-    const kernels::GemvEpilogue ep{w.scale, act.inv_gain[t],
-                                   residual.empty() ? std::span<const float>() : residual.row(t)};
-    const std::span<const std::int8_t> q = act.q.row(t);
+  // Integer kinds. One token: the GEMV kernels (table lookup, INT8 multiply-add). Several tokens
+  // (prefill): the integer GEMMs, which read every weight tile once for all tokens. Both give the
+  // exact int32 accumulators and apply the one epilogue (kernels/epilogue.hpp) with the same
+  // operands, so prefill and decode agree bit for bit.
+  if (n == 1) {
+    const kernels::GemvEpilogue ep{w.scale, act.inv_gain[0],
+                                   residual.empty() ? std::span<const float>() : residual.row(0)};
+    const std::span<const std::int8_t> q = act.q.row(0);
     switch (w.kind) {
       case WeightKind::kSign1:
-        kernels::gemv_w1a8(q, w.sign, ep, y.row(t));
+        kernels::gemv_w1a8(q, w.sign, ep, y.row(0));
         break;
       case WeightKind::kTernary:
-        kernels::gemv_w2a8(q, w.ternary, ep, y.row(t));
+        kernels::gemv_w2a8(q, w.ternary, ep, y.row(0));
         break;
       case WeightKind::kInt8:
-        kernels::gemv_w8a8(q, w.int8, ep, y.row(t));
+        kernels::gemv_w8a8(q, w.int8, ep, y.row(0));
         break;
       case WeightKind::kF32:
         break;
     }
-  };
-  if (n == 1) {
-    token(0);
-  } else {
-    tbb::parallel_for(std::size_t{0}, n, token);
+    return;
+  }
+  const kernels::Epilogue ep{w.scale, act.inv_gain, residual};
+  const MatrixView<const std::int8_t> q = act.q.view();
+  switch (w.kind) {
+    case WeightKind::kSign1:
+      kernels::gemm_w1a8(q, w.sign, ep, y);
+      break;
+    case WeightKind::kTernary:
+      kernels::gemm_w2a8(q, w.ternary, ep, y);
+      break;
+    case WeightKind::kInt8:
+      kernels::gemm_w8a8(q, w.int8, ep, y);
+      break;
+    case WeightKind::kF32:
+      break;
   }
 }
 
