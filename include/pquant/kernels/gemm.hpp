@@ -150,30 +150,11 @@ void int_gemm(MatrixView<const std::int8_t> x, std::size_t n, std::size_t k, Dec
   }
   for_row_blocks(m, [&](std::size_t i0, std::size_t rows) {
     for (std::size_t i = i0; i < i0 + rows; ++i) {
-      const float ts = scale_at(ep.token_scale, i);
-      if (ep.residual.empty() && k <= chunk) {
-        // epilogue_value without a residual, vectorisable: float(acc) and the float scale are
-        // exact in double and so is their product, so rounding it once to float equals the float
-        // product; + 0.0f turns -0 into +0 as the double + 0.0 does. Bit-identical.
-        const float* src = sums + i * lds;
-        float* dst = y.data + i * y.stride;
-        if (ep.row_scale.size() > 1) {
-          const float* rs = ep.row_scale.data();
-          for (std::size_t j = 0; j < n; ++j)
-            dst[j] = static_cast<float>(static_cast<std::int32_t>(src[j])) * (rs[j] * ts) + 0.0f;
-        } else {
-          const float scale = scale_at(ep.row_scale, 0) * ts;
-          for (std::size_t j = 0; j < n; ++j)
-            dst[j] = static_cast<float>(static_cast<std::int32_t>(src[j])) * scale + 0.0f;
-        }
-        continue;
-      }
-      for (std::size_t j = 0; j < n; ++j) {
-        const std::int32_t v =
-            k <= chunk ? static_cast<std::int32_t>(sums[i * lds + j]) : acc.data()[i * n + j];
-        y(i, j) = epilogue_value(v, scale_at(ep.row_scale, j), ts,
-                                 ep.residual.empty() ? 0.0f : ep.residual(i, j));
-      }
+      float* dst = y.data + i * y.stride;
+      if (k <= chunk)
+        epilogue_row(sums + i * lds, n, i, ep, dst);
+      else
+        epilogue_row(acc.data() + i * n, n, i, ep, dst);
     }
   });
 }

@@ -9,6 +9,7 @@
 
 #include "pquant/core/aligned_buffer.hpp"
 #include "pquant/kernels/backend.hpp"
+#include "pquant/kernels/epilogue.hpp"
 #include "pquant/kernels/kernel_weights.hpp"
 
 namespace pquant::kernels::detail {
@@ -102,6 +103,31 @@ inline std::int32_t wrap32(std::int64_t v) {
 
 inline float scale_at(std::span<const float> s, std::size_t i) {
   return s.empty() ? 1.0f : (s.size() == 1 ? s[0] : s[i]);
+}
+
+/// Row i of an integer GEMM's output: dst[j] = epilogue_value(sum_j, row_scale[j], token_scale[i],
+/// residual(i, j)) for j < n, sum_j = src[j] (int32, or a float holding an exact int32); dst may
+/// be src. Without a residual the loop is vectorisable and bit-identical: float(sum) and the float
+/// scale multiply exactly in double, so rounding that product once to float equals the float
+/// product, and + 0.0f turns -0 into +0 as the double + 0.0 does.
+template <class T>
+void epilogue_row(const T* src, std::size_t n, std::size_t i, const Epilogue& ep, float* dst) {
+  const float ts = scale_at(ep.token_scale, i);
+  if (ep.residual.empty()) {
+    if (ep.row_scale.size() > 1) {
+      const float* rs = ep.row_scale.data();
+      for (std::size_t j = 0; j < n; ++j)
+        dst[j] = static_cast<float>(static_cast<std::int32_t>(src[j])) * (rs[j] * ts) + 0.0f;
+    } else {
+      const float scale = scale_at(ep.row_scale, 0) * ts;
+      for (std::size_t j = 0; j < n; ++j)
+        dst[j] = static_cast<float>(static_cast<std::int32_t>(src[j])) * scale + 0.0f;
+    }
+    return;
+  }
+  for (std::size_t j = 0; j < n; ++j)
+    dst[j] = epilogue_value(static_cast<std::int32_t>(src[j]), scale_at(ep.row_scale, j), ts,
+                            ep.residual(i, j));
 }
 
 }  // namespace pquant::kernels::detail

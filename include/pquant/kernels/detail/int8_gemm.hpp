@@ -39,27 +39,8 @@ inline void int8_gemm_run(MatrixView<const std::int8_t> x, const std::int8_t* w,
   int8_gemm(a);
   const std::int32_t* s = sums.data();
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, m, 16), [&](const auto& range) {
-    for (std::size_t i = range.begin(); i != range.end(); ++i) {
-      const float ts = scale_at(ep.token_scale, i);
-      const std::int32_t* src = s + i * n;
-      float* dst = y.data + i * y.stride;
-      if (ep.residual.empty()) {
-        // epilogue_value without a residual, vectorisable and bit-identical: the product of two
-        // floats is exact in double, so rounding it once to float equals the float product, and
-        // + 0.0f turns -0 into +0 as the double + 0.0 does.
-        if (ep.row_scale.size() > 1) {
-          const float* rs = ep.row_scale.data();
-          for (std::size_t j = 0; j < n; ++j)
-            dst[j] = static_cast<float>(src[j]) * (rs[j] * ts) + 0.0f;
-        } else {
-          const float scale = scale_at(ep.row_scale, 0) * ts;
-          for (std::size_t j = 0; j < n; ++j) dst[j] = static_cast<float>(src[j]) * scale + 0.0f;
-        }
-        continue;
-      }
-      for (std::size_t j = 0; j < n; ++j)
-        dst[j] = epilogue_value(src[j], scale_at(ep.row_scale, j), ts, ep.residual(i, j));
-    }
+    for (std::size_t i = range.begin(); i != range.end(); ++i)
+      epilogue_row(s + i * n, n, i, ep, y.data + i * y.stride);
   });
 }
 
