@@ -70,33 +70,23 @@ int register_all() {
                                             {Op::backward_data, "backward_data"},
                                             {Op::backward_weights, "backward_weights"},
                                             {Op::w1a8, "w1a8"}};
-  // Prompt prefill: a few tokens through a large 1-bit matrix (weights read once per call).
+  auto add = [](Op op, const char* op_name, Shape s, int threads) {
+    benchmark::RegisterBenchmark(
+        (std::string("BM_gemm/") + op_name + "/" + std::to_string(s.m) + "/" + std::to_string(s.n) +
+         "/" + std::to_string(s.k) + "/" + std::to_string(threads))
+            .c_str(),
+        BM_gemm, op, s.m, s.n, s.k, threads)
+        ->UseRealTime();
+  };
+  // Prompt prefill: a few tokens through a large low-bit or INT8 matrix (weights read once per
+  // call).
   const Shape prefill[] = {{8, 4096, 4096}, {32, 4096, 4096}, {32, 1536, 1536}};
   for (int threads : {1, 2})
-    for (Shape s : prefill)
-      benchmark::RegisterBenchmark(
-          (std::string("BM_gemm/w1a8/") + std::to_string(s.m) + "/" + std::to_string(s.n) + "/" +
-           std::to_string(s.k) + "/" + std::to_string(threads))
-              .c_str(),
-          BM_gemm, Op::w1a8, s.m, s.n, s.k, threads)
-          ->UseRealTime();
-  for (int threads : {1, 2})
-    for (Shape s : prefill)
-      benchmark::RegisterBenchmark(
-          (std::string("BM_gemm/w8a8/") + std::to_string(s.m) + "/" + std::to_string(s.n) + "/" +
-           std::to_string(s.k) + "/" + std::to_string(threads))
-              .c_str(),
-          BM_gemm, Op::w8a8, s.m, s.n, s.k, threads)
-          ->UseRealTime();
+    for (auto [op, op_name] : {std::pair{Op::w1a8, "w1a8"}, std::pair{Op::w8a8, "w8a8"}})
+      for (Shape s : prefill) add(op, op_name, s, threads);
   for (int threads : {1, 2})
     for (auto [op, op_name] : ops)
-      for (Shape s : shapes)
-        benchmark::RegisterBenchmark(
-            (std::string("BM_gemm/") + op_name + "/" + std::to_string(s.m) + "/" +
-             std::to_string(s.n) + "/" + std::to_string(s.k) + "/" + std::to_string(threads))
-                .c_str(),
-            BM_gemm, op, s.m, s.n, s.k, threads)
-            ->UseRealTime();
+      for (Shape s : shapes) add(op, op_name, s, threads);
   return 0;
 }
 
