@@ -36,13 +36,14 @@ struct GemmF32Args {
 };
 
 /// out[r] = sum_g (16 TH_g[i] + TL_g[i]), i = index(r, g), for every padded row r < tiles *
-/// kLutTile (layout in kernel_weights.hpp; pairs is even). tables: per group g, 16 bytes TL_g
-/// (uint8) then 16 bytes TH_g (int8): the table of a 4-bit group split by activation nibble, x = 16
+/// kLutTile (layout in kernel_weights.hpp; pairs is even). tables: per group g, 16 bytes TL_g then
+/// 16 bytes TH_g + 32 (both uint8): the table of a 4-bit group split by activation nibble, x = 16
 /// xh + xl with xl = x & 15 in [0, 15] and xh = x >> 4 in [-8, 7]. Callers guarantee 0 <= TL <= 60
-/// and -32 <= TH <= 28, so four groups sum exactly in 8 bits (<= 240 unsigned, >= -128 signed), are
-/// widened into int16 (|16 TH + TL| <= 2048 per four groups, 15 steps <= 30720 < 32767), and into
-/// int32 every kLutGroupsPerBlock groups. The int32 sums wrap modulo 2^32: exact whenever the
-/// caller's final result fits int32 (K limits in epilogue.hpp).
+/// and -32 <= TH <= 28, so the stored bytes are in [0, 60]: four groups sum exactly in 8 bits
+/// (<= 240), are widened into uint16 as TL + 16 (TH + 32) (<= 4080 per four groups, 16 steps <=
+/// 65280 <= 65535), into uint32 every kLutGroupsPerBlock groups, and the bias 512 per group is
+/// subtracted at the end. The 32-bit sums wrap modulo 2^32: exact whenever the caller's final
+/// result fits int32 (K limits in epilogue.hpp).
 struct LutGemvArgs {
   const std::uint8_t* index;
   std::size_t tiles, pairs;
@@ -60,7 +61,9 @@ struct LutGemvArgs {
   float token_scale = 1.0f;
   const float* residual = nullptr;
 };
-inline constexpr std::size_t kLutGroupsPerBlock = 60;  // 15 steps * 2048 = 30720 <= 32767
+inline constexpr std::size_t kLutGroupsPerBlock = 64;  // 16 steps * 4080 = 65280 <= 65535
+// Groups per pass of a task's tiles over the tables (8 KiB of tables per token stay in L1).
+inline constexpr std::size_t kLutGroupsPerVisit = 4 * kLutGroupsPerBlock;
 
 /// The LUT GEMV for m activation vectors at once (prefill, QAT): token i's tables start at
 /// tables + i * table_stride and its output row at y + i * ldy; the epilogue is LutGemvArgs' with
@@ -87,13 +90,14 @@ struct LutGemmArgs {
 ///   TL_g[idx] = sum_{t < 4} low(v_{select[16 t + idx]}),  TH_g[idx] = sum_t high(v_{select[...]}),
 /// low(v) = v & 15 in [0, 15], high(v) = v >> 4 (arithmetic) in [-8, 7], so v = 16 high + low; a
 /// selector byte >= 0x80 selects nothing. Four terms keep TL <= 60 and TH in [-32, 28] (the
-/// kernel's bounds). The selectors encode the format: term t of a 1-bit table selects v_t when bit
-/// t of idx is set; a ternary code 2 selects its activation twice. Also sum = sum_{k} x[k].
+/// kernel's bounds); TH is stored + 32. The selectors encode the format: term t of a 1-bit table
+/// selects v_t when bit t of idx is set; a ternary code 2 selects its activation twice. Also sum =
+/// sum_{k} x[k].
 struct LutTablesArgs {
   const std::int8_t* x;
   std::size_t k, group, groups;
   const std::uint8_t* select;   // 4 x 16 selector bytes
-  std::uint8_t* tables;         // groups x 32 bytes (TL then TH)
+  std::uint8_t* tables;         // groups x 32 bytes (TL then TH + 32)
   std::int64_t* sum = nullptr;  // optional
 };
 

@@ -47,16 +47,17 @@ T* Scratch(std::size_t count) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// LUT GEMV: out[r] = sum_g (16 TH_g[index(r, g)] + TL_g[index(r, g)]) (W1A8, W2A8, codebook
-// buckets; the bounds that make every step exact are in backend.hpp, LutGemvArgs).
+// LUT GEMV: out[r] = sum_g (16 TH_g[index(r, g)] + TL_g[index(r, g)]) - 512 * groups (W1A8, W2A8,
+// codebook buckets; TH carries a bias of 32, and the bounds that make every step exact are in
+// backend.hpp, LutGemvArgs).
 //
 // One tile = 32 rows; one byte-vector load holds the 4-bit indices of two groups for 32 rows (16 on
 // 128-bit targets). A step covers two loads = four groups: TableLookupBytes gives TL and TH of each
-// group for every row, four of each are summed in 8 bits, and one unsigned x signed pairwise
-// multiply-add (pmaddubsw with constant (1, 0) / (0, 1) / (16, 0) / (0, 16) multipliers) widens the
-// even and odd rows into int16 while applying the factor 16. So a group costs 2 byte shuffles per
-// 32 rows and the widening is shared by four groups. 256-bit vectors are used on AVX-512 targets
-// too (the layout's tile is 32 rows).
+// group for every row, four of each are summed in 8 bits (both unsigned, <= 240), the two sums are
+// interleaved byte-wise and one unsigned x signed pairwise multiply-add (pmaddubsw with constant
+// (1, 16) multipliers) per half gives TL + 16 TH per row in 16 bits. So a group costs 2 byte
+// shuffles per 32 rows and the widening (2 interleaves, 2 multiply-adds) is shared by four groups.
+// 256-bit vectors are used on AVX-512 targets too (the layout's tile is 32 rows).
 
 // Tiles per task of the parallel loop (and per K-blocked pass).
 inline constexpr std::size_t kLutTilesPerTask = 4;
@@ -75,14 +76,11 @@ HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
         for (unsigned half = 0; half < 2; ++half) {
           const unsigned i = half ? (v >> 4) : (v & 15u);
           const std::uint8_t* tg = tp + 32 * half;
-          sum += static_cast<std::uint32_t>(16 * static_cast<std::int8_t>(tg[16 + i]) + tg[i]);
+          sum += static_cast<std::uint32_t>(16 * tg[16 + i] + tg[i]);
         }
       }
       acc[t * kLutTile + row] += sum;
     }
-}
-inline constexpr std::size_t LaneToRow(std::size_t q) {
-  return q;
 }
 #else
 
@@ -113,90 +111,97 @@ HWY_INLINE auto MulPairs(VU8 a, VI8 b) {
 }
 #endif
 
-// Adds the K-block [p0, p1) (at most kLutGroupsPerBlock groups) of up to kLutTilesPerTask tiles
-// into acc (uint32, vector order: LaneToRow).
+// Adds the K-range [p0, p1) of up to kLutTilesPerTask tiles into acc (uint32, row order).
 HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
                          std::size_t pairs, std::size_t p0, std::size_t p1,
                          const std::uint8_t* HWY_RESTRICT tables, std::uint32_t* HWY_RESTRICT acc) {
   const hn::CappedTag<std::uint8_t, 32> du8;
   const hn::Repartition<std::int8_t, decltype(du8)> di8;
-  const hn::Repartition<std::int16_t, decltype(du8)> di16;
   const hn::Repartition<std::uint16_t, decltype(du8)> du16;
-  const std::size_t N = hn::Lanes(du8);
-  const std::size_t H = N / 2;
+  const hn::Repartition<std::uint32_t, decltype(du8)> du32;
+  const hn::Half<decltype(du16)> du16h;
+  const std::size_t N = hn::Lanes(du8);  // 16 or 32 rows per chunk
   const std::size_t tile_bytes = pairs * kLutTile;
-  HWY_ALIGN std::int16_t part[32];
   const auto nibble = hn::Set(du8, 0x0F);
-  const auto even1 = hn::BitCast(di8, hn::Set(du16, 0x0001));   // (1, 0) multipliers
-  const auto odd1 = hn::BitCast(di8, hn::Set(du16, 0x0100));    // (0, 1)
-  const auto even16 = hn::BitCast(du8, hn::Set(du16, 0x0010));  // (16, 0)
-  const auto odd16 = hn::BitCast(du8, hn::Set(du16, 0x1000));   // (0, 16)
+  const auto weights = hn::BitCast(di8, hn::Set(du16, 0x1001));  // (1, 16) multipliers
+  // Rows of the four uint32 quarters: the interleaves work per 16-row block, so the lower
+  // interleave holds rows 0-7 of each block and the upper one rows 8-15.
+  const std::size_t at1 = N == 32 ? 16 : 4, at2 = 8, at3 = N == 32 ? 24 : 12;
   for (std::size_t t = 0; t < ntiles; ++t) {
     for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
       const std::uint8_t* idx = index + t * tile_bytes + chunk;
-      auto acc_even = hn::Zero(di16);
-      auto acc_odd = hn::Zero(di16);
-      for (std::size_t p = p0; p < p1; p += 2) {
-        const auto v0 = hn::Load(du8, idx + p * kLutTile);
-        const auto v1 = hn::Load(du8, idx + (p + 1) * kLutTile);
-        const auto i0 = hn::And(v0, nibble);
-        const auto i1 = hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0))), nibble);
-        const auto i2 = hn::And(v1, nibble);
-        const auto i3 = hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1))), nibble);
-        const std::uint8_t* tab = tables + p * 64;
-        // Low-nibble sums: 4 x <= 60 fits uint8; high-nibble sums: 4 x [-32, 28] fits int8.
-        auto lo = hn::TableLookupBytes(hn::LoadDup128(du8, tab), i0);
-        auto hi = hn::TableLookupBytes(hn::LoadDup128(du8, tab + 16), i0);
-        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 32), i1));
-        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 48), i1));
-        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 64), i2));
-        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 80), i2));
-        lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 96), i3));
-        hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 112), i3));
-        const auto hi_signed = hn::BitCast(di8, hi);
-        acc_even = hn::Add(acc_even, hn::Add(MulPairs(lo, even1), MulPairs(even16, hi_signed)));
-        acc_odd = hn::Add(acc_odd, hn::Add(MulPairs(lo, odd1), MulPairs(odd16, hi_signed)));
+      auto sum0 = hn::Zero(du32), sum1 = hn::Zero(du32), sum2 = hn::Zero(du32),
+           sum3 = hn::Zero(du32);
+      for (std::size_t b0 = p0; b0 < p1; b0 += detail::kLutGroupsPerBlock / 2) {
+        const std::size_t b1 = std::min(p1, b0 + detail::kLutGroupsPerBlock / 2);
+        // Unsigned 16-bit sums: each step adds TL + 16 TH <= 240 + 16 * 240 = 4080, and a block
+        // has at most 16 steps (65280 <= 65535).
+        auto lower = hn::Zero(du16);
+        auto upper = hn::Zero(du16);
+        for (std::size_t p = b0; p < b1; p += 2) {
+          const auto v0 = hn::Load(du8, idx + p * kLutTile);
+          const auto v1 = hn::Load(du8, idx + (p + 1) * kLutTile);
+          const auto i0 = hn::And(v0, nibble);
+          const auto i1 =
+              hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0))), nibble);
+          const auto i2 = hn::And(v1, nibble);
+          const auto i3 =
+              hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1))), nibble);
+          const std::uint8_t* tab = tables + p * 64;
+          // Four TL (<= 60) and four TH (<= 60, biased) sum to <= 240 in uint8.
+          auto lo = hn::TableLookupBytes(hn::LoadDup128(du8, tab), i0);
+          auto hi = hn::TableLookupBytes(hn::LoadDup128(du8, tab + 16), i0);
+          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 32), i1));
+          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 48), i1));
+          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 64), i2));
+          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 80), i2));
+          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 96), i3));
+          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 112), i3));
+          lower = hn::Add(lower,
+                          hn::BitCast(du16, MulPairs(hn::InterleaveLower(du8, lo, hi), weights)));
+          upper = hn::Add(upper,
+                          hn::BitCast(du16, MulPairs(hn::InterleaveUpper(du8, lo, hi), weights)));
+        }
+        sum0 = hn::Add(sum0, hn::PromoteTo(du32, hn::LowerHalf(du16h, lower)));
+        sum1 = hn::Add(sum1, hn::PromoteTo(du32, hn::UpperHalf(du16h, lower)));
+        sum2 = hn::Add(sum2, hn::PromoteTo(du32, hn::LowerHalf(du16h, upper)));
+        sum3 = hn::Add(sum3, hn::PromoteTo(du32, hn::UpperHalf(du16h, upper)));
       }
-      hn::Store(acc_even, di16, part);
-      hn::Store(acc_odd, di16, part + H);
       std::uint32_t* a = acc + t * kLutTile + chunk;
-      for (std::size_t q = 0; q < N; ++q)
-        a[q] += static_cast<std::uint32_t>(static_cast<std::int32_t>(part[q]));
+      hn::StoreU(hn::Add(hn::LoadU(du32, a), sum0), du32, a);
+      hn::StoreU(hn::Add(hn::LoadU(du32, a + at1), sum1), du32, a + at1);
+      hn::StoreU(hn::Add(hn::LoadU(du32, a + at2), sum2), du32, a + at2);
+      hn::StoreU(hn::Add(hn::LoadU(du32, a + at3), sum3), du32, a + at3);
     }
   }
-}
-
-// Lane q of a chunk's sums: the even rows' sums, then the odd rows'.
-HWY_INLINE std::size_t LaneToRow(std::size_t q) {
-  const std::size_t N = hn::Lanes(hn::CappedTag<std::uint8_t, 32>());
-  const std::size_t chunk = q / N * N, lane = q % N, H = N / 2;
-  return chunk + (lane < H ? 2 * lane : 2 * (lane - H) + 1);
 }
 #endif  // HWY_TARGET == HWY_SCALAR
 
 // The sums of up to kLutTilesPerTask tiles over the whole K for `tokens` activation vectors (their
-// tables table_stride bytes apart, their sums out_stride apart): K-block outer, so a block's tables
-// (kLutGroupsPerBlock * 32 bytes per token) stay in L1 while the tiles' indices pass over them (a
-// row's tables, 32 bytes per group, outgrow L1 at K >= 4096), and each block's indices stay in L1
-// across the tokens.
+// tables table_stride bytes apart, their sums out_stride apart): K-visit outer, so a visit's tables
+// (kLutGroupsPerVisit * 32 bytes = 8 KiB per token) stay in L1 while the tiles' indices pass over
+// them (a row's tables, 32 bytes per group, outgrow L1 at K >= 4096), and each visit's indices
+// (16 KiB for 4 tiles) stay in L1/L2 across the tokens.
 HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
                          std::size_t pairs, const std::uint8_t* tables, std::size_t table_stride,
                          std::size_t tokens, std::int32_t* out, std::size_t out_stride) {
   constexpr std::size_t kMaxTokens = 8;
   std::uint32_t acc[kMaxTokens][kLutTilesPerTask * kLutTile];
-  constexpr std::size_t kPairsPerBlock = detail::kLutGroupsPerBlock / 2;
+  constexpr std::size_t kPairsPerVisit = detail::kLutGroupsPerVisit / 2;
   for (std::size_t m0 = 0; m0 < tokens; m0 += kMaxTokens) {
     const std::size_t mc = std::min(kMaxTokens, tokens - m0);
     for (std::size_t m = 0; m < mc; ++m)
       std::fill(acc[m], acc[m] + ntiles * kLutTile, std::uint32_t{0});
-    for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerBlock) {
-      const std::size_t p1 = std::min(pairs, p0 + kPairsPerBlock);
+    for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerVisit) {
+      const std::size_t p1 = std::min(pairs, p0 + kPairsPerVisit);
       for (std::size_t m = 0; m < mc; ++m)
         LutBlock(index, ntiles, pairs, p0, p1, tables + (m0 + m) * table_stride, acc[m]);
     }
+    // Every group's TH bias of 32 added 16 * 32 (modulo 2^32, like the sums).
+    const auto bias = static_cast<std::uint32_t>(512 * 2 * pairs);
     for (std::size_t m = 0; m < mc; ++m)
       for (std::size_t q = 0; q < ntiles * kLutTile; ++q)
-        out[(m0 + m) * out_stride + LaneToRow(q)] = static_cast<std::int32_t>(acc[m][q]);
+        out[(m0 + m) * out_stride + q] = static_cast<std::int32_t>(acc[m][q] - bias);
   }
 }
 
@@ -274,7 +279,7 @@ HWY_INLINE void LutTablesOf(const detail::LutTablesArgs& a) {
         th += (x - (x & 15)) / 16;
       }
       a.tables[32 * g + idx] = static_cast<std::uint8_t>(tl);
-      a.tables[32 * g + 16 + idx] = static_cast<std::uint8_t>(static_cast<std::int8_t>(th));
+      a.tables[32 * g + 16 + idx] = static_cast<std::uint8_t>(th + 32);
     }
   }
 #else
@@ -283,6 +288,7 @@ HWY_INLINE void LutTablesOf(const detail::LutTablesArgs& a) {
   const hn::Repartition<std::uint32_t, decltype(d)> d32;
   const auto nibble = hn::Set(d, 0x0F);
   const auto eight = hn::Set(d, 8);
+  const auto bias = hn::Set(d, 32);  // TH is stored + 32 (unsigned, see LutGemvArgs)
   const auto s0 = hn::LoadU(d, a.select), s1 = hn::LoadU(d, a.select + 16);
   const auto s2 = hn::LoadU(d, a.select + 32), s3 = hn::LoadU(d, a.select + 48);
   for (std::size_t g = 0; g < a.groups; ++g) {
@@ -296,8 +302,9 @@ HWY_INLINE void LutTablesOf(const detail::LutTablesArgs& a) {
         hn::Add(hn::Add(hn::TableLookupBytesOr0(xl, s0), hn::TableLookupBytesOr0(xl, s1)),
                 hn::Add(hn::TableLookupBytesOr0(xl, s2), hn::TableLookupBytesOr0(xl, s3)));
     const auto th =
-        hn::Add(hn::Add(hn::TableLookupBytesOr0(xh, s0), hn::TableLookupBytesOr0(xh, s1)),
-                hn::Add(hn::TableLookupBytesOr0(xh, s2), hn::TableLookupBytesOr0(xh, s3)));
+        hn::Add(hn::Add(hn::Add(hn::TableLookupBytesOr0(xh, s0), hn::TableLookupBytesOr0(xh, s1)),
+                        hn::Add(hn::TableLookupBytesOr0(xh, s2), hn::TableLookupBytesOr0(xh, s3))),
+                bias);
     hn::StoreU(tl, d, a.tables + 32 * g);
     hn::StoreU(th, d, a.tables + 32 * g + 16);
   }
@@ -354,7 +361,7 @@ HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
 }
 
 // LUT GEMM (LutGemmArgs): the GEMV's tile tasks, each running every token over its tiles (8 tokens
-// at a time, K-block outer), so a tile's indices are read from memory once per call instead of once
+// at a time, K-visit outer), so a tile's indices are read from memory once per call instead of once
 // per token; each token's sums go through the epilogue straight from the task's buffer.
 HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
   const std::size_t tile_bytes = g.pairs * kLutTile;
