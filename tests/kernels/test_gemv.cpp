@@ -131,8 +131,9 @@ TEST_P(Gemv, W1A8LargeShape11008x4096) {
 
 TEST_P(Gemv, IntegerExtremesAreExact) {
   // Largest |accumulator| per kernel: all activations -128 against all weights of one sign, and
-  // +127 against +1; blocks of 32 groups then sit exactly at the int16 bound argument's worst case.
-  for (std::size_t k : {std::size_t{4096}, std::size_t{4095}}) {
+  // +127 against +1; the LUT kernel's 16-step uint16 blocks then sit exactly at their bound
+  // (65280). K = 3140: whole 128-group visits, then a partial one ending in a partial block.
+  for (std::size_t k : {std::size_t{4096}, std::size_t{4095}, std::size_t{3140}}) {
     for (int xv : {-128, 127}) {
       for (int wv : {-1, 1}) {
         Matrix<std::int8_t> x(1, k), w(37, k), w8(37, k);

@@ -62,8 +62,10 @@ struct LutGemvArgs {
   const float* residual = nullptr;
 };
 inline constexpr std::size_t kLutGroupsPerBlock = 64;  // 16 steps * 4080 = 65280 <= 65535
-// Groups per pass of a task's tiles over the tables (8 KiB of tables per token stay in L1).
-inline constexpr std::size_t kLutGroupsPerVisit = 4 * kLutGroupsPerBlock;
+// Groups per pass of a task's tiles over the tables: 4 KiB of tables per token stay in L1, and each
+// tile's index stream advances 2 KiB per pass (longer passes measured slower on DRAM-resident
+// weights: the four streams of a task are read less evenly).
+inline constexpr std::size_t kLutGroupsPerVisit = 2 * kLutGroupsPerBlock;
 
 /// The LUT GEMV for m activation vectors at once (prefill, QAT): token i's tables start at
 /// tables + i * table_stride and its output row at y + i * ldy; the epilogue is LutGemvArgs' with
