@@ -121,5 +121,22 @@ TEST(AlignedBuffer, IsAlignedZeroedAndPadded) {
   EXPECT_EQ(b[0], 0.f);
 }
 
+TEST(AlignedBuffer, WeightSizedBuffersAreHugePageAligned) {
+  // 2 MiB and up: aligned to 2 MiB (the huge-page advice needs it), still zeroed and copyable.
+  const std::size_t n = kHugePage / sizeof(float) + 3;
+  AlignedBuffer<float> b(n);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b.data()) % kHugePage, 0u);
+  EXPECT_EQ(b.allocated_bytes() % kAlignment, 0u);
+  EXPECT_GE(b.allocated_bytes(), n * sizeof(float));
+  for (std::size_t i = 0; i < n; i += 4099) EXPECT_EQ(b[i], 0.f);
+  EXPECT_EQ(b[n - 1], 0.f);
+  b[n - 1] = 2.f;
+  AlignedBuffer<float> copy = b;
+  EXPECT_EQ(copy[n - 1], 2.f);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(copy.data()) % kHugePage, 0u);
+  AlignedBuffer<float> small(kHugePage / sizeof(float) - 16);  // below: cache-line alignment only
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(small.data()) % kAlignment, 0u);
+}
+
 }  // namespace
 }  // namespace pquant

@@ -14,9 +14,17 @@
 
 #include "pquant/core/error.hpp"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace pquant {
 
 inline constexpr std::size_t kAlignment = 64;  // one cache line; also the widest SIMD vector
+// Buffers of at least this size (weight matrices) are aligned to it and, on Linux, asked for
+// transparent huge pages: a kernel streaming a DRAM-resident matrix then takes a TLB miss per
+// 2 MiB instead of per 4 KiB, and the hardware prefetchers are not stopped at every 4 KiB.
+inline constexpr std::size_t kHugePage = std::size_t{2} << 20;
 
 template <class T>
 class AlignedBuffer {
@@ -28,7 +36,11 @@ class AlignedBuffer {
     if (count == 0) return;
     require<ValueError>(count <= max_count(), "AlignedBuffer: count ", count, " is too large");
     bytes_ = padded_bytes(count);
-    data_ = static_cast<T*>(::operator new(bytes_, std::align_val_t{kAlignment}));
+    data_ = static_cast<T*>(::operator new(bytes_, std::align_val_t{alignment(bytes_)}));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    // Advice only: it may be refused (THP disabled), and the buffer works the same either way.
+    if (bytes_ >= kHugePage) ::madvise(static_cast<void*>(data_), bytes_, MADV_HUGEPAGE);
+#endif
     std::memset(static_cast<void*>(data_), 0, bytes_);
   }
   AlignedBuffer(const AlignedBuffer& other) : AlignedBuffer(other.size_) {
@@ -43,7 +55,8 @@ class AlignedBuffer {
     return *this;
   }
   ~AlignedBuffer() {
-    if (data_ != nullptr) ::operator delete(static_cast<void*>(data_), std::align_val_t{kAlignment});
+    if (data_ != nullptr)
+      ::operator delete(static_cast<void*>(data_), std::align_val_t{alignment(bytes_)});
   }
 
   void swap(AlignedBuffer& other) noexcept {
@@ -69,6 +82,9 @@ class AlignedBuffer {
 
  private:
   static constexpr std::size_t max_count() { return (std::size_t{1} << 48) / sizeof(T); }
+  static std::size_t alignment(std::size_t bytes) {
+    return bytes >= kHugePage ? kHugePage : kAlignment;
+  }
   static std::size_t padded_bytes(std::size_t count) {
     return (count * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
   }
