@@ -19,6 +19,15 @@ inline constexpr std::size_t kKC = 256;
 inline constexpr std::size_t kPackAhead = 16;  // rows of A prefetched ahead while packing
 inline constexpr std::size_t kGemmSerialWork = std::size_t{1} << 21;
 
+// hwy/cache_control.h (hwy::Prefetch) cannot be included from inside this per-target namespace.
+inline void GemmPrefetch(const float* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p);
+#else
+  (void)p;
+#endif
+}
+
 // C[mr x nr] (= or +=) sum_k A(i, k) Bp(k, :). A(i, k) = a[i * a_rs + k * a_cs]; rows i >= mr
 // read row 0 (valid memory) and are discarded. B(k, :) = 2N floats at bp + k * bk (a packed
 // panel: bk = 2N; or B's own rows).
@@ -33,6 +42,12 @@ HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* a, std::size_t a_r
   const float* a3 = a + (mr > 3 ? 3 * a_rs : 0);
   const float* a4 = a + (mr > 4 ? 4 * a_rs : 0);
   const float* a5 = a + (mr > 5 ? 5 * a_rs : 0);
+  // C rows are written (read too when adding) only after the k loop: start fetching them now, so
+  // that outputs not in cache (the forward's fresh activations) do not stall the stores.
+  for (std::size_t i = 0; i < mr; ++i) {
+    GemmPrefetch(c + i * ldc);
+    GemmPrefetch(c + i * ldc + nr - 1);
+  }
   auto c00 = hn::Zero(df), c01 = hn::Zero(df), c10 = hn::Zero(df), c11 = hn::Zero(df);
   auto c20 = hn::Zero(df), c21 = hn::Zero(df), c30 = hn::Zero(df), c31 = hn::Zero(df);
   auto c40 = hn::Zero(df), c41 = hn::Zero(df), c50 = hn::Zero(df), c51 = hn::Zero(df);
@@ -120,15 +135,6 @@ inline void GemmPackB(const detail::GemmF32Args& g, std::size_t k0, std::size_t 
       }
     }
   }
-}
-
-// hwy/cache_control.h (hwy::Prefetch) cannot be included from inside this per-target namespace.
-inline void GemmPrefetch(const float* p) {
-#if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p);
-#else
-  (void)p;
-#endif
 }
 
 // A(i0 + i, k0 + k) for i < mc, k < kc -> kMR-row micro-panels, k-major: panel q holds
