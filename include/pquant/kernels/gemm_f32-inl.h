@@ -104,6 +104,34 @@ HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* a, std::size_t a_r
       c[i * ldc + j] = add ? c[i * ldc + j] + tile[i * w + j] : tile[i * w + j];
 }
 
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// dst[r * ldd + c] = src[c * lds + r] for r, c < 8 (256-bit vectors: unpack within 128-bit halves,
+// then 64-bit unpacks, then the halves exchanged).
+HWY_INLINE void GemmTranspose8x8(const float* HWY_RESTRICT src, std::size_t lds,
+                                 float* HWY_RESTRICT dst, std::size_t ldd) {
+  const hn::FixedTag<float, 8> d;
+  const hn::Repartition<double, decltype(d)> dd;
+  using V = hn::Vec<decltype(d)>;
+  V v[8];
+  for (std::size_t c = 0; c < 8; ++c) v[c] = hn::LoadU(d, src + c * lds);
+  V t[8], u[8];
+  for (std::size_t c = 0; c < 8; c += 2) {
+    t[c] = hn::InterleaveLower(d, v[c], v[c + 1]);      // a0 b0 a1 b1 | a4 b4 a5 b5
+    t[c + 1] = hn::InterleaveUpper(d, v[c], v[c + 1]);  // a2 b2 a3 b3 | a6 b6 a7 b7
+  }
+  for (std::size_t h = 0; h < 8; h += 4)
+    for (std::size_t q = 0; q < 2; ++q) {
+      const auto lo = hn::BitCast(dd, t[h + q]), hi = hn::BitCast(dd, t[h + 2 + q]);
+      u[h + 2 * q] = hn::BitCast(d, hn::InterleaveLower(dd, lo, hi));      // a0 b0 c0 d0 | a4..
+      u[h + 2 * q + 1] = hn::BitCast(d, hn::InterleaveUpper(dd, lo, hi));  // a1 b1 c1 d1 | a5..
+    }
+  for (std::size_t r = 0; r < 4; ++r) {
+    hn::StoreU(hn::ConcatLowerLower(d, u[4 + r], u[r]), d, dst + r * ldd);
+    hn::StoreU(hn::ConcatUpperUpper(d, u[4 + r], u[r]), d, dst + (r + 4) * ldd);
+  }
+}
+#endif
+
 // B(k, j) for k in [k0, k0 + kc), j in [0, n) -> nr-column panels of kc x nr floats, zero-padded.
 inline void GemmPackB(const detail::GemmF32Args& g, std::size_t k0, std::size_t kc, std::size_t nr,
                       float* HWY_RESTRICT bp) {
@@ -125,7 +153,20 @@ inline void GemmPackB(const detail::GemmF32Args& g, std::size_t k0, std::size_t 
         for (std::size_t jj = jn; jj < nr; ++jj) dst[k * nr + jj] = 0.0f;
       }
     } else {  // columns of B contiguous (B = W^T): walk each column
-      for (std::size_t jj = 0; jj < nr; ++jj) {
+      std::size_t jt = 0;
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      if (g.b_rs ==
+          1) {  // 8 x 8 blocks through registers (the scalar walk costs 10-25% of S = Q K^T)
+        const std::size_t k8 = kc & ~std::size_t{7};
+        for (; jt + 8 <= jn; jt += 8)
+          for (std::size_t k = 0; k < k8; k += 8)
+            GemmTranspose8x8(g.b + (k0 + k) + (j0 + jt) * g.b_cs, g.b_cs, dst + k * nr + jt, nr);
+        for (std::size_t jj = 0; jj < jt; ++jj)  // the K tail of those columns
+          for (std::size_t k = k8; k < kc; ++k)
+            dst[k * nr + jj] = g.b[(k0 + k) + (j0 + jj) * g.b_cs];
+      }
+#endif
+      for (std::size_t jj = jt; jj < nr; ++jj) {
         if (jj >= jn) {
           for (std::size_t k = 0; k < kc; ++k) dst[k * nr + jj] = 0.0f;
           continue;
