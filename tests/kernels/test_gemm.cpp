@@ -17,8 +17,11 @@ namespace {
 struct Mnk {
   std::size_t m, n, k;
 };
-const Mnk kShapes[] = {{1, 1, 1},    {3, 7, 5},      {127, 129, 131},
-                       {6, 16, 256}, {97, 300, 513}, {256, 96, 64}};
+// The last three run backward-weights (K = m tokens) on its parallel path with a packed dY^T
+// (partial micro-panels), an in-place X (n multiple of 16) and K slices not a multiple of 256.
+const Mnk kShapes[] = {{1, 1, 1},      {3, 7, 5},      {127, 129, 131},
+                       {6, 16, 256},   {97, 300, 513}, {256, 96, 64},
+                       {700, 131, 80}, {517, 7, 48},   {1000, 64, 33}};
 
 // Error bound of a float dot product of K terms computed with FMAs in any order, plus one extra
 // rounding for an accumulated output: |error| <= gamma_(K+1) * sum_k |a b| (+ |C_old|), with
@@ -114,6 +117,25 @@ TEST_P(Gemm, StridedViewsAreRespected) {
     for (std::size_t j = 30; j < 50; ++j) ASSERT_EQ(yb(i, j), 7.0f);
 }
 
+TEST_P(Gemm, BackwardWeightsStridedViewsAreRespected) {
+  // dY and X as sub-views (row strides > cols) on the packed-dY^T, in-place-X path.
+  const std::size_t tokens = 600, n = 70, k = 64;
+  Matrix<float> dyb = random_matrix(tokens, n + 5, 30), xb = random_matrix(tokens, k + 16, 31);
+  Matrix<float> dwb(n, k + 3);
+  for (auto& v : dwb.flat()) v = 7.0f;
+  MatrixView<const float> dy(dyb.data() + 2, tokens, n, n + 5),
+      x(xb.data() + 16, tokens, k, k + 16);
+  MatrixView<float> dw(dwb.data(), n, k, k + 3);
+  kernels::gemm_backward_weights(dy, x, dw, kernels::Accumulate::overwrite);
+  Matrix<double> ref(n, k), abs_sum(n, k);
+  kernels::reference::gemm_f64(
+      n, k, tokens, [&](std::size_t i, std::size_t p) { return dy(p, i); },
+      [&](std::size_t p, std::size_t j) { return x(p, j); }, ref.view(), abs_sum.view());
+  expect_close(dw, ref, abs_sum, tokens, "strided backward weights");
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = k; j < k + 3; ++j) ASSERT_EQ(dwb(i, j), 7.0f);
+}
+
 TEST_P(Gemm, IntegerGemmsMatchReferenceBitExactly) {
   for (const Mnk& s : {Mnk{1, 1, 1}, Mnk{3, 7, 5}, Mnk{127, 129, 131}, Mnk{40, 70, 2500}}) {
     const auto x = random_int8(s.m, s.k, -128, 127, 11);
@@ -184,18 +206,22 @@ TEST_P(Gemm, ResultsDoNotDependOnThreadCount) {
   const auto w1 = kernels::pack_sign(random_sign(260, 200, 25));
   const auto w8 = kernels::pack_int8(random_int8(260, 200, -127, 127, 26));
   const auto ts = random_floats(300, 0.001f, 0.1f, 27);
+  // dY^T X with an in-place X (64 columns) and a packed dY^T over 3 K slices.
+  const auto dy2 = random_matrix(700, 131, 28), x2 = random_matrix(700, 64, 29);
   auto run = [&](int threads) {
     Matrix<float> y(300, 260), dx(300, 200), dw(260, 200), y1(300, 260), y8(300, 260);
+    Matrix<float> dw2(131, 64);
     tbb::task_arena arena(threads);
     arena.execute([&] {
       kernels::gemm_forward(x, w, y);
       kernels::gemm_backward_data(dy, w, dx);
       kernels::gemm_backward_weights(dy, x, dw);
+      kernels::gemm_backward_weights(dy2, x2, dw2);
       kernels::gemm_w1a8(xq, w1, {{}, ts, {}}, y1);
       kernels::gemm_w8a8(xq, w8, {{}, ts, {}}, y8);
     });
     std::vector<float> all(y.flat().begin(), y.flat().end());
-    for (const Matrix<float>* m : {&dx, &dw, &y1, &y8})
+    for (const Matrix<float>* m : {&dx, &dw, &dw2, &y1, &y8})
       all.insert(all.end(), m->flat().begin(), m->flat().end());
     return all;
   };

@@ -4,17 +4,29 @@
 // ---------------------------------------------------------------------------------------------
 // FP32 GEMM for the training shapes (M = thousands of tokens, N and K = 32..1024).
 // B is packed ONCE per call into NR-column panels (NR = 2 vectors) per kKC slice of K, shared by
-// every task; A with contiguous rows is read in place (a 6 x kKC micro-panel is at most 6 KiB and
-// its elements are broadcast straight from memory); A = dY^T is repacked per task block.
-// Tasks are blocks of C rows (and column panels when M is small); each runs, for every K slice in
-// order, a kMR x NR register-blocked FMA microkernel over its C tiles. Every C element is owned by
-// one task and summed in a fixed order (K slices in order, k in order within a slice), and the
-// blocking depends on the shape only, so results do not depend on the thread count. Products
-// below kGemmSerialWork multiply-adds (attention per head, the router) run on the calling thread.
+// every task, except in dY^T X (dW), where X is read in place; A with contiguous rows is read in
+// place (a 6 x kKC micro-panel is at most 6 KiB and its elements are broadcast straight from
+// memory); strided A (dY^T) is packed per task block and K slice into kMR-row micro-panels.
+// Tasks are blocks of C rows (and column panels when M is small); a parallel pass per K slice runs
+// a kMR x NR register-blocked FMA microkernel over every block's C tiles. Every C element is owned
+// by one task and summed in a fixed order (K slices in order, each slice's k in order into a
+// zeroed register, then added to C), which neither the blocking nor the thread count changes, so
+// results do not depend on the thread count. Products below kGemmSerialWork multiply-adds
+// (attention per head, the router) run on the calling thread.
 
 inline constexpr std::size_t kMR = 6;
 inline constexpr std::size_t kKC = 256;
+inline constexpr std::size_t kPackAhead = 16;  // rows of A prefetched ahead while packing
 inline constexpr std::size_t kGemmSerialWork = std::size_t{1} << 21;
+
+// hwy/cache_control.h (hwy::Prefetch) cannot be included from inside this per-target namespace.
+inline void GemmPrefetch(const float* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p);
+#else
+  (void)p;
+#endif
+}
 
 // C[mr x nr] (= or +=) sum_k A(i, k) Bp(k, :). A(i, k) = a[i * a_rs + k * a_cs]; rows i >= mr
 // read row 0 (valid memory) and are discarded. B(k, :) = 2N floats at bp + k * bk (a packed
@@ -30,6 +42,12 @@ HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* a, std::size_t a_r
   const float* a3 = a + (mr > 3 ? 3 * a_rs : 0);
   const float* a4 = a + (mr > 4 ? 4 * a_rs : 0);
   const float* a5 = a + (mr > 5 ? 5 * a_rs : 0);
+  // C rows are written (read too when adding) only after the k loop: start fetching them now, so
+  // that outputs not in cache (the forward's fresh activations) do not stall the stores.
+  for (std::size_t i = 0; i < mr; ++i) {
+    GemmPrefetch(c + i * ldc);
+    GemmPrefetch(c + i * ldc + nr - 1);
+  }
   auto c00 = hn::Zero(df), c01 = hn::Zero(df), c10 = hn::Zero(df), c11 = hn::Zero(df);
   auto c20 = hn::Zero(df), c21 = hn::Zero(df), c30 = hn::Zero(df), c31 = hn::Zero(df);
   auto c40 = hn::Zero(df), c41 = hn::Zero(df), c50 = hn::Zero(df), c51 = hn::Zero(df);
@@ -86,6 +104,34 @@ HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* a, std::size_t a_r
       c[i * ldc + j] = add ? c[i * ldc + j] + tile[i * w + j] : tile[i * w + j];
 }
 
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// dst[r * ldd + c] = src[c * lds + r] for r, c < 8 (256-bit vectors: unpack within 128-bit halves,
+// then 64-bit unpacks, then the halves exchanged).
+HWY_INLINE void GemmTranspose8x8(const float* HWY_RESTRICT src, std::size_t lds,
+                                 float* HWY_RESTRICT dst, std::size_t ldd) {
+  const hn::FixedTag<float, 8> d;
+  const hn::Repartition<double, decltype(d)> dd;
+  using V = hn::Vec<decltype(d)>;
+  V v[8];
+  for (std::size_t c = 0; c < 8; ++c) v[c] = hn::LoadU(d, src + c * lds);
+  V t[8], u[8];
+  for (std::size_t c = 0; c < 8; c += 2) {
+    t[c] = hn::InterleaveLower(d, v[c], v[c + 1]);      // a0 b0 a1 b1 | a4 b4 a5 b5
+    t[c + 1] = hn::InterleaveUpper(d, v[c], v[c + 1]);  // a2 b2 a3 b3 | a6 b6 a7 b7
+  }
+  for (std::size_t h = 0; h < 8; h += 4)
+    for (std::size_t q = 0; q < 2; ++q) {
+      const auto lo = hn::BitCast(dd, t[h + q]), hi = hn::BitCast(dd, t[h + 2 + q]);
+      u[h + 2 * q] = hn::BitCast(d, hn::InterleaveLower(dd, lo, hi));      // a0 b0 c0 d0 | a4..
+      u[h + 2 * q + 1] = hn::BitCast(d, hn::InterleaveUpper(dd, lo, hi));  // a1 b1 c1 d1 | a5..
+    }
+  for (std::size_t r = 0; r < 4; ++r) {
+    hn::StoreU(hn::ConcatLowerLower(d, u[4 + r], u[r]), d, dst + r * ldd);
+    hn::StoreU(hn::ConcatUpperUpper(d, u[4 + r], u[r]), d, dst + (r + 4) * ldd);
+  }
+}
+#endif
+
 // B(k, j) for k in [k0, k0 + kc), j in [0, n) -> nr-column panels of kc x nr floats, zero-padded.
 inline void GemmPackB(const detail::GemmF32Args& g, std::size_t k0, std::size_t kc, std::size_t nr,
                       float* HWY_RESTRICT bp) {
@@ -96,17 +142,63 @@ inline void GemmPackB(const detail::GemmF32Args& g, std::size_t k0, std::size_t 
     if (g.b_cs == 1) {  // rows of B contiguous (B = W or X): copy row by row
       for (std::size_t k = 0; k < kc; ++k) {
         const float* src = g.b + (k0 + k) * g.b_rs + j0;
+        if (jn == nr) {  // full panel: nr = 2 vectors
+          const hn::ScalableTag<float> df;
+          const std::size_t N = hn::Lanes(df);
+          hn::Store(hn::LoadU(df, src), df, dst + k * nr);
+          hn::Store(hn::LoadU(df, src + N), df, dst + k * nr + N);
+          continue;
+        }
         for (std::size_t jj = 0; jj < jn; ++jj) dst[k * nr + jj] = src[jj];
         for (std::size_t jj = jn; jj < nr; ++jj) dst[k * nr + jj] = 0.0f;
       }
     } else {  // columns of B contiguous (B = W^T): walk each column
-      for (std::size_t jj = 0; jj < nr; ++jj) {
+      std::size_t jt = 0;
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      if (g.b_rs ==
+          1) {  // 8 x 8 blocks through registers (the scalar walk costs 10-25% of S = Q K^T)
+        const std::size_t k8 = kc & ~std::size_t{7};
+        for (; jt + 8 <= jn; jt += 8)
+          for (std::size_t k = 0; k < k8; k += 8)
+            GemmTranspose8x8(g.b + (k0 + k) + (j0 + jt) * g.b_cs, g.b_cs, dst + k * nr + jt, nr);
+        for (std::size_t jj = 0; jj < jt; ++jj)  // the K tail of those columns
+          for (std::size_t k = k8; k < kc; ++k)
+            dst[k * nr + jj] = g.b[(k0 + k) + (j0 + jj) * g.b_cs];
+      }
+#endif
+      for (std::size_t jj = jt; jj < nr; ++jj) {
         if (jj >= jn) {
           for (std::size_t k = 0; k < kc; ++k) dst[k * nr + jj] = 0.0f;
           continue;
         }
         const float* src = g.b + k0 * g.b_rs + (j0 + jj) * g.b_cs;
         for (std::size_t k = 0; k < kc; ++k) dst[k * nr + jj] = src[k * g.b_rs];
+      }
+    }
+  }
+}
+
+// A(i0 + i, k0 + k) for i < mc, k < kc -> kMR-row micro-panels, k-major: panel q holds
+// ap[q * kc * kMR + k * kMR + ii] = A(i0 + q * kMR + ii, k0 + k), rows past mc zero.
+inline void GemmPackA(const detail::GemmF32Args& g, std::size_t i0, std::size_t mc, std::size_t k0,
+                      std::size_t kc, float* HWY_RESTRICT ap) {
+  const std::size_t full = mc / kMR, panel = kc * kMR;
+  for (std::size_t k = 0; k < kc; ++k) {
+    const float* src = g.a + (k0 + k) * g.a_cs + i0 * g.a_rs;
+    float* dst = ap + k * kMR;
+    if (g.a_rs == 1) {          // A = dY^T: row k of dY, mc consecutive floats, read once
+      if (k + kPackAhead < kc)  // rows of dY are far apart: the prefetchers do not run ahead
+        for (std::size_t i = 0; i < mc; i += 16) GemmPrefetch(src + kPackAhead * g.a_cs + i);
+      for (std::size_t q = 0; q < full; ++q)
+        std::memcpy(dst + q * panel, src + q * kMR, kMR * sizeof(float));
+    } else {
+      for (std::size_t q = 0; q < full; ++q)
+        for (std::size_t ii = 0; ii < kMR; ++ii) dst[q * panel + ii] = src[(q * kMR + ii) * g.a_rs];
+    }
+    if (full * kMR < mc) {
+      for (std::size_t ii = 0; ii < kMR; ++ii) {
+        const std::size_t i = full * kMR + ii;
+        dst[full * panel + ii] = i < mc ? src[i * g.a_rs] : 0.0f;
       }
     }
   }
@@ -164,48 +256,44 @@ HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
   const hn::ScalableTag<float> df;
   const std::size_t nr = 2 * hn::Lanes(df);
   const std::size_t panels = (g.n + nr - 1) / nr, npad = panels * nr;
-  // dW = dY^T X (A's columns and B's rows contiguous, full panels): both operands are read in
-  // place, row k of dY and of X per step (no copies), in K slices of 128 so that the slice's rows
-  // of both stay in L1. Otherwise B is packed once per call.
-  const bool in_place = g.a_cs != 1 && g.b_cs == 1 && g.n % nr == 0;
-  const std::size_t kcs = in_place ? kKC / 2 : kKC;
-  const std::size_t slices = (g.k + kcs - 1) / kcs;
-  // Packed B: slice s (k0 = s * kcs) starts at k0 * npad, panel p of it at p * kc * nr.
-  GemmPackedB packed(in_place ? 0 : npad * g.k);
+  const std::size_t slices = (g.k + kKC - 1) / kKC;
+  // A = dY^T (strided A) with B = X (contiguous rows, full panels): K is the token count and both
+  // operands are activations read once per call. B is read in place: packing it would copy as much
+  // data as the product reads, for a reuse of only M / kMR micro-tiles per panel (the copy cost
+  // 4-13% of dY^T X at the training shapes). Otherwise B is packed once per call into nr-column
+  // panels per K slice, shared by every task.
+  const bool b_in_place = g.a_cs != 1 && g.b_cs == 1 && g.n % nr == 0;
+  // Packed B: slice s (k0 = s * kKC) starts at k0 * npad, panel p of it at p * kc * nr.
+  GemmPackedB packed(b_in_place ? 0 : npad * g.k);
   float* const bp = packed.data();
   auto pack_slice = [&](std::size_t s) HWY_ATTR {
-    const std::size_t k0 = s * kcs;
-    GemmPackB(g, k0, std::min(kcs, g.k - k0), nr, bp + k0 * npad);
+    const std::size_t k0 = s * kKC;
+    GemmPackB(g, k0, std::min(kKC, g.k - k0), nr, bp + k0 * npad);
   };
-  // C block [i0, i0 + mc) x panels [p0, p1): every K slice in order, then the next block.
-  // A with contiguous rows is read in place. Other strided A (the attention's P^T) is copied per
-  // task block into kMR-row micro-panels, k-major (6 consecutive floats per k), when at least 4
-  // column panels reuse it; with fewer its elements are broadcast in place.
-  const bool pack_a = !in_place && g.a_cs != 1 && panels >= 4;
-  auto run_block = [&](std::size_t i0, std::size_t mc, std::size_t p0, std::size_t p1) HWY_ATTR {
+  // A with contiguous rows (X, dY) is read in place: the microkernel walks kMR rows, each a
+  // sequential stream. Strided A (dY^T, P^T, dS^T) is packed per task block and K slice into
+  // kMR-row micro-panels when at least 4 column panels reuse it: read in place, consecutive k lie a
+  // row of dY apart, one cache line each, and at power-of-two strides those lines share a few L1
+  // sets and evict each other between micro-tiles. With fewer panels it is broadcast in place.
+  const bool pack_a = g.a_cs != 1 && panels >= 4;
+  // C block [i0, i0 + mc) x panels [p0, p1), K slices [s0, s1) in order.
+  auto run_block = [&](std::size_t i0, std::size_t mc, std::size_t p0, std::size_t p1,
+                       std::size_t s0, std::size_t s1) HWY_ATTR {
     const std::size_t mpanels = (mc + kMR - 1) / kMR;
-    float* ap = pack_a ? Scratch<float, 0>(mpanels * kMR * std::min(kcs, g.k)) : nullptr;
-    for (std::size_t s = 0; s < slices; ++s) {
-      const std::size_t k0 = s * kcs, kc = std::min(kcs, g.k - k0);
+    float* ap = pack_a ? Scratch<float, 0>(mpanels * kMR * std::min(kKC, g.k)) : nullptr;
+    for (std::size_t s = s0; s < s1; ++s) {
+      const std::size_t k0 = s * kKC, kc = std::min(kKC, g.k - k0);
       const bool add = g.accumulate || s > 0;
       const float* a = g.a + k0 * g.a_cs + i0 * g.a_rs;
       std::size_t a_rs = g.a_rs, a_cs = g.a_cs, a_panel = kMR * g.a_rs;
-      if (pack_a) {  // micro-panel q: ap[q * kc * kMR + k * kMR + ii] = A(i0 + q * kMR + ii, k0 +
-                     // k)
-        for (std::size_t q = 0; q < mpanels; ++q) {
-          const std::size_t rows = std::min(kMR, mc - q * kMR);
-          float* dst = ap + q * kc * kMR;
-          const float* src = a + q * kMR * g.a_rs;
-          for (std::size_t k = 0; k < kc; ++k)
-            for (std::size_t ii = 0; ii < rows; ++ii)
-              dst[k * kMR + ii] = src[k * g.a_cs + ii * g.a_rs];
-        }
+      if (pack_a) {
+        GemmPackA(g, i0, mc, k0, kc, ap);
         a = ap, a_rs = 1, a_cs = kMR, a_panel = kc * kMR;
       }
       for (std::size_t p = p0; p < p1; ++p) {
         const std::size_t j0 = p * nr, ncols = std::min(nr, g.n - j0);
-        const float* b = in_place ? g.b + k0 * g.b_rs + j0 : bp + k0 * npad + p * kc * nr;
-        const std::size_t bk = in_place ? g.b_rs : nr;
+        const float* b = b_in_place ? g.b + k0 * g.b_rs + j0 : bp + k0 * npad + p * kc * nr;
+        const std::size_t bk = b_in_place ? g.b_rs : nr;
         for (std::size_t i = 0; i < mc; i += kMR)
           GemmMicro(df, kc, a + (i / kMR) * a_panel, a_rs, a_cs, b, bk, g.c + (i0 + i) * g.ldc + j0,
                     g.ldc, add, std::min(kMR, mc - i), ncols);
@@ -213,14 +301,15 @@ HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
     }
   };
   if (g.m * g.n * g.k < kGemmSerialWork) {
-    if (!in_place)
+    if (!b_in_place)
       for (std::size_t s = 0; s < slices; ++s) pack_slice(s);
-    run_block(0, g.m, 0, panels);
+    run_block(0, g.m, 0, panels, 0, slices);
     return;
   }
-  if (!in_place) tbb::parallel_for(std::size_t{0}, slices, pack_slice);
+  if (!b_in_place) tbb::parallel_for(std::size_t{0}, slices, pack_slice);
   // Blocks of C: 96 rows x all columns; fewer rows (down to 24), then column halves, until there
-  // are >= 8 tasks for two threads. The blocking depends on the shape only.
+  // are >= 8 tasks for two threads. The blocking depends on the shape only (and does not change
+  // any C element's summation order anyway).
   std::size_t mc = 16 * kMR, pc = panels;
   auto blocks = [&] { return ((g.m + mc - 1) / mc) * ((panels + pc - 1) / pc); };
   while (blocks() < 8 && (mc > 4 * kMR || pc > 1)) {
@@ -230,13 +319,17 @@ HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
       pc = (pc + 1) / 2;
   }
   const std::size_t bm = (g.m + mc - 1) / mc, bn = (panels + pc - 1) / pc;
-  tbb::parallel_for(
-      tbb::blocked_range<std::size_t>(0, bm * bn, 1),
-      [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
-        for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
-          const std::size_t i0 = (blk / bn) * mc, p0 = (blk % bn) * pc;
-          run_block(i0, std::min(mc, g.m - i0), p0, std::min(panels, p0 + pc));
-        }
-      },
-      tbb::simple_partitioner());
+  // One parallel pass per K slice: its rows of A and B (at most kKC x 384 floats each at the
+  // training shapes) stay in L2 while every block consumes them, instead of each block streaming
+  // all of K from L3 (dY^T X: 1.1-1.2x at K = 2048, more blocks than threads).
+  for (std::size_t s = 0; s < slices; ++s)
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, bm * bn, 1),
+        [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+          for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
+            const std::size_t i0 = (blk / bn) * mc, p0 = (blk % bn) * pc;
+            run_block(i0, std::min(mc, g.m - i0), p0, std::min(panels, p0 + pc), s, s + 1);
+          }
+        },
+        tbb::simple_partitioner());
 }
