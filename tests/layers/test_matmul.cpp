@@ -26,6 +26,25 @@ struct Shape {
 // 300 x 200 x 130: parallel, edge panels, strided A packed; 64 x 48 x 32: serial; 7 x 5 x 3: tiny.
 const Shape kShapes[] = {{520, 128, 64}, {300, 200, 130}, {64, 48, 32}, {7, 5, 3}, {2048, 32, 16}};
 
+// The three operands of a training product at shape s: X [tokens x in], W [out x in], dY [tokens x
+// out].
+struct Operands {
+  Matrix<float> x, w, dy;
+  Operands(const Shape& s, Rng& rng)
+      : x(random_matrix(s.tokens, s.in, rng, 1.0)),
+        w(random_matrix(s.out, s.in, rng, 1.0)),
+        dy(random_matrix(s.tokens, s.out, rng, 1.0)) {}
+};
+
+// Y = X W^T, dX = dY W, dW += dY^T X: the three products a linear layer's step runs.
+template <class T>
+void run_products(MatrixView<const T> x, MatrixView<const T> w, MatrixView<const T> dy,
+                  MatrixView<T> y, MatrixView<T> dx, MatrixView<T> dw) {
+  detail::matmul_xwt<T>(x, w, y);
+  detail::matmul_dyw<T>(dy, w, dx);
+  detail::matmul_acc_dyx<T>(dy, x, dw);
+}
+
 double max_rel_error(MatrixView<const float> got, const Matrix<double>& ref) {
   double worst = 0, scale = 0;
   for (std::size_t i = 0; i < ref.size(); ++i) scale = std::max(scale, std::fabs(ref.data()[i]));
@@ -38,21 +57,15 @@ double max_rel_error(MatrixView<const float> got, const Matrix<double>& ref) {
 TEST(Matmul, FloatProductsMatchDoubleAtTrainingShapes) {
   Rng rng(11);
   for (const Shape s : kShapes) {
-    const Matrix<float> x = random_matrix(s.tokens, s.in, rng, 1.0);
-    const Matrix<float> w = random_matrix(s.out, s.in, rng, 1.0);
-    const Matrix<float> dy = random_matrix(s.tokens, s.out, rng, 1.0);
-    const DTensor xd = to_double("x", x.view()), wd = to_double("w", w.view()),
-                  dyd = to_double("dy", dy.view());
+    const Operands op(s, rng);
+    const DTensor xd = to_double("x", op.x.view()), wd = to_double("w", op.w.view()),
+                  dyd = to_double("dy", op.dy.view());
     Matrix<float> y(s.tokens, s.out), dx(s.tokens, s.in), dw(s.out, s.in);
     Matrix<double> yr(s.tokens, s.out), dxr(s.tokens, s.in), dwr(s.out, s.in);
     for (float& v : dw.flat()) v = 0.5f;  // matmul_acc_dyx accumulates
     for (double& v : dwr.flat()) v = 0.5;
-    detail::matmul_xwt<float>(x.view(), w.view(), y.view());
-    detail::matmul_dyw<float>(dy.view(), w.view(), dx.view());
-    detail::matmul_acc_dyx<float>(dy.view(), x.view(), dw.view());
-    detail::matmul_xwt<double>(xd.view(), wd.view(), yr.view());
-    detail::matmul_dyw<double>(dyd.view(), wd.view(), dxr.view());
-    detail::matmul_acc_dyx<double>(dyd.view(), xd.view(), dwr.view());
+    run_products<float>(op.x.view(), op.w.view(), op.dy.view(), y.view(), dx.view(), dw.view());
+    run_products<double>(xd.view(), wd.view(), dyd.view(), yr.view(), dxr.view(), dwr.view());
     // float sums of K products of O(1) terms: relative error ~ K * 2^-24 at worst.
     const double tol = 1e-6 * static_cast<double>(std::max(s.tokens, std::max(s.in, s.out)));
     EXPECT_LT(max_rel_error(y.view(), yr), tol) << s.tokens << "x" << s.in << "x" << s.out;
@@ -64,9 +77,7 @@ TEST(Matmul, FloatProductsMatchDoubleAtTrainingShapes) {
 TEST(Matmul, BitIdenticalForOneAndTwoThreads) {
   Rng rng(12);
   for (const Shape s : kShapes) {
-    const Matrix<float> x = random_matrix(s.tokens, s.in, rng, 1.0);
-    const Matrix<float> w = random_matrix(s.out, s.in, rng, 1.0);
-    const Matrix<float> dy = random_matrix(s.tokens, s.out, rng, 1.0);
+    const Operands op(s, rng);
     auto run = [&](int threads) {
       std::vector<Matrix<float>> out;
       out.emplace_back(s.tokens, s.out);
@@ -74,9 +85,8 @@ TEST(Matmul, BitIdenticalForOneAndTwoThreads) {
       out.emplace_back(s.out, s.in);
       tbb::task_arena arena(threads);
       arena.execute([&] {
-        detail::matmul_xwt<float>(x.view(), w.view(), out[0].view());
-        detail::matmul_dyw<float>(dy.view(), w.view(), out[1].view());
-        detail::matmul_acc_dyx<float>(dy.view(), x.view(), out[2].view());
+        run_products<float>(op.x.view(), op.w.view(), op.dy.view(), out[0].view(), out[1].view(),
+                            out[2].view());
       });
       return out;
     };
