@@ -1,7 +1,7 @@
 // Training GEMM benchmarks: BM_gemm/<op>/<M>/<N>/<K>/<threads> for the forward (Y = X W^T),
 // backward-data (dX = dY W) and backward-weights (dW += dY^T X) FP32 GEMMs and the integer W1A8
-// GEMM of the QAT forward, at the training shapes (M = batch * T = 2048 tokens, d_model 128-256,
-// FFN widths up to 4 d_model). Counter GFLOP_per_s = 2 M N K / time.
+// and W2A8 GEMMs of the QAT forward, at the training shapes (M = batch * T = 2048 tokens, d_model
+// 128-256, FFN widths up to 4 d_model). Counter GFLOP_per_s = 2 M N K / time.
 #include <benchmark/benchmark.h>
 
 #include <oneapi/tbb/task_arena.h>
@@ -22,7 +22,7 @@ Matrix<float> filled(std::size_t r, std::size_t c, float phase) {
   return m;
 }
 
-enum class Op { forward, backward_data, backward_weights, w1a8, w8a8 };
+enum class Op { forward, backward_data, backward_weights, w1a8, w2a8, w8a8 };
 
 void BM_gemm(benchmark::State& state, Op op, std::size_t m, std::size_t n, std::size_t k,
              int threads) {
@@ -32,6 +32,7 @@ void BM_gemm(benchmark::State& state, Op op, std::size_t m, std::size_t n, std::
   for (std::size_t i = 0; i < xq.size(); ++i) xq.data()[i] = static_cast<std::int8_t>(i * 37 % 255);
   for (std::size_t i = 0; i < wq.size(); ++i) wq.data()[i] = (i * 13 % 7) < 3 ? 1 : -1;
   const auto w1 = kernels::pack_sign(wq);
+  const auto w2 = kernels::pack_ternary(wq);
   const auto w8 = kernels::pack_int8(wq);
   tbb::task_arena arena(threads);
   arena.execute([&] {
@@ -48,6 +49,9 @@ void BM_gemm(benchmark::State& state, Op op, std::size_t m, std::size_t n, std::
           break;
         case Op::w1a8:
           kernels::gemm_w1a8(xq, w1, {}, y);
+          break;
+        case Op::w2a8:
+          kernels::gemm_w2a8(xq, w2, {}, y);
           break;
         case Op::w8a8:
           kernels::gemm_w8a8(xq, w8, {}, y);
@@ -69,7 +73,8 @@ int register_all() {
   const std::pair<Op, const char*> ops[] = {{Op::forward, "forward"},
                                             {Op::backward_data, "backward_data"},
                                             {Op::backward_weights, "backward_weights"},
-                                            {Op::w1a8, "w1a8"}};
+                                            {Op::w1a8, "w1a8"},
+                                            {Op::w2a8, "w2a8"}};
   auto add = [](Op op, const char* op_name, Shape s, int threads) {
     benchmark::RegisterBenchmark(
         (std::string("BM_gemm/") + op_name + "/" + std::to_string(s.m) + "/" + std::to_string(s.n) +

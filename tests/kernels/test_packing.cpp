@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "kernel_test_util.hpp"
 #include "pquant/kernels.hpp"
@@ -32,6 +33,26 @@ TEST(Packing, SignWeightsRoundTripAndAgreeAcrossSourceLayouts) {
     EXPECT_EQ(a.bytes(), a.tiles() * a.pairs() * kernels::kLutTile);
     EXPECT_GE(a.padded_cols(), k);
   }
+}
+
+TEST(Packing, SignRepackReusesTheBufferAndMatchesAFreshPack) {
+  // QAT repacks every step into the same object; a new shape reallocates.
+  kernels::SignWeights out;
+  for (auto [n, k, seed] : {std::tuple<std::size_t, std::size_t, std::uint64_t>{70, 37, 1},
+                            {70, 37, 2},
+                            {33, 129, 3}}) {
+    const auto w = random_sign(n, k, seed);
+    kernels::pack_sign(w, out);
+    const auto fresh = kernels::pack_lut(packed_from<SignBit, RowMajor>(w).view());
+    ASSERT_EQ(out.rows(), n);
+    ASSERT_EQ(out.cols(), k);
+    ASSERT_EQ(out.bytes(), fresh.bytes());
+    EXPECT_EQ(std::memcmp(out.data(), fresh.data(), out.bytes()), 0) << n << "x" << k;
+  }
+  // A bad value in the last, partial byte of a row is still found.
+  auto w = random_sign(3, 13, 4);
+  w(2, 12) = 0;
+  EXPECT_THROW(kernels::pack_sign(w, out), ValueError);
 }
 
 TEST(Packing, TernaryAndInt8RoundTrip) {

@@ -156,31 +156,35 @@ TYPED_TEST(BitLinearIntegerForward, EqualsTheExactIntegerProductAndInferenceEpil
   // bit for bit, with the codes and scales of the quantizer and q, g of the activation quantizer.
   static_assert(TypeParam::kIntegerForward);
   using WQ = typename TypeParam::weight_quantizer;
+  // Two forwards with new latent weights in between: the second reuses the layer's packed-weight
+  // buffers (1-bit: the LUT layout is repacked every step).
   constexpr std::size_t n = 3, in = 70, out = 5;
   ParameterStore store;
   TypeParam layer(store, "p", {in, out, true, 0.5});
   Rng rng(13);
-  layer.init(rng);
-  const Matrix<float> x = random_matrix(n, in, rng);
-  Matrix<float> y(n, out), a(n, in);
-  layer.forward(x, y);
-  std::vector<float> inv(n);
-  rmsnorm_forward<float>(x.view(), store.value(layer.norm_gain_id()).data, kRmsNormEps, a.view(),
-                         inv.data());
-  Matrix<std::int8_t> q(n, in);
-  std::vector<float> g(n);
-  Int8AbsMaxPerToken::quantize(a.view(), q.view(), g);
-  const auto packed = WQ::quantize(store.value(layer.weight_id()));
-  const auto scales = packed.params();
-  for (std::size_t i = 0; i < n; ++i)
-    for (std::size_t o = 0; o < out; ++o) {
-      std::int64_t acc = 0;
-      for (std::size_t c = 0; c < in; ++c) acc += packed.view().value(o, c) * q(i, c);
-      const float scale = scales.size() == 1 ? scales[0] : scales[o];
-      EXPECT_EQ(y(i, o), kernels::detail::epilogue_value(static_cast<std::int32_t>(acc), scale,
-                                                         1.0f / g[i], 0.0f))
-          << i << ", " << o;
-    }
+  for (int round = 0; round < 2; ++round) {
+    layer.init(rng);
+    const Matrix<float> x = random_matrix(n, in, rng);
+    Matrix<float> y(n, out), a(n, in);
+    layer.forward(x, y);
+    std::vector<float> inv(n);
+    rmsnorm_forward<float>(x.view(), store.value(layer.norm_gain_id()).data, kRmsNormEps, a.view(),
+                           inv.data());
+    Matrix<std::int8_t> q(n, in);
+    std::vector<float> g(n);
+    Int8AbsMaxPerToken::quantize(a.view(), q.view(), g);
+    const auto packed = WQ::quantize(store.value(layer.weight_id()));
+    const auto scales = packed.params();
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t o = 0; o < out; ++o) {
+        std::int64_t acc = 0;
+        for (std::size_t c = 0; c < in; ++c) acc += packed.view().value(o, c) * q(i, c);
+        const float scale = scales.size() == 1 ? scales[0] : scales[o];
+        EXPECT_EQ(y(i, o), kernels::detail::epilogue_value(static_cast<std::int32_t>(acc), scale,
+                                                           1.0f / g[i], 0.0f))
+            << round << ": " << i << ", " << o;
+      }
+  }
 }
 
 TEST(BitLinear, SharedInputForwardEqualsForward) {

@@ -173,17 +173,41 @@ LutWeights<F> pack_lut(const PackedView<F, S, L>& w) {
   return out;
 }
 
+/// [N x K] matrix of +-1 values -> W1 LUT layout (into `out`, reusing its memory when the shape is
+/// unchanged). Any other value: ValueError. One pass, a byte at a time: the byte of (row r, pair p)
+/// holds the codes of weights 8p..8p+7 at bits 0..7 (group 2p in the low nibble, code of weight
+/// 4g + i at bit i), so it is the sign mask of 8 consecutive weights. QAT packs every step.
+inline void pack_sign(MatrixView<const std::int8_t> w, SignWeights& out) {
+  check::non_empty(w, "pack_sign", "w");
+  if (out.rows() != w.rows || out.cols() != w.cols) out = SignWeights(w.rows, w.cols);
+  static_assert(SignBit::encode(1) == 1 && SignBit::encode(-1) == 0);
+  std::uint8_t* bytes = out.data();
+  const std::size_t pairs = out.pairs();
+  for (std::size_t r = 0; r < w.rows; ++r) {
+    const std::int8_t* row = &w(r, 0);
+    std::uint8_t* dst = bytes + (r / kLutTile) * pairs * kLutTile + r % kLutTile;
+    unsigned bad = 0;
+    for (std::size_t p = 0; p < pairs; ++p) {
+      unsigned byte = 0;
+      for (std::size_t i = 0; i < 8 && 8 * p + i < w.cols; ++i) {
+        const int v = row[8 * p + i];
+        bad |= static_cast<unsigned>(v != 1 && v != -1);
+        byte |= static_cast<unsigned>(v > 0) << i;
+      }
+      dst[p * kLutTile] = static_cast<std::uint8_t>(byte);
+    }
+    if (bad != 0)
+      for (std::size_t c = 0; c < w.cols; ++c)
+        require<ValueError>(w(r, c) == 1 || w(r, c) == -1,
+                            "pack_sign: argument 'w' must hold -1 or +1, got ", int{w(r, c)},
+                            " at (", r, ", ", c, ")");
+  }
+}
+
 /// [N x K] matrix of +-1 values -> W1 LUT layout. Any other value: ValueError.
 inline SignWeights pack_sign(MatrixView<const std::int8_t> w) {
-  check::non_empty(w, "pack_sign", "w");
-  SignWeights out(w.rows, w.cols);
-  for (std::size_t r = 0; r < w.rows; ++r)
-    for (std::size_t c = 0; c < w.cols; ++c) {
-      const int v = w(r, c);
-      require<ValueError>(v == 1 || v == -1, "pack_sign: argument 'w' must hold -1 or +1, got ", v,
-                          " at (", r, ", ", c, ")");
-      out.set_code(r, c, SignBit::encode(v));
-    }
+  SignWeights out;
+  pack_sign(w, out);
   return out;
 }
 

@@ -8,9 +8,10 @@
 //   W_q = W::fake_quantize(W)       quantized every forward from the FP32 latent weights;
 //   Y   = X_q W_q^T = (lambda / g) * (W_int . q): with INT8 activations and 1-bit, ternary or INT8
 //         codes at per-tensor/per-row scales (kIntegerForward) the exact int32 product runs on
-//         pquant::kernels' integer GEMM (gemm_int8_values, equal to the W1A8/W2A8/W8A8 kernels)
-//         with the inference engine's epilogue, so QAT's
-//         forward equals inference bit for bit; other policies use the dequantized FP32 product.
+//         pquant::kernels' integer GEMMs with the inference engine's epilogue: 1-bit weights on
+//         the engine's LUT GEMM (gemm_w1a8, repacked every forward), ternary and INT8 on
+//         gemm_int8_values (equal to the W2A8/W8A8 kernels), so QAT's forward equals inference
+//         bit for bit; other policies use the dequantized FP32 product.
 // Backward (STE, method.md section 2): every quantizer is the identity and the products use the
 // quantized operands:  dX_q = dY W_q  (flows on as dA, then through RMSNorm),
 //                      dW_q = dY^T X_q, dW_latent += Ste::backward(W, dW_q).
@@ -203,8 +204,15 @@ class BitLinear {
           wcodes_(r, c) = static_cast<std::int8_t>(pv.value(r, c));
           wq_(r, c) = pv.dequantized(r, c);
         }
-      kernels::gemm_int8_values(in.codes.view(), wcodes_.view(), {packed.params(), in.inv_gain, {}},
-                                y);
+      const kernels::Epilogue ep{packed.params(), in.inv_gain, {}};
+      if constexpr (std::is_same_v<typename WQ::format_type, SignBit>) {
+        // 1-bit: the engine's own LUT GEMM (1.5-2x the FP32 product at the training shapes,
+        // docs/training.md), on weights repacked from this step's signs.
+        kernels::pack_sign(wcodes_.view(), wsign_);
+        kernels::gemm_w1a8(in.codes.view(), wsign_, ep, y);
+      } else {
+        kernels::gemm_int8_values(in.codes.view(), wcodes_.view(), ep, y);
+      }
     } else {
       // Other formats (codebooks), per-group scales or FP activations: dequantized operands on
       // the FP32 GEMM (the same values; the sum is rounded in float instead of exact).
@@ -220,6 +228,7 @@ class BitLinear {
   SharedInput own_;             // X_q (and, after forward(), codes and 1/g) of the last forward
   Matrix<float> normed_;        // RMSNorm(x) scratch
   Matrix<std::int8_t> wcodes_;  // integer weight codes (integer forward)
+  kernels::SignWeights wsign_;  // 1-bit codes in the LUT layout (1-bit integer forward)
   Matrix<float> wq_;            // W_q [out x in]
   Matrix<float> da_;            // dA scratch (before RMSNorm backward)
   Matrix<float> dwq_;           // dW_q scratch for non-identity STE rules
