@@ -141,6 +141,83 @@ struct F32GemvArgs {
   float* y;
 };
 
+// Element-wise work of a training step (elementwise-inl.h; entry points in elementwise.hpp). Rows
+// are contiguous runs of `cols` floats at the given row strides (ld*, in floats). Each kernel is
+// the scalar reference's operation sequence with no fused multiply-add (docs/training.md), so the
+// results do not depend on the target and equal the references bit for bit.
+
+/// h = silu(gate) * up = (gate * sigmoid(gate)) * up, sigmoid = fast_sigmoid (layers/fast_exp.hpp).
+struct SwigluForwardArgs {
+  const float* gate;
+  std::size_t ldg;
+  const float* up;
+  std::size_t ldu;
+  float* h;
+  std::size_t ldh;
+  std::size_t rows, cols;
+};
+
+/// With s = sigmoid(g): dup = (dh * g) * s, dgate = ((dh * up) * s) * (1 + g * (1 - s)).
+struct SwigluBackwardArgs {
+  const float* dh;
+  std::size_t ldd;
+  const float* gate;
+  std::size_t ldg;
+  const float* up;
+  std::size_t ldu;
+  float* dgate;
+  std::size_t lddg;
+  float* dup;
+  std::size_t lddu;
+  std::size_t rows, cols;
+};
+
+/// Per row: ss = sum of x * x over c in increasing order (one chain per row), r = 1 / sqrt(ss /
+/// cols + eps), inv_rms[i] = r, y = (x * r) * gain. (rows-across-lanes needs (N - 1) * ld < 2^31.)
+struct RmsNormForwardArgs {
+  const float* x;
+  std::size_t ldx;
+  const float* gain;
+  float eps;
+  float* y;
+  std::size_t ldy;
+  float* inv_rms;
+  std::size_t rows, cols;
+};
+
+/// Per row i (in order), r = inv_rms[i]: dot = sum of (gain * dy) * x over c in increasing order,
+/// dgain[c] += (dy * x) * r,
+/// and when dx != nullptr, k = (((r * r) * r) * dot) / cols, dx = ((r * gain) * dy) - k * x.
+struct RmsNormBackwardArgs {
+  const float* dy;
+  std::size_t lddy;
+  const float* x;
+  std::size_t ldx;
+  const float* gain;
+  const float* inv_rms;
+  float* dx;  // may be nullptr
+  std::size_t lddx;
+  float* dgain;
+  std::size_t rows, cols;
+};
+
+/// For i < n: m = b1 * m + (1 - b1) * g; v = b2 * v + ((1 - b2) * g) * g;
+/// p = p * decay - step_size * (m / (sqrt(v) * inv_sqrt_bc2 + eps)) (training/adamw.hpp).
+struct AdamWArgs {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  std::size_t n;
+  float b1, b2, eps, step_size, inv_sqrt_bc2, decay;
+};
+
+/// True when some x[i * ld + c] (i < rows, c < cols) is NaN or +-Inf (exponent bits all ones).
+struct NonFiniteArgs {
+  const float* x;
+  std::size_t ld, rows, cols;
+};
+
 PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
 PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
@@ -148,6 +225,12 @@ PQUANT_KERNEL_API void lut_gemm(const LutGemmArgs& args);
 PQUANT_KERNEL_API void int8_gemv(const Int8GemvArgs& args);
 PQUANT_KERNEL_API void int8_gemm(const Int8GemmArgs& args);
 PQUANT_KERNEL_API void f32_gemv(const F32GemvArgs& args);
+PQUANT_KERNEL_API void swiglu_forward(const SwigluForwardArgs& args);
+PQUANT_KERNEL_API void swiglu_backward(const SwigluBackwardArgs& args);
+PQUANT_KERNEL_API void rmsnorm_forward(const RmsNormForwardArgs& args);
+PQUANT_KERNEL_API void rmsnorm_backward(const RmsNormBackwardArgs& args);
+PQUANT_KERNEL_API void adamw_update(const AdamWArgs& args);
+PQUANT_KERNEL_API bool any_non_finite(const NonFiniteArgs& args);
 /// Bitfield of the Highway targets compiled into the kernels (HWY_TARGETS of the dispatch unit).
 PQUANT_KERNEL_API std::int64_t compiled_targets();
 /// The Highway target the next kernel call will run on.

@@ -11,6 +11,7 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -685,6 +686,9 @@ HWY_NOINLINE void F32Gemv(const detail::F32GemvArgs& a) {
 
 // FP32 GEMM (training and the integer GEMMs of the quantized forward): its own file.
 #include "pquant/kernels/gemm_f32-inl.h"
+
+// SwiGLU, RMSNorm, AdamW and the finiteness check of a training step: their own file.
+#include "pquant/kernels/elementwise-inl.h"
 
 }  // namespace pquant::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();

@@ -1,0 +1,269 @@
+// Element-wise kernels of a training step (SwiGLU, RMSNorm, AdamW, the finiteness check), one
+// expansion per Highway target. Textually included by kernels-inl.h inside its per-target
+// namespace (no guard of its own: kernels-inl.h's toggle guard governs the expansion). Not included
+// directly. Argument structs and the exact arithmetic: backend.hpp; docs/training.md.
+//
+// Every kernel performs the scalar reference's operations in the same order, each rounded once
+// (no fused multiply-add), so the results are the same on every target and equal to the scalar
+// code (layers/fast_exp.hpp, activations.hpp, rms_norm.hpp, adamw.hpp) built without FMA
+// contraction. The RMSNorm row reductions keep the reference's column order (rows across lanes).
+// Tails shorter than a vector go through a zero-padded buffer, so they take the same vector path.
+// ---------------------------------------------------------------------------------------------
+
+// A product that the compiler must not fuse with the following add (GCC contracts a * b + c into
+// an FMA on FMA targets even across intrinsics): an empty asm makes the product opaque. Targets
+// without FMA need nothing.
+template <class V>
+HWY_INLINE V Rounded(V v) {
+#if (HWY_COMPILER_GCC || HWY_COMPILER_CLANG) && HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+#if HWY_TARGET <= HWY_AVX3
+  asm("" : "+v"(v.raw));
+#else
+  asm("" : "+x"(v.raw));
+#endif
+#elif (HWY_COMPILER_GCC || HWY_COMPILER_CLANG) && HWY_ARCH_ARM && HWY_TARGET == HWY_NEON
+  asm("" : "+w"(v.raw));
+#endif
+  return v;
+}
+
+// fast_exp (layers/fast_exp.hpp) lane-wise: the same clamp on the bit pattern, Cody-Waite
+// reduction and Cephes polynomial, operation for operation.
+template <class DF, class VF>
+HWY_INLINE VF FastExp(DF df, VF x) {
+  const hn::RebindToSigned<DF> di;
+  const auto k_lo = hn::Set(di, static_cast<std::int32_t>(0xC2AE999Au));  // bits of -87.3f
+  const auto k_hi = hn::Set(di, static_cast<std::int32_t>(0x42B00000));   // bits of 88.0f
+  auto i = hn::BitCast(di, x);
+  const auto below = hn::And(hn::Lt(i, hn::Zero(di)), hn::Gt(i, k_lo));
+  const auto above = hn::Gt(i, k_hi);
+  i = hn::IfThenElse(below, k_lo, hn::IfThenElse(above, k_hi, i));
+  x = hn::BitCast(df, i);
+  const auto magic = hn::Set(df, 12582912.0f);
+  const auto n =
+      hn::Sub(hn::Add(Rounded(hn::Mul(x, hn::Set(df, 1.44269504088896341f))), magic), magic);
+  const auto r = hn::Sub(hn::Sub(x, Rounded(hn::Mul(n, hn::Set(df, 0.693359375f)))),
+                         Rounded(hn::Mul(n, hn::Set(df, -2.12194440e-4f))));
+  auto p = hn::Set(df, 1.9875691500e-4f);
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 1.3981999507e-3f));
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 8.3334519073e-3f));
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 4.1665795894e-2f));
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 1.6666665459e-1f));
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 5.0000001201e-1f));
+  const auto e = hn::Add(hn::Add(Rounded(hn::Mul(hn::Mul(p, r), r)), r), hn::Set(df, 1.0f));
+  const auto bits = hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
+  return Rounded(hn::Mul(e, hn::BitCast(df, bits)));
+}
+
+// fast_sigmoid lane-wise: e = exp(-|v|), then 1 / (1 + e) where the sign bit of v is clear and
+// e * (1 / (1 + e)) where it is set, exactly as the scalar function.
+template <class DF, class VF>
+HWY_INLINE VF FastSigmoid(DF df, VF v) {
+  const hn::RebindToSigned<DF> di;
+  const auto one = hn::Set(df, 1.0f);
+  const auto e = FastExp(df, hn::Neg(hn::Abs(v)));
+  const auto pos = hn::Div(one, hn::Add(one, e));
+  const auto neg = hn::Mul(e, pos);
+  const auto negative = hn::RebindMask(df, hn::Lt(hn::BitCast(di, v), hn::Zero(di)));
+  return Rounded(hn::IfThenElse(negative, neg, pos));
+}
+
+// body(c, count) over a row of `cols` floats: count = N for whole vectors, then once with the
+// tail count (< N) when cols % N != 0 (the body loads it zero-padded and stores `count` lanes).
+template <class DF, class Body>
+HWY_INLINE void ForRowVectors(DF df, std::size_t cols, Body&& body) {
+  const std::size_t N = hn::Lanes(df);
+  std::size_t c = 0;
+  for (; c + N <= cols; c += N) body(c, N);
+  if (c < cols) body(c, cols - c);
+}
+
+// Loads `count` (<= N) floats at p, zero-padded to a full vector.
+template <class DF>
+HWY_INLINE hn::Vec<DF> LoadPadded(DF df, const float* p, std::size_t count) {
+  if (count == hn::Lanes(df)) return hn::LoadU(df, p);
+  HWY_ALIGN float buf[hn::MaxLanes(df)] = {};
+  std::memcpy(buf, p, count * sizeof(float));
+  return hn::Load(df, buf);
+}
+
+// Stores the first `count` (<= N) lanes of v at p.
+template <class DF>
+HWY_INLINE void StorePartial(DF df, hn::Vec<DF> v, float* p, std::size_t count) {
+  if (count == hn::Lanes(df)) return hn::StoreU(v, df, p);
+  HWY_ALIGN float buf[hn::MaxLanes(df)];
+  hn::Store(v, df, buf);
+  std::memcpy(p, buf, count * sizeof(float));
+}
+
+HWY_NOINLINE void SwigluForward(const detail::SwigluForwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const float* g_row = a.gate + i * a.ldg;
+    const float* u_row = a.up + i * a.ldu;
+    float* h_row = a.h + i * a.ldh;
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto g = LoadPadded(df, g_row + c, count);
+      const auto u = LoadPadded(df, u_row + c, count);
+      const auto h = hn::Mul(hn::Mul(g, FastSigmoid(df, g)), u);
+      StorePartial(df, h, h_row + c, count);
+    });
+  }
+}
+
+HWY_NOINLINE void SwigluBackward(const detail::SwigluBackwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  const auto one = hn::Set(df, 1.0f);
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const float* dh_row = a.dh + i * a.ldd;
+    const float* g_row = a.gate + i * a.ldg;
+    const float* u_row = a.up + i * a.ldu;
+    float* dg_row = a.dgate + i * a.lddg;
+    float* du_row = a.dup + i * a.lddu;
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto dh = LoadPadded(df, dh_row + c, count);
+      const auto g = LoadPadded(df, g_row + c, count);
+      const auto u = LoadPadded(df, u_row + c, count);
+      const auto s = FastSigmoid(df, g);
+      const auto du = hn::Mul(hn::Mul(dh, g), s);
+      const auto slope = hn::Add(one, Rounded(hn::Mul(g, hn::Sub(one, s))));
+      const auto dg = hn::Mul(hn::Mul(hn::Mul(dh, u), s), slope);
+      StorePartial(df, du, du_row + c, count);
+      StorePartial(df, dg, dg_row + c, count);
+    });
+  }
+}
+
+// Row sums in column order, the scalar reference's order bit for bit: lane j of a vector holds
+// row first + j (read with a gather), so each row is one sequential chain of adds and N rows run
+// side by side (a single row's chain would wait on the add latency for every column).
+// `product(c, offsets)` returns the lane-wise term of column c; rows past `count` repeat the last
+// row and are discarded. Offsets are int32: the entry points require (N - 1) * stride < 2^31.
+template <class DF, class Product>
+HWY_INLINE void RowSums(DF df, std::size_t count, std::size_t ld, std::size_t cols,
+                        Product&& product, float* sums) {
+  const hn::RebindToSigned<DF> di;
+  HWY_ALIGN std::int32_t off[hn::MaxLanes(df)];
+  for (std::size_t j = 0; j < hn::Lanes(df); ++j)
+    off[j] = static_cast<std::int32_t>(std::min(j, count - 1) * ld);
+  const auto offsets = hn::Load(di, off);
+  auto acc = hn::Zero(df);
+  for (std::size_t c = 0; c < cols; ++c) acc = hn::Add(acc, Rounded(product(c, offsets)));
+  HWY_ALIGN float lanes[hn::MaxLanes(df)];
+  hn::Store(acc, df, lanes);
+  std::memcpy(sums, lanes, count * sizeof(float));
+}
+
+HWY_NOINLINE void RmsNormForward(const detail::RmsNormForwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  const std::size_t N = hn::Lanes(df);
+  HWY_ALIGN float ss[hn::MaxLanes(df)];
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += N) {
+    const std::size_t count = std::min(N, a.rows - i0);
+    const float* x0 = a.x + i0 * a.ldx;
+    RowSums(
+        df, count, a.ldx, a.cols,
+        [&](std::size_t c, auto offsets) HWY_ATTR {
+          const auto x = hn::GatherIndex(df, x0 + c, offsets);
+          return hn::Mul(x, x);
+        },
+        ss);
+    for (std::size_t j = 0; j < count; ++j) {
+      const std::size_t i = i0 + j;
+      const float* x_row = a.x + i * a.ldx;
+      float* y_row = a.y + i * a.ldy;
+      const float r = 1.0f / std::sqrt(ss[j] / static_cast<float>(a.cols) + a.eps);
+      a.inv_rms[i] = r;
+      const auto vr = hn::Set(df, r);
+      ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
+        const auto y =
+            hn::Mul(hn::Mul(LoadPadded(df, x_row + c, n), vr), LoadPadded(df, a.gain + c, n));
+        StorePartial(df, y, y_row + c, n);
+      });
+    }
+  }
+}
+
+HWY_NOINLINE void RmsNormBackward(const detail::RmsNormBackwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  const std::size_t N = hn::Lanes(df);
+  HWY_ALIGN float dots[hn::MaxLanes(df)];
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += N) {
+    const std::size_t count = std::min(N, a.rows - i0);
+    const float* x0 = a.x + i0 * a.ldx;
+    const float* dy0 = a.dy + i0 * a.lddy;
+    // The offsets are in units of ldx; dy has its own stride, so gather it with its own offsets.
+    const hn::RebindToSigned<decltype(df)> di;
+    HWY_ALIGN std::int32_t off_dy[hn::MaxLanes(df)];
+    for (std::size_t j = 0; j < N; ++j)
+      off_dy[j] = static_cast<std::int32_t>(std::min(j, count - 1) * a.lddy);
+    const auto dy_offsets = hn::Load(di, off_dy);
+    RowSums(
+        df, count, a.ldx, a.cols,
+        [&](std::size_t c, auto x_offsets) HWY_ATTR {
+          const auto gdy =
+              hn::Mul(hn::Set(df, a.gain[c]), hn::GatherIndex(df, dy0 + c, dy_offsets));
+          return hn::Mul(gdy, hn::GatherIndex(df, x0 + c, x_offsets));
+        },
+        dots);
+    for (std::size_t j = 0; j < count; ++j) {
+      const std::size_t i = i0 + j;
+      const float* dy_row = a.dy + i * a.lddy;
+      const float* x_row = a.x + i * a.ldx;
+      const float r = a.inv_rms[i];
+      const auto vr = hn::Set(df, r);
+      ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
+        const auto dgain = LoadPadded(df, a.dgain + c, n);
+        const auto term =
+            hn::Mul(hn::Mul(LoadPadded(df, dy_row + c, n), LoadPadded(df, x_row + c, n)), vr);
+        StorePartial(df, hn::Add(dgain, Rounded(term)), a.dgain + c, n);
+      });
+      if (a.dx == nullptr) continue;
+      float* dx_row = a.dx + i * a.lddx;
+      const float k = r * r * r * dots[j] / static_cast<float>(a.cols);
+      const auto vk = hn::Set(df, k);
+      ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
+        const auto first =
+            hn::Mul(hn::Mul(vr, LoadPadded(df, a.gain + c, n)), LoadPadded(df, dy_row + c, n));
+        const auto second = hn::Mul(vk, LoadPadded(df, x_row + c, n));
+        StorePartial(df, hn::Sub(Rounded(first), Rounded(second)), dx_row + c, n);
+      });
+    }
+  }
+}
+
+HWY_NOINLINE void AdamWUpdate(const detail::AdamWArgs& a) {
+  const hn::ScalableTag<float> df;
+  const auto b1 = hn::Set(df, a.b1), b2 = hn::Set(df, a.b2);
+  const auto c1 = hn::Set(df, 1.0f - a.b1), c2 = hn::Set(df, 1.0f - a.b2);
+  const auto eps = hn::Set(df, a.eps), step = hn::Set(df, a.step_size);
+  const auto inv_sqrt_bc2 = hn::Set(df, a.inv_sqrt_bc2), decay = hn::Set(df, a.decay);
+  ForRowVectors(df, a.n, [&](std::size_t i, std::size_t count) HWY_ATTR {
+    const auto g = LoadPadded(df, a.g + i, count);
+    const auto m =
+        hn::Add(Rounded(hn::Mul(b1, LoadPadded(df, a.m + i, count))), Rounded(hn::Mul(c1, g)));
+    const auto v = hn::Add(Rounded(hn::Mul(b2, LoadPadded(df, a.v + i, count))),
+                           Rounded(hn::Mul(hn::Mul(c2, g), g)));
+    const auto denom = hn::Add(Rounded(hn::Mul(hn::Sqrt(v), inv_sqrt_bc2)), eps);
+    const auto p = hn::Sub(Rounded(hn::Mul(LoadPadded(df, a.p + i, count), decay)),
+                           Rounded(hn::Mul(step, hn::Div(m, denom))));
+    StorePartial(df, m, a.m + i, count);
+    StorePartial(df, v, a.v + i, count);
+    StorePartial(df, p, a.p + i, count);
+  });
+}
+
+HWY_NOINLINE bool AnyNonFinite(const detail::NonFiniteArgs& a) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const auto exponent = hn::Set(du, 0x7f800000u);
+  auto bad = hn::Zero(du);
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const float* row = a.x + i * a.ld;
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto e = hn::And(hn::BitCast(du, LoadPadded(df, row + c, count)), exponent);
+      bad = hn::Or(bad, hn::VecFromMask(du, hn::Eq(e, exponent)));
+    });
+  }
+  return !hn::AllFalse(du, hn::MaskFromVec(bad));
+}
