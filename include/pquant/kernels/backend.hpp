@@ -173,7 +173,7 @@ struct SwigluBackwardArgs {
 };
 
 /// Per row: ss = sum of x * x over c in increasing order (one chain per row), r = 1 / sqrt(ss /
-/// cols + eps), inv_rms[i] = r, y = (x * r) * gain. (rows-across-lanes needs (N - 1) * ld < 2^31.)
+/// cols + eps), inv_rms[i] = r, y = (x * r) * gain.
 struct RmsNormForwardArgs {
   const float* x;
   std::size_t ldx;

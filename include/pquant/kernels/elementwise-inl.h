@@ -81,6 +81,7 @@ HWY_INLINE void ForRowVectors(DF df, std::size_t cols, Body&& body) {
 // Loads `count` (<= N) floats at p, zero-padded to a full vector.
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadPadded(DF df, const float* p, std::size_t count) {
+  if constexpr (hn::MaxLanes(DF()) == 1) return hn::LoadU(df, p);  // count is 1
   if (count == hn::Lanes(df)) return hn::LoadU(df, p);
   HWY_ALIGN float buf[hn::MaxLanes(df)] = {};
   std::memcpy(buf, p, count * sizeof(float));
@@ -90,6 +91,7 @@ HWY_INLINE hn::Vec<DF> LoadPadded(DF df, const float* p, std::size_t count) {
 // Stores the first `count` (<= N) lanes of v at p.
 template <class DF>
 HWY_INLINE void StorePartial(DF df, hn::Vec<DF> v, float* p, std::size_t count) {
+  if constexpr (hn::MaxLanes(DF()) == 1) return hn::StoreU(v, df, p);  // count is 1
   if (count == hn::Lanes(df)) return hn::StoreU(v, df, p);
   HWY_ALIGN float buf[hn::MaxLanes(df)];
   hn::Store(v, df, buf);
@@ -134,38 +136,37 @@ HWY_NOINLINE void SwigluBackward(const detail::SwigluBackwardArgs& a) {
   }
 }
 
-// Row sums in column order, the scalar reference's order bit for bit: lane j of a vector holds
-// row first + j (read with a gather), so each row is one sequential chain of adds and N rows run
-// side by side (a single row's chain would wait on the add latency for every column).
-// `product(c, offsets)` returns the lane-wise term of column c; rows past `count` repeat the last
-// row and are discarded. Offsets are int32: the entry points require (N - 1) * stride < 2^31.
-template <class DF, class Product>
-HWY_INLINE void RowSums(DF df, std::size_t count, std::size_t ld, std::size_t cols,
-                        Product&& product, float* sums) {
-  const hn::RebindToSigned<DF> di;
-  HWY_ALIGN std::int32_t off[hn::MaxLanes(df)];
-  for (std::size_t j = 0; j < hn::Lanes(df); ++j)
-    off[j] = static_cast<std::int32_t>(std::min(j, count - 1) * ld);
-  const auto offsets = hn::Load(di, off);
-  auto acc = hn::Zero(df);
-  for (std::size_t c = 0; c < cols; ++c) acc = hn::Add(acc, Rounded(product(c, offsets)));
-  HWY_ALIGN float lanes[hn::MaxLanes(df)];
-  hn::Store(acc, df, lanes);
-  std::memcpy(sums, lanes, count * sizeof(float));
+// Row sums in column order, the scalar reference's order bit for bit. A single row's sum is one
+// chain of dependent adds (latency-bound), so up to 8 rows are summed side by side: per block of
+// columns, terms(j, c0, w, out) writes the w terms of row j (computed in vectors) to a buffer, and
+// 8 scalar chains, one per row, add them in column order (only adds: no contraction possible).
+template <class Terms>
+HWY_INLINE void RowSums(std::size_t count, std::size_t cols, Terms&& terms, float* sums) {
+  constexpr std::size_t kBlock = 64;  // a multiple of every target's lane count
+  HWY_ALIGN float buf[8][kBlock] = {};
+  float s[8] = {};
+  for (std::size_t c0 = 0; c0 < cols; c0 += kBlock) {
+    const std::size_t w = std::min(kBlock, cols - c0);
+    for (std::size_t j = 0; j < count; ++j) terms(j, c0, w, buf[j]);
+    for (std::size_t c = 0; c < w; ++c)
+      for (std::size_t j = 0; j < 8; ++j) s[j] += buf[j][c];  // rows >= count add zeros
+  }
+  for (std::size_t j = 0; j < count; ++j) sums[j] = s[j];
 }
 
 HWY_NOINLINE void RmsNormForward(const detail::RmsNormForwardArgs& a) {
   const hn::ScalableTag<float> df;
-  const std::size_t N = hn::Lanes(df);
-  HWY_ALIGN float ss[hn::MaxLanes(df)];
-  for (std::size_t i0 = 0; i0 < a.rows; i0 += N) {
-    const std::size_t count = std::min(N, a.rows - i0);
-    const float* x0 = a.x + i0 * a.ldx;
+  float ss[8];
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
+    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
     RowSums(
-        df, count, a.ldx, a.cols,
-        [&](std::size_t c, auto offsets) HWY_ATTR {
-          const auto x = hn::GatherIndex(df, x0 + c, offsets);
-          return hn::Mul(x, x);
+        count, a.cols,
+        [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
+          const float* x_row = a.x + (i0 + j) * a.ldx + c0;
+          ForRowVectors(df, w, [&](std::size_t c, std::size_t n) HWY_ATTR {
+            const auto x = LoadPadded(df, x_row + c, n);
+            StorePartial(df, hn::Mul(x, x), out + c, n);
+          });
         },
         ss);
     for (std::size_t j = 0; j < count; ++j) {
@@ -186,24 +187,19 @@ HWY_NOINLINE void RmsNormForward(const detail::RmsNormForwardArgs& a) {
 
 HWY_NOINLINE void RmsNormBackward(const detail::RmsNormBackwardArgs& a) {
   const hn::ScalableTag<float> df;
-  const std::size_t N = hn::Lanes(df);
-  HWY_ALIGN float dots[hn::MaxLanes(df)];
-  for (std::size_t i0 = 0; i0 < a.rows; i0 += N) {
-    const std::size_t count = std::min(N, a.rows - i0);
-    const float* x0 = a.x + i0 * a.ldx;
-    const float* dy0 = a.dy + i0 * a.lddy;
-    // The offsets are in units of ldx; dy has its own stride, so gather it with its own offsets.
-    const hn::RebindToSigned<decltype(df)> di;
-    HWY_ALIGN std::int32_t off_dy[hn::MaxLanes(df)];
-    for (std::size_t j = 0; j < N; ++j)
-      off_dy[j] = static_cast<std::int32_t>(std::min(j, count - 1) * a.lddy);
-    const auto dy_offsets = hn::Load(di, off_dy);
+  float dots[8];
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
+    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
     RowSums(
-        df, count, a.ldx, a.cols,
-        [&](std::size_t c, auto x_offsets) HWY_ATTR {
-          const auto gdy =
-              hn::Mul(hn::Set(df, a.gain[c]), hn::GatherIndex(df, dy0 + c, dy_offsets));
-          return hn::Mul(gdy, hn::GatherIndex(df, x0 + c, x_offsets));
+        count, a.cols,
+        [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
+          const float* x_row = a.x + (i0 + j) * a.ldx + c0;
+          const float* dy_row = a.dy + (i0 + j) * a.lddy + c0;
+          ForRowVectors(df, w, [&](std::size_t c, std::size_t n) HWY_ATTR {
+            const auto gdy =
+                hn::Mul(LoadPadded(df, a.gain + c0 + c, n), LoadPadded(df, dy_row + c, n));
+            StorePartial(df, hn::Mul(gdy, LoadPadded(df, x_row + c, n)), out + c, n);
+          });
         },
         dots);
     for (std::size_t j = 0; j < count; ++j) {
