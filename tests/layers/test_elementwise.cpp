@@ -16,6 +16,7 @@
 #include "../kernels/kernel_test_util.hpp"
 #include "pquant/kernels/elementwise.hpp"
 #include "pquant/layers/activations.hpp"
+#include "pquant/layers/attention.hpp"
 #include "pquant/layers/rms_norm.hpp"
 #include "pquant/training/adamw.hpp"
 
@@ -257,6 +258,45 @@ TEST_P(Elementwise, AllFiniteFindsNanAndInfAtEveryPosition) {
   }
 }
 
+TEST_P(Elementwise, CausalSoftmaxIsBitIdenticalToTheScalarRows) {
+  for (std::size_t seq : {std::size_t{1}, std::size_t{3}, std::size_t{9}, std::size_t{17},
+                          std::size_t{33}, std::size_t{128}}) {
+    for (std::size_t first : {std::size_t{0}, seq / 3}) {
+      const std::size_t rows = seq - first;
+      // Scores of both signs, some rows all negative (the max key of negative floats), ties.
+      auto scores = random_floats(rows * seq, -40.0f, 40.0f, static_cast<std::uint32_t>(seq));
+      for (std::size_t s = 0; s < seq; ++s) scores[s] = -50.0f - static_cast<float>(s % 3);
+      if (rows > 1)
+        for (std::size_t s = 0; s < seq; ++s) scores[seq + s] = 7.0f;
+      auto ref = scores;
+      for (std::size_t i = 0; i < rows; ++i)
+        detail::causal_softmax_row_f32(ref.data() + i * seq, first + i, seq, 0.125f);
+      kernels::causal_softmax(MatrixView<float>(scores.data(), rows, seq), first, 0.125f);
+      SCOPED_TRACE(::testing::Message() << seq << " keys from query " << first);
+      expect_bits_equal(MatrixView<const float>(scores.data(), rows, seq),
+                        MatrixView<const float>(ref.data(), rows, seq), "p");
+      // And a softmax: rows sum to 1 within rounding, exact zeros above the diagonal.
+      for (std::size_t i = 0; i < rows; ++i) {
+        double z = 0;
+        for (std::size_t s = 0; s < seq; ++s) z += scores[i * seq + s];
+        EXPECT_NEAR(z, 1.0, 1e-5);
+        for (std::size_t s = first + i + 1; s < seq; ++s) ASSERT_EQ(scores[i * seq + s], 0.0f);
+      }
+      // Backward on the probabilities.
+      auto dp = random_floats(rows * seq, -1.0f, 1.0f, static_cast<std::uint32_t>(seq + 7));
+      auto ref_ds = dp;
+      for (std::size_t i = 0; i < rows; ++i)
+        detail::causal_softmax_backward_row_f32(ref_ds.data() + i * seq, ref.data() + i * seq,
+                                                first + i, seq, 0.125f);
+      kernels::causal_softmax_backward(MatrixView<float>(dp.data(), rows, seq),
+                                       MatrixView<const float>(ref.data(), rows, seq), first,
+                                       0.125f);
+      expect_bits_equal(MatrixView<const float>(dp.data(), rows, seq),
+                        MatrixView<const float>(ref_ds.data(), rows, seq), "ds");
+    }
+  }
+}
+
 TEST_P(Elementwise, EntryPointsRejectMismatchedShapes) {
   Matrix<float> a(3, 5), b(3, 4), c(3, 5);
   EXPECT_THROW(kernels::swiglu_forward(a.view(), b.view(), c.view()), ShapeError);
@@ -268,6 +308,8 @@ TEST_P(Elementwise, EntryPointsRejectMismatchedShapes) {
                ShapeError);
   std::vector<float> p(4), g(3);
   EXPECT_THROW(kernels::adamw_update(p, g, p, p, {}), ShapeError);
+  EXPECT_THROW(kernels::causal_softmax(a.view(), 3, 1.0f), ShapeError);  // queries 3..5 of 5 keys
+  EXPECT_THROW(kernels::causal_softmax_backward(a.view(), b.view(), 0, 1.0f), ShapeError);
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, Elementwise, ::testing::ValuesIn(kernels::available_targets()),

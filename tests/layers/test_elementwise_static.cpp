@@ -11,6 +11,7 @@
 #include "../kernels/kernel_test_util.hpp"
 #include "pquant/kernels/elementwise.hpp"
 #include "pquant/layers/activations.hpp"
+#include "pquant/layers/attention.hpp"
 #include "pquant/layers/rms_norm.hpp"
 #include "pquant/training/adamw.hpp"
 
@@ -59,6 +60,16 @@ TEST(ElementwiseStatic, RunsOnTheStaticTargetAndMatchesTheReferences) {
   EXPECT_TRUE(same_bits(p, pr));
   EXPECT_TRUE(same_bits(m, mr));
   EXPECT_TRUE(same_bits(v, vr));
+
+  Matrix<float> sc = random_matrix(d, d, 7), sc_ref = random_matrix(d, d, 7);
+  kernels::causal_softmax(sc.view(), 0, 0.25f);
+  for (std::size_t t = 0; t < d; ++t) detail::causal_softmax_row_f32(&sc_ref(t, 0), t, d, 0.25f);
+  EXPECT_TRUE(same_bits(sc.flat(), sc_ref.flat()));
+  Matrix<float> dp = random_matrix(d, d, 8), dp_ref = random_matrix(d, d, 8);
+  kernels::causal_softmax_backward(dp.view(), sc.view(), 0, 0.25f);
+  for (std::size_t t = 0; t < d; ++t)
+    detail::causal_softmax_backward_row_f32(&dp_ref(t, 0), &sc(t, 0), t, d, 0.25f);
+  EXPECT_TRUE(same_bits(dp.flat(), dp_ref.flat()));
 
   EXPECT_TRUE(kernels::all_finite(g.view()));
   g(2, d - 1) = std::numeric_limits<float>::infinity();

@@ -212,6 +212,26 @@ struct AdamWArgs {
   float b1, b2, eps, step_size, inv_sqrt_bc2, decay;
 };
 
+/// Causal softmax of rows i < rows of p (row stride ld), row i being query t = first + i with keys
+/// s <= t (n = t + 1 <= seq): v = p * scale; mx = max v (on order-preserving int keys);
+/// e = fast_exp(v - mx); z = 8 lane sums (lane j adds s = j mod 8 in order) combined as
+/// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)); p = e * (1 / z); p[s] = 0 for n <= s < seq.
+/// (layers/attention.hpp, causal_softmax_row_f32, is the scalar reference.)
+struct CausalSoftmaxArgs {
+  float* p;
+  std::size_t ld, first, rows, seq;
+  float scale;
+};
+
+/// Its backward on the same rows: sum = sum_{s <= t} dp * p in s order (one chain per row);
+/// ds = (p * (dp - sum)) * scale for s <= t, 0 above (ds overwrites dp, stride ld for both).
+struct CausalSoftmaxBackwardArgs {
+  float* ds;
+  const float* p;
+  std::size_t ld, first, rows, seq;
+  float scale;
+};
+
 /// True when some x[i * ld + c] (i < rows, c < cols) is NaN or +-Inf (exponent bits all ones).
 struct NonFiniteArgs {
   const float* x;
@@ -231,6 +251,8 @@ PQUANT_KERNEL_API void rmsnorm_forward(const RmsNormForwardArgs& args);
 PQUANT_KERNEL_API void rmsnorm_backward(const RmsNormBackwardArgs& args);
 PQUANT_KERNEL_API void adamw_update(const AdamWArgs& args);
 PQUANT_KERNEL_API bool any_non_finite(const NonFiniteArgs& args);
+PQUANT_KERNEL_API void causal_softmax(const CausalSoftmaxArgs& args);
+PQUANT_KERNEL_API void causal_softmax_backward(const CausalSoftmaxBackwardArgs& args);
 /// Bitfield of the Highway targets compiled into the kernels (HWY_TARGETS of the dispatch unit).
 PQUANT_KERNEL_API std::int64_t compiled_targets();
 /// The Highway target the next kernel call will run on.

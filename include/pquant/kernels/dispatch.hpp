@@ -37,6 +37,8 @@ HWY_EXPORT(RmsNormForward);
 HWY_EXPORT(RmsNormBackward);
 HWY_EXPORT(AdamWUpdate);
 HWY_EXPORT(AnyNonFinite);
+HWY_EXPORT(CausalSoftmax);
+HWY_EXPORT(CausalSoftmaxBackward);
 HWY_EXPORT(CurrentTarget);
 
 namespace detail {
@@ -78,6 +80,12 @@ void adamw_update(const AdamWArgs& args) {
 }
 bool any_non_finite(const NonFiniteArgs& args) {
   return HWY_DYNAMIC_DISPATCH(AnyNonFinite)(args);
+}
+void causal_softmax(const CausalSoftmaxArgs& args) {
+  HWY_DYNAMIC_DISPATCH(CausalSoftmax)(args);
+}
+void causal_softmax_backward(const CausalSoftmaxBackwardArgs& args) {
+  HWY_DYNAMIC_DISPATCH(CausalSoftmaxBackward)(args);
 }
 std::int64_t compiled_targets() {
   return HWY_TARGETS;

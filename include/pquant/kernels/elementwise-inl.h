@@ -263,3 +263,87 @@ HWY_NOINLINE bool AnyNonFinite(const detail::NonFiniteArgs& a) {
   }
   return !hn::AllFalse(du, hn::MaskFromVec(bad));
 }
+
+// Causal softmax rows: causal_softmax_row_f32 (layers/attention.hpp) operation for operation. The
+// 8 lane sums are one vector on 256-bit targets, two on 128-bit ones, eight scalars on HWY_SCALAR.
+HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
+  const hn::CappedTag<float, 8> d8;
+  const hn::RebindToSigned<decltype(d8)> di;
+  constexpr std::size_t N = hn::MaxLanes(d8);
+  constexpr std::size_t kVecs = 8 / N;
+  static_assert(N * kVecs == 8, "8 lane sums in whole vectors");
+  const auto scale = hn::Set(d8, a.scale);
+  const auto magnitude = hn::Set(di, 0x7fffffff);
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    float* row = a.p + i * a.ld;
+    const std::size_t n = a.first + i + 1;
+    // v = p * scale and the max of the order-preserving keys (bits ^ ((bits >> 31) & 0x7fffffff)).
+    auto best = hn::Set(di, std::numeric_limits<std::int32_t>::min());
+    ForRowVectors(d8, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto v = hn::Mul(LoadPadded(d8, row + c, count), scale);
+      StorePartial(d8, v, row + c, count);
+      const auto bits = hn::BitCast(di, v);
+      const auto key = hn::Xor(bits, hn::And(hn::ShiftRight<31>(bits), magnitude));
+      best = hn::Max(best, hn::IfThenElse(hn::FirstN(di, count), key, best));
+    });
+    const std::int32_t key = hn::GetLane(hn::MaxOfLanes(di, best));
+    const float mx = std::bit_cast<float>(key ^ ((key >> 31) & 0x7fffffff));
+    const auto vmx = hn::Set(d8, mx);
+    // e = fast_exp(v - mx), summed into 8 lanes in s order (the tail into the first lanes).
+    hn::Vec<decltype(d8)> acc[kVecs];
+    for (std::size_t j = 0; j < kVecs; ++j) acc[j] = hn::Zero(d8);
+    for (std::size_t s = 0; s < n; s += 8)
+      for (std::size_t j = 0; j < kVecs && s + j * N < n; ++j) {
+        const std::size_t at = s + j * N, count = std::min(N, n - at);
+        const auto e = FastExp(d8, hn::Sub(LoadPadded(d8, row + at, count), vmx));
+        StorePartial(d8, e, row + at, count);
+        acc[j] = hn::Add(acc[j], hn::IfThenElseZero(hn::FirstN(d8, count), e));
+      }
+    HWY_ALIGN float lane[8];
+    for (std::size_t j = 0; j < kVecs; ++j) hn::Store(acc[j], d8, lane + j * N);
+    const float z =
+        ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    const auto inv = hn::Set(d8, 1.0f / z);
+    ForRowVectors(d8, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      StorePartial(d8, hn::Mul(LoadPadded(d8, row + c, count), inv), row + c, count);
+    });
+    std::memset(row + n, 0, (a.seq - n) * sizeof(float));
+  }
+}
+
+// Its backward: the row sums as 8 interleaved chains (RowSums, s order), then the element-wise
+// ds = (p * (dp - sum)) * scale.
+HWY_NOINLINE void CausalSoftmaxBackward(const detail::CausalSoftmaxBackwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  const auto scale = hn::Set(df, a.scale);
+  float sums[8];
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
+    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
+    const std::size_t longest = a.first + i0 + count;  // row length of the group's last row
+    RowSums(
+        count, longest,
+        [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
+          const std::size_t n = a.first + i0 + j + 1;  // this row's length
+          const std::size_t valid = n > c0 ? std::min(w, n - c0) : 0;
+          const float* dp_row = a.ds + (i0 + j) * a.ld + c0;
+          const float* p_row = a.p + (i0 + j) * a.ld + c0;
+          ForRowVectors(df, valid, [&](std::size_t c, std::size_t m) HWY_ATTR {
+            StorePartial(df, hn::Mul(LoadPadded(df, dp_row + c, m), LoadPadded(df, p_row + c, m)),
+                         out + c, m);
+          });
+          std::memset(out + valid, 0, (w - valid) * sizeof(float));  // adds +0: no change
+        },
+        sums);
+    for (std::size_t j = 0; j < count; ++j) {
+      const std::size_t n = a.first + i0 + j + 1;
+      float* ds_row = a.ds + (i0 + j) * a.ld;
+      const float* p_row = a.p + (i0 + j) * a.ld;
+      const auto sum = hn::Set(df, sums[j]);
+      ForRowVectors(df, n, [&](std::size_t c, std::size_t m) HWY_ATTR {
+        const auto d = hn::Sub(LoadPadded(df, ds_row + c, m), sum);
+        StorePartial(df, hn::Mul(hn::Mul(LoadPadded(df, p_row + c, m), d), scale), ds_row + c, m);
+      });
+      std::memset(ds_row + n, 0, (a.seq - n) * sizeof(float));
+    }
+  }
+}

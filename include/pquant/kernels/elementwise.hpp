@@ -100,4 +100,29 @@ inline bool all_finite(MatrixView<const float> x) {
   return !detail::any_non_finite({x.data, x.stride, x.rows, x.cols});
 }
 
+/// The causal softmax of rows of a score matrix s [n x seq], row i being query t = first + i
+/// (first + n <= seq): keys s <= t get softmax(scale * s) (max subtracted, fast_exp, the sum in 8
+/// fixed lanes), keys s > t get 0. In place; bit-identical to causal_softmax_row_f32.
+inline void causal_softmax(MatrixView<float> s, std::size_t first, float scale) {
+  constexpr const char* fn = "kernels::causal_softmax";
+  require<ShapeError>(first + s.rows <= s.cols, fn, ": rows [", first, ", ", first + s.rows,
+                      ") of argument 's' must be queries of its ", s.cols, " keys");
+  if (s.empty()) return;
+  detail::causal_softmax({s.data, s.stride, first, s.rows, s.cols, scale});
+}
+
+/// Its backward on the same rows: dp [n x seq] (dO V^T) is overwritten with
+/// dS = (p * (dp - sum_{s <= t} dp * p)) * scale for s <= t, 0 above; p is the forward's output
+/// (same stride as dp). Bit-identical to causal_softmax_backward_row_f32.
+inline void causal_softmax_backward(MatrixView<float> dp, MatrixView<const float> p,
+                                    std::size_t first, float scale) {
+  constexpr const char* fn = "kernels::causal_softmax_backward";
+  check::shape(p, dp.rows, dp.cols, fn, "p");
+  require<ShapeError>(p.stride == dp.stride, fn, ": arguments 'p' and 'dp' must share a stride");
+  require<ShapeError>(first + dp.rows <= dp.cols, fn, ": rows [", first, ", ", first + dp.rows,
+                      ") of argument 'dp' must be queries of its ", dp.cols, " keys");
+  if (dp.empty()) return;
+  detail::causal_softmax_backward({dp.data, p.data, dp.stride, first, dp.rows, dp.cols, scale});
+}
+
 }  // namespace pquant::kernels

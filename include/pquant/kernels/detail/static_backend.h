@@ -48,6 +48,12 @@ inline void adamw_update(const AdamWArgs& args) {
 inline bool any_non_finite(const NonFiniteArgs& args) {
   return HWY_NAMESPACE::AnyNonFinite(args);
 }
+inline void causal_softmax(const CausalSoftmaxArgs& args) {
+  HWY_NAMESPACE::CausalSoftmax(args);
+}
+inline void causal_softmax_backward(const CausalSoftmaxBackwardArgs& args) {
+  HWY_NAMESPACE::CausalSoftmaxBackward(args);
+}
 inline std::int64_t compiled_targets() {
   return HWY_STATIC_TARGET;
 }
