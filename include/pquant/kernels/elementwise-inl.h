@@ -78,24 +78,33 @@ HWY_INLINE void ForRowVectors(DF df, std::size_t cols, Body&& body) {
   if (c < cols) body(c, cols - c);
 }
 
-// Loads `count` (<= N) floats at p, zero-padded to a full vector.
+// Loads `count` (<= N) floats at p, zero-padded to a full vector. AVX2 and AVX-512 have masked
+// loads and stores that never touch the masked-off memory; other targets go through a buffer.
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadPadded(DF df, const float* p, std::size_t count) {
   if constexpr (hn::MaxLanes(DF()) == 1) return hn::LoadU(df, p);  // count is 1
   if (count == hn::Lanes(df)) return hn::LoadU(df, p);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  return hn::MaskedLoad(hn::FirstN(df, count), df, p);
+#else
   HWY_ALIGN float buf[hn::MaxLanes(df)] = {};
   std::memcpy(buf, p, count * sizeof(float));
   return hn::Load(df, buf);
+#endif
 }
 
-// Stores the first `count` (<= N) lanes of v at p.
+// Stores the first `count` (<= N) lanes of v at p (the memory past them is not written).
 template <class DF>
 HWY_INLINE void StorePartial(DF df, hn::Vec<DF> v, float* p, std::size_t count) {
   if constexpr (hn::MaxLanes(DF()) == 1) return hn::StoreU(v, df, p);  // count is 1
   if (count == hn::Lanes(df)) return hn::StoreU(v, df, p);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  hn::BlendedStore(v, hn::FirstN(df, count), df, p);
+#else
   HWY_ALIGN float buf[hn::MaxLanes(df)];
   hn::Store(v, df, buf);
   std::memcpy(p, buf, count * sizeof(float));
+#endif
 }
 
 HWY_NOINLINE void SwigluForward(const detail::SwigluForwardArgs& a) {
@@ -143,7 +152,8 @@ HWY_NOINLINE void SwigluBackward(const detail::SwigluBackwardArgs& a) {
 template <class Terms>
 HWY_INLINE void RowSums(std::size_t count, std::size_t cols, Terms&& terms, float* sums) {
   constexpr std::size_t kBlock = 64;  // a multiple of every target's lane count
-  HWY_ALIGN float buf[8][kBlock] = {};
+  HWY_ALIGN float buf[8][kBlock];
+  for (std::size_t j = count; j < 8; ++j) std::memset(buf[j], 0, sizeof(buf[j]));
   float s[8] = {};
   for (std::size_t c0 = 0; c0 < cols; c0 += kBlock) {
     const std::size_t w = std::min(kBlock, cols - c0);
@@ -190,34 +200,34 @@ HWY_NOINLINE void RmsNormBackward(const detail::RmsNormBackwardArgs& a) {
   float dots[8];
   for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
     const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
+    // One pass over dy and x per row computes the dot product's terms and adds the row's gain
+    // gradient (rows in order for every column, as the reference).
     RowSums(
         count, a.cols,
         [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
           const float* x_row = a.x + (i0 + j) * a.ldx + c0;
           const float* dy_row = a.dy + (i0 + j) * a.lddy + c0;
+          const auto vr = hn::Set(df, a.inv_rms[i0 + j]);
           ForRowVectors(df, w, [&](std::size_t c, std::size_t n) HWY_ATTR {
-            const auto gdy =
-                hn::Mul(LoadPadded(df, a.gain + c0 + c, n), LoadPadded(df, dy_row + c, n));
-            StorePartial(df, hn::Mul(gdy, LoadPadded(df, x_row + c, n)), out + c, n);
+            const auto dy = LoadPadded(df, dy_row + c, n);
+            const auto x = LoadPadded(df, x_row + c, n);
+            const auto g = LoadPadded(df, a.gain + c0 + c, n);
+            StorePartial(df, hn::Mul(hn::Mul(g, dy), x), out + c, n);
+            const auto dgain = LoadPadded(df, a.dgain + c0 + c, n);
+            const auto term = Rounded(hn::Mul(hn::Mul(dy, x), vr));
+            StorePartial(df, hn::Add(dgain, term), a.dgain + c0 + c, n);
           });
         },
         dots);
+    if (a.dx == nullptr) continue;
     for (std::size_t j = 0; j < count; ++j) {
       const std::size_t i = i0 + j;
       const float* dy_row = a.dy + i * a.lddy;
       const float* x_row = a.x + i * a.ldx;
-      const float r = a.inv_rms[i];
-      const auto vr = hn::Set(df, r);
-      ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
-        const auto dgain = LoadPadded(df, a.dgain + c, n);
-        const auto term =
-            hn::Mul(hn::Mul(LoadPadded(df, dy_row + c, n), LoadPadded(df, x_row + c, n)), vr);
-        StorePartial(df, hn::Add(dgain, Rounded(term)), a.dgain + c, n);
-      });
-      if (a.dx == nullptr) continue;
       float* dx_row = a.dx + i * a.lddx;
+      const float r = a.inv_rms[i];
       const float k = r * r * r * dots[j] / static_cast<float>(a.cols);
-      const auto vk = hn::Set(df, k);
+      const auto vr = hn::Set(df, r), vk = hn::Set(df, k);
       ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
         const auto first =
             hn::Mul(hn::Mul(vr, LoadPadded(df, a.gain + c, n)), LoadPadded(df, dy_row + c, n));
@@ -277,14 +287,26 @@ HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
   for (std::size_t i = 0; i < a.rows; ++i) {
     float* row = a.p + i * a.ld;
     const std::size_t n = a.first + i + 1;
+    // Keys [n, seq) belong to the row and are zeroed at the end: a vector that starts before n
+    // is read and written whole when it fits in the row (its lanes >= n are masked out of the max
+    // and the sum), so only a row's last vector may need the padded path.
+    auto load = [&](std::size_t c, std::size_t count) HWY_ATTR {
+      return c + N <= a.seq ? hn::LoadU(d8, row + c) : LoadPadded(d8, row + c, count);
+    };
+    auto store = [&](hn::Vec<decltype(d8)> v, std::size_t c, std::size_t count) HWY_ATTR {
+      if (c + N <= a.seq)
+        hn::StoreU(v, d8, row + c);
+      else
+        StorePartial(d8, v, row + c, count);
+    };
     // v = p * scale and the max of the order-preserving keys (bits ^ ((bits >> 31) & 0x7fffffff)).
     auto best = hn::Set(di, std::numeric_limits<std::int32_t>::min());
     ForRowVectors(d8, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
-      const auto v = hn::Mul(LoadPadded(d8, row + c, count), scale);
-      StorePartial(d8, v, row + c, count);
+      const auto v = hn::Mul(load(c, count), scale);
+      store(v, c, count);
       const auto bits = hn::BitCast(di, v);
       const auto key = hn::Xor(bits, hn::And(hn::ShiftRight<31>(bits), magnitude));
-      best = hn::Max(best, hn::IfThenElse(hn::FirstN(di, count), key, best));
+      best = hn::IfThenElse(hn::FirstN(di, count), hn::Max(best, key), best);
     });
     const std::int32_t key = hn::GetLane(hn::MaxOfLanes(di, best));
     const float mx = std::bit_cast<float>(key ^ ((key >> 31) & 0x7fffffff));
@@ -295,8 +317,8 @@ HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
     for (std::size_t s = 0; s < n; s += 8)
       for (std::size_t j = 0; j < kVecs && s + j * N < n; ++j) {
         const std::size_t at = s + j * N, count = std::min(N, n - at);
-        const auto e = FastExp(d8, hn::Sub(LoadPadded(d8, row + at, count), vmx));
-        StorePartial(d8, e, row + at, count);
+        const auto e = FastExp(d8, hn::Sub(load(at, count), vmx));
+        store(e, at, count);
         acc[j] = hn::Add(acc[j], hn::IfThenElseZero(hn::FirstN(d8, count), e));
       }
     HWY_ALIGN float lane[8];
@@ -305,7 +327,7 @@ HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
         ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     const auto inv = hn::Set(d8, 1.0f / z);
     ForRowVectors(d8, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
-      StorePartial(d8, hn::Mul(LoadPadded(d8, row + c, count), inv), row + c, count);
+      store(hn::Mul(load(c, count), inv), c, count);
     });
     std::memset(row + n, 0, (a.seq - n) * sizeof(float));
   }
