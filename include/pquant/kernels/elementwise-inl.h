@@ -1,13 +1,13 @@
-// Element-wise kernels of a training step (SwiGLU, RMSNorm, AdamW, the finiteness check), one
-// expansion per Highway target. Textually included by kernels-inl.h inside its per-target
+// Element-wise kernels of a training step (SwiGLU, RMSNorm, AdamW, the finiteness check, the
+// attention's causal softmax rows), one expansion per Highway target. Textually included by kernels-inl.h inside its per-target
 // namespace (no guard of its own: kernels-inl.h's toggle guard governs the expansion). Not included
 // directly. Argument structs and the exact arithmetic: backend.hpp; docs/training.md.
 //
 // Every kernel performs the scalar reference's operations in the same order, each rounded once
 // (no fused multiply-add), so the results are the same on every target and equal to the scalar
 // code (layers/fast_exp.hpp, activations.hpp, rms_norm.hpp, adamw.hpp) built without FMA
-// contraction. The RMSNorm row reductions keep the reference's column order (rows across lanes).
-// Tails shorter than a vector go through a zero-padded buffer, so they take the same vector path.
+// contraction. Row sums keep the reference's order (RowSums: 8 rows' chains interleaved). Tails
+// shorter than a vector are loaded zero-padded and stored partially, so they take the same path.
 // ---------------------------------------------------------------------------------------------
 
 // A product that the compiler must not fuse with the following add (GCC contracts a * b + c into
