@@ -3,6 +3,7 @@
 #pragma once
 
 #include "pquant/kernels/backend.hpp"
+#include "pquant/kernels/elementwise.hpp"
 #include "pquant/kernels/epilogue.hpp"
 #include "pquant/kernels/gemm.hpp"
 #include "pquant/kernels/gemv.hpp"

@@ -141,6 +141,103 @@ struct F32GemvArgs {
   float* y;
 };
 
+// Element-wise work of a training step (elementwise-inl.h; entry points in elementwise.hpp). Rows
+// are contiguous runs of `cols` floats at the given row strides (ld*, in floats). Each kernel is
+// the scalar reference's operation sequence with no fused multiply-add (docs/training.md), so the
+// results do not depend on the target and equal the references bit for bit.
+
+/// h = silu(gate) * up = (gate * sigmoid(gate)) * up, sigmoid = fast_sigmoid (layers/fast_exp.hpp).
+struct SwigluForwardArgs {
+  const float* gate;
+  std::size_t ldg;
+  const float* up;
+  std::size_t ldu;
+  float* h;
+  std::size_t ldh;
+  std::size_t rows, cols;
+};
+
+/// With s = sigmoid(g): dup = (dh * g) * s, dgate = ((dh * up) * s) * (1 + g * (1 - s)).
+struct SwigluBackwardArgs {
+  const float* dh;
+  std::size_t ldd;
+  const float* gate;
+  std::size_t ldg;
+  const float* up;
+  std::size_t ldu;
+  float* dgate;
+  std::size_t lddg;
+  float* dup;
+  std::size_t lddu;
+  std::size_t rows, cols;
+};
+
+/// Per row: ss = sum of x * x over c in increasing order (one chain per row), r = 1 / sqrt(ss /
+/// cols + eps), inv_rms[i] = r, y = (x * r) * gain.
+struct RmsNormForwardArgs {
+  const float* x;
+  std::size_t ldx;
+  const float* gain;
+  float eps;
+  float* y;
+  std::size_t ldy;
+  float* inv_rms;
+  std::size_t rows, cols;
+};
+
+/// Per row i (in order), r = inv_rms[i]: dot = sum of (gain * dy) * x over c in increasing order,
+/// dgain[c] += (dy * x) * r,
+/// and when dx != nullptr, k = (((r * r) * r) * dot) / cols, dx = ((r * gain) * dy) - k * x.
+struct RmsNormBackwardArgs {
+  const float* dy;
+  std::size_t lddy;
+  const float* x;
+  std::size_t ldx;
+  const float* gain;
+  const float* inv_rms;
+  float* dx;  // may be nullptr
+  std::size_t lddx;
+  float* dgain;
+  std::size_t rows, cols;
+};
+
+/// For i < n: m = b1 * m + (1 - b1) * g; v = b2 * v + ((1 - b2) * g) * g;
+/// p = p * decay - step_size * (m / (sqrt(v) * inv_sqrt_bc2 + eps)) (training/adamw.hpp).
+struct AdamWArgs {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  std::size_t n;
+  float b1, b2, eps, step_size, inv_sqrt_bc2, decay;
+};
+
+/// Causal softmax of rows i < rows of p (row stride ld), row i being query t = first + i with keys
+/// s <= t (n = t + 1 <= seq): v = p * scale; mx = max v (on order-preserving int keys);
+/// e = fast_exp(v - mx); z = 8 lane sums (lane j adds s = j mod 8 in order) combined as
+/// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)); p = e * (1 / z); p[s] = 0 for n <= s < seq.
+/// (layers/attention.hpp, causal_softmax_row_f32, is the scalar reference.)
+struct CausalSoftmaxArgs {
+  float* p;
+  std::size_t ld, first, rows, seq;
+  float scale;
+};
+
+/// Its backward on the same rows: sum = sum_{s <= t} dp * p in s order (one chain per row);
+/// ds = (p * (dp - sum)) * scale for s <= t, 0 above (ds overwrites dp, stride ld for both).
+struct CausalSoftmaxBackwardArgs {
+  float* ds;
+  const float* p;
+  std::size_t ld, first, rows, seq;
+  float scale;
+};
+
+/// True when some x[i * ld + c] (i < rows, c < cols) is NaN or +-Inf (exponent bits all ones).
+struct NonFiniteArgs {
+  const float* x;
+  std::size_t ld, rows, cols;
+};
+
 PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
 PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
@@ -148,6 +245,14 @@ PQUANT_KERNEL_API void lut_gemm(const LutGemmArgs& args);
 PQUANT_KERNEL_API void int8_gemv(const Int8GemvArgs& args);
 PQUANT_KERNEL_API void int8_gemm(const Int8GemmArgs& args);
 PQUANT_KERNEL_API void f32_gemv(const F32GemvArgs& args);
+PQUANT_KERNEL_API void swiglu_forward(const SwigluForwardArgs& args);
+PQUANT_KERNEL_API void swiglu_backward(const SwigluBackwardArgs& args);
+PQUANT_KERNEL_API void rmsnorm_forward(const RmsNormForwardArgs& args);
+PQUANT_KERNEL_API void rmsnorm_backward(const RmsNormBackwardArgs& args);
+PQUANT_KERNEL_API void adamw_update(const AdamWArgs& args);
+PQUANT_KERNEL_API bool any_non_finite(const NonFiniteArgs& args);
+PQUANT_KERNEL_API void causal_softmax(const CausalSoftmaxArgs& args);
+PQUANT_KERNEL_API void causal_softmax_backward(const CausalSoftmaxBackwardArgs& args);
 /// Bitfield of the Highway targets compiled into the kernels (HWY_TARGETS of the dispatch unit).
 PQUANT_KERNEL_API std::int64_t compiled_targets();
 /// The Highway target the next kernel call will run on.

@@ -31,6 +31,14 @@ HWY_EXPORT(LutGemm);
 HWY_EXPORT(Int8Gemv);
 HWY_EXPORT(Int8Gemm);
 HWY_EXPORT(F32Gemv);
+HWY_EXPORT(SwigluForward);
+HWY_EXPORT(SwigluBackward);
+HWY_EXPORT(RmsNormForward);
+HWY_EXPORT(RmsNormBackward);
+HWY_EXPORT(AdamWUpdate);
+HWY_EXPORT(AnyNonFinite);
+HWY_EXPORT(CausalSoftmax);
+HWY_EXPORT(CausalSoftmaxBackward);
 HWY_EXPORT(CurrentTarget);
 
 namespace detail {
@@ -54,6 +62,30 @@ void int8_gemm(const Int8GemmArgs& args) {
 }
 void f32_gemv(const F32GemvArgs& args) {
   HWY_DYNAMIC_DISPATCH(F32Gemv)(args);
+}
+void swiglu_forward(const SwigluForwardArgs& args) {
+  HWY_DYNAMIC_DISPATCH(SwigluForward)(args);
+}
+void swiglu_backward(const SwigluBackwardArgs& args) {
+  HWY_DYNAMIC_DISPATCH(SwigluBackward)(args);
+}
+void rmsnorm_forward(const RmsNormForwardArgs& args) {
+  HWY_DYNAMIC_DISPATCH(RmsNormForward)(args);
+}
+void rmsnorm_backward(const RmsNormBackwardArgs& args) {
+  HWY_DYNAMIC_DISPATCH(RmsNormBackward)(args);
+}
+void adamw_update(const AdamWArgs& args) {
+  HWY_DYNAMIC_DISPATCH(AdamWUpdate)(args);
+}
+bool any_non_finite(const NonFiniteArgs& args) {
+  return HWY_DYNAMIC_DISPATCH(AnyNonFinite)(args);
+}
+void causal_softmax(const CausalSoftmaxArgs& args) {
+  HWY_DYNAMIC_DISPATCH(CausalSoftmax)(args);
+}
+void causal_softmax_backward(const CausalSoftmaxBackwardArgs& args) {
+  HWY_DYNAMIC_DISPATCH(CausalSoftmaxBackward)(args);
 }
 std::int64_t compiled_targets() {
   return HWY_TARGETS;

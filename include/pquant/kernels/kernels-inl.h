@@ -11,9 +11,12 @@
 #endif
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -685,6 +688,9 @@ HWY_NOINLINE void F32Gemv(const detail::F32GemvArgs& a) {
 
 // FP32 GEMM (training and the integer GEMMs of the quantized forward): its own file.
 #include "pquant/kernels/gemm_f32-inl.h"
+
+// SwiGLU, RMSNorm, AdamW and the finiteness check of a training step: their own file.
+#include "pquant/kernels/elementwise-inl.h"
 
 }  // namespace pquant::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();

@@ -24,6 +24,7 @@
 #include <tbb/parallel_for.h>
 
 #include "pquant/core/matrix.hpp"
+#include "pquant/kernels/elementwise.hpp"
 #include "pquant/kernels/gemm.hpp"
 #include "pquant/layers/bit_linear.hpp"
 #include "pquant/layers/fast_exp.hpp"
@@ -67,6 +68,16 @@ inline void causal_softmax_row_f32(float* row, std::size_t t, std::size_t seq, f
   const float inv = 1.0f / z;
   for (std::size_t i = 0; i < n; ++i) row[i] *= inv;
   for (std::size_t i = n; i < seq; ++i) row[i] = 0;
+}
+
+/// The softmax backward of one float row (the reference of kernels::causal_softmax_backward):
+/// ds = (p * (dp - sum_{s <= t} dp * p)) * scale for s <= t (sum in s order), 0 above; in place.
+inline void causal_softmax_backward_row_f32(float* ds, const float* p, std::size_t t,
+                                            std::size_t seq, float scale) {
+  float sum = 0;
+  for (std::size_t s = 0; s <= t; ++s) sum += ds[s] * p[s];
+  for (std::size_t s = 0; s <= t; ++s) ds[s] = p[s] * (ds[s] - sum) * scale;
+  for (std::size_t s = t + 1; s < seq; ++s) ds[s] = 0;
 }
 
 template <class T>
@@ -117,7 +128,7 @@ void causal_attention_forward(MatrixView<const T> q, MatrixView<const T> k, Matr
         kernels::gemm_forward(qh.row_range(c0, seq - c0), kh.row_range(c0, c1 - c0),
                               MatrixView<float>(&ph(c0, c0), seq - c0, c1 - c0, seq));
       }
-      for (std::size_t t = 0; t < seq; ++t) detail::causal_softmax_row(&ph(t, 0), t, seq, scale);
+      kernels::causal_softmax(ph, 0, scale);  // SIMD; causal_softmax_row_f32 bit for bit
       for (std::size_t r0 = 0; r0 < seq; r0 += detail::kCausalBlock) {  // O = P V_h, s < r1
         const std::size_t r1 = std::min(seq, r0 + detail::kCausalBlock);
         kernels::gemm_backward_data(MatrixView<const float>(&ph(r0, 0), r1 - r0, r1, seq),
@@ -190,12 +201,9 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
         kernels::gemm_forward(doh.row_range(c0, seq - c0), vh.row_range(c0, c1 - c0),
                               MatrixView<float>(&ds(c0, c0), seq - c0, c1 - c0, seq));
       }
-      for (std::size_t t = 0; t < seq; ++t) {  // dS = P .* (dP - rowsum(dP .* P)) / sqrt(hd)
-        float sum = 0;
-        for (std::size_t s = 0; s <= t; ++s) sum += ds(t, s) * ph(t, s);
-        for (std::size_t s = 0; s <= t; ++s) ds(t, s) = ph(t, s) * (ds(t, s) - sum) * scale;
-        for (std::size_t s = t + 1; s < seq; ++s) ds(t, s) = 0;
-      }
+      // dS = P .* (dP - rowsum(dP .* P)) / sqrt(hd): SIMD, causal_softmax_backward_row_f32 bit
+      // for bit.
+      kernels::causal_softmax_backward(ds, ph, 0, scale);
       for (std::size_t r0 = 0; r0 < seq; r0 += detail::kCausalBlock) {
         const std::size_t r1 = std::min(seq, r0 + detail::kCausalBlock), rows = r1 - r0;
         // dV = P^T dO and dK = dS^T Q for keys [r0, r1): queries t >= r0.

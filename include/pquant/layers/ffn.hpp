@@ -15,6 +15,7 @@
 #include <tbb/parallel_invoke.h>
 
 #include "pquant/core/matrix.hpp"
+#include "pquant/kernels/elementwise.hpp"
 #include "pquant/layers/activations.hpp"
 #include "pquant/layers/bit_linear.hpp"
 #include "pquant/layers/init.hpp"
@@ -75,8 +76,8 @@ class FfnBranch {
           gate_->forward(a, g_.view());
       });
       by_rows(n, [&](std::size_t i, std::size_t m) {
-        swiglu_forward<float>(g_.view().row_range(i, m), u_.view().row_range(i, m),
-                              h_.view().row_range(i, m));
+        kernels::swiglu_forward(g_.view().row_range(i, m), u_.view().row_range(i, m),
+                                h_.view().row_range(i, m));
       });
     } else {
       up();
@@ -98,9 +99,9 @@ class FfnBranch {
     if (gate_) {
       detail::ensure_shape(dg_, n, h);
       by_rows(n, [&](std::size_t i, std::size_t m) {
-        swiglu_backward<float>(dh_.view().row_range(i, m), g_.view().row_range(i, m),
-                               u_.view().row_range(i, m), dg_.view().row_range(i, m),
-                               du_.view().row_range(i, m));
+        kernels::swiglu_backward(dh_.view().row_range(i, m), g_.view().row_range(i, m),
+                                 u_.view().row_range(i, m), dg_.view().row_range(i, m),
+                                 du_.view().row_range(i, m));
       });
       detail::ensure_shape(da_part_, n, cfg_.d_model);
       // Concurrent (own parameters and outputs); then da = dA_up + dA_gate in a fixed order.

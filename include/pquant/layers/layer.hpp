@@ -47,6 +47,7 @@
 #include <tbb/parallel_for.h>
 
 #include "pquant/core/matrix.hpp"
+#include "pquant/kernels/elementwise.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/parameter_store.hpp"
 
@@ -115,31 +116,27 @@ void for_row_blocks(std::size_t rows, F&& f) {
                     [&](const tbb::blocked_range<std::size_t>& b) { f(b.begin(), b.size()); });
 }
 
-/// dst = src (dst resized; src may be strided).
+/// dst = src (dst resized; src may be strided): one memcpy per block of rows (per row if strided).
 template <class T>
 void copy_into(MatrixView<const T> src, Matrix<T>& dst) {
   ensure_shape(dst, src.rows, src.cols);
+  if (src.empty()) return;
   for_row_blocks(src.rows, [&](std::size_t r0, std::size_t rows) {
+    if (src.contiguous()) {
+      std::memcpy(&dst(r0, 0), src.data + r0 * src.cols, rows * src.cols * sizeof(T));
+      return;
+    }
     for (std::size_t r = r0; r < r0 + rows; ++r)
-      for (std::size_t c = 0; c < src.cols; ++c) dst(r, c) = src(r, c);
+      std::memcpy(&dst(r, 0), src.data + r * src.stride, src.cols * sizeof(T));
   });
 }
 
-/// NaN/Inf check on the hot path: an integer OR-reduction of "exponent all ones" that the compiler
-/// vectorises; only on failure does check::finite run to name the element.
+/// NaN/Inf check on the hot path: the SIMD kernel (kernels::all_finite) per block of rows; only on
+/// failure does check::finite run to name the element.
 inline void check_finite_fast(MatrixView<const float> x, const char* fn, const char* arg) {
   std::atomic<std::uint32_t> any_bad{0};
   for_row_blocks(x.rows, [&](std::size_t r0, std::size_t rows) {
-    std::uint32_t bad = 0;
-    for (std::size_t r = r0; r < r0 + rows; ++r) {
-      const float* row = x.data + r * x.stride;
-      for (std::size_t c = 0; c < x.cols; ++c) {
-        std::uint32_t bits;
-        std::memcpy(&bits, row + c, sizeof bits);
-        bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-      }
-    }
-    if (bad != 0) any_bad.store(1, std::memory_order_relaxed);
+    if (!kernels::all_finite(x.row_range(r0, rows))) any_bad.store(1, std::memory_order_relaxed);
   });
   if (any_bad.load() != 0) check::finite(x, fn, arg);
 }

@@ -11,6 +11,7 @@
 #include <tbb/parallel_for.h>
 
 #include "pquant/core/matrix.hpp"
+#include "pquant/kernels/elementwise.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"
 #include "pquant/layers/parameter_store.hpp"
@@ -20,6 +21,7 @@ namespace pquant {
 inline constexpr float kRmsNormEps = 1e-5f;
 
 /// x [n x d], gain [d] -> y [n x d]; inv_rms [n] receives 1/sqrt(mean(x^2) + eps) per row.
+/// The scalar reference of kernels::rmsnorm_forward (bit-identical; sums in column order).
 template <class T>
 void rmsnorm_forward(MatrixView<const T> x, const T* gain, T eps, MatrixView<T> y, T* inv_rms) {
   const std::size_t d = x.cols;
@@ -33,7 +35,8 @@ void rmsnorm_forward(MatrixView<const T> x, const T* gain, T eps, MatrixView<T> 
 }
 
 /// dy [n x d] -> dx [n x d] (overwritten; may be skipped with dx.rows == 0); dgain [d] +=.
-/// With u = g*dy: dx = r*u - r^3 * x * mean(u*x), dgain += dy * x * r.
+/// With u = g*dy: dx = r*u - r^3 * x * mean(u*x), dgain += dy * x * r. The scalar reference of
+/// kernels::rmsnorm_backward (bit-identical).
 template <class T>
 void rmsnorm_backward(MatrixView<const T> dy, MatrixView<const T> x, const T* gain,
                       const T* inv_rms, MatrixView<T> dx, T* dgain) {
@@ -78,8 +81,8 @@ class RMSNorm {
     const float* gain = store_->value(gain_).data;
     detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
       for (std::size_t i = i0; i < i0 + rows; ++i) std::copy_n(&x(i, 0), d, &x_(i, 0));
-      rmsnorm_forward<float>(x_.view().row_range(i0, rows), gain, cfg_.eps, y.row_range(i0, rows),
-                             inv_rms_.data() + i0);
+      kernels::rmsnorm_forward(x_.view().row_range(i0, rows), {gain, d}, cfg_.eps,
+                               y.row_range(i0, rows), {inv_rms_.data() + i0, rows});
     });
   }
 
@@ -93,9 +96,10 @@ class RMSNorm {
     const float* gain = store_->value(gain_).data;
     tbb::parallel_for(std::size_t{0}, chunks, [&](std::size_t c) {
       const std::size_t i0 = c * kChunk, rows = std::min(kChunk, n - i0);
-      rmsnorm_backward<float>(
-          dy.row_range(i0, rows), x_.view().row_range(i0, rows), gain, inv_rms_.data() + i0,
-          dx.rows == 0 ? MatrixView<float>{} : dx.row_range(i0, rows), partial_.data() + c * d);
+      kernels::rmsnorm_backward(dy.row_range(i0, rows), x_.view().row_range(i0, rows), {gain, d},
+                                {inv_rms_.data() + i0, rows},
+                                dx.rows == 0 ? MatrixView<float>{} : dx.row_range(i0, rows),
+                                {partial_.data() + c * d, d});
     });
     float* dgain = store_->grad(gain_).data;
     for (std::size_t c = 0; c < chunks; ++c)

@@ -22,6 +22,7 @@
 
 #include "pquant/core/aligned_buffer.hpp"
 #include "pquant/core/error.hpp"
+#include "pquant/kernels/elementwise.hpp"
 #include "pquant/layers/parameter_store.hpp"
 
 namespace pquant {
@@ -53,6 +54,19 @@ struct AdamWConfig {
     return false;
   }
 };
+
+/// p, g, m, v [n]: the scalar AdamW update, element by element (the reference the SIMD kernel
+/// kernels::adamw_update reproduces operation for operation; AdamW::step runs the kernel).
+inline void adamw_update_reference(std::span<float> p, std::span<const float> g, std::span<float> m,
+                                   std::span<float> v, const kernels::AdamWStep& s) {
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    const float gi = g[i];
+    m[i] = s.beta1 * m[i] + (1.f - s.beta1) * gi;
+    v[i] = s.beta2 * v[i] + (1.f - s.beta2) * gi * gi;
+    const float denom = std::sqrt(v[i]) * s.inv_sqrt_bc2 + s.eps;
+    p[i] = p[i] * s.decay - s.step_size * (m[i] / denom);
+  }
+}
 
 class AdamW {
  public:
@@ -96,17 +110,15 @@ class AdamW {
     const float* g = store.grads().data();
     float* m = m_.data();
     float* v = v_.data();
+    const kernels::AdamWStep base{b1, b2, eps, step_size, inv_sqrt_bc2, 1.f};
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, segments_.size()), [&](const auto& r) {
       for (std::size_t s = r.begin(); s != r.end(); ++s) {
         const Segment seg = segments_[s];
-        const float d = seg.decay ? decay : 1.f;
-        for (std::size_t i = seg.offset; i < seg.offset + seg.size; ++i) {
-          const float gi = g[i];
-          m[i] = b1 * m[i] + (1.f - b1) * gi;
-          v[i] = b2 * v[i] + (1.f - b2) * gi * gi;
-          const float denom = std::sqrt(v[i]) * inv_sqrt_bc2 + eps;
-          p[i] = p[i] * d - step_size * (m[i] / denom);
-        }
+        kernels::AdamWStep st = base;
+        st.decay = seg.decay ? decay : 1.f;
+        // SIMD; the operations of adamw_update_reference, in order (bit-identical).
+        kernels::adamw_update({p + seg.offset, seg.size}, {g + seg.offset, seg.size},
+                              {m + seg.offset, seg.size}, {v + seg.offset, seg.size}, st);
       }
     });
   }

@@ -30,6 +30,30 @@ inline void int8_gemm(const Int8GemmArgs& args) {
 inline void f32_gemv(const F32GemvArgs& args) {
   HWY_NAMESPACE::F32Gemv(args);
 }
+inline void swiglu_forward(const SwigluForwardArgs& args) {
+  HWY_NAMESPACE::SwigluForward(args);
+}
+inline void swiglu_backward(const SwigluBackwardArgs& args) {
+  HWY_NAMESPACE::SwigluBackward(args);
+}
+inline void rmsnorm_forward(const RmsNormForwardArgs& args) {
+  HWY_NAMESPACE::RmsNormForward(args);
+}
+inline void rmsnorm_backward(const RmsNormBackwardArgs& args) {
+  HWY_NAMESPACE::RmsNormBackward(args);
+}
+inline void adamw_update(const AdamWArgs& args) {
+  HWY_NAMESPACE::AdamWUpdate(args);
+}
+inline bool any_non_finite(const NonFiniteArgs& args) {
+  return HWY_NAMESPACE::AnyNonFinite(args);
+}
+inline void causal_softmax(const CausalSoftmaxArgs& args) {
+  HWY_NAMESPACE::CausalSoftmax(args);
+}
+inline void causal_softmax_backward(const CausalSoftmaxBackwardArgs& args) {
+  HWY_NAMESPACE::CausalSoftmaxBackward(args);
+}
 inline std::int64_t compiled_targets() {
   return HWY_STATIC_TARGET;
 }

@@ -1,0 +1,371 @@
+// Element-wise kernels of a training step (SwiGLU, RMSNorm, AdamW, the finiteness check, the
+// attention's causal softmax rows), one expansion per Highway target. Textually included by kernels-inl.h inside its per-target
+// namespace (no guard of its own: kernels-inl.h's toggle guard governs the expansion). Not included
+// directly. Argument structs and the exact arithmetic: backend.hpp; docs/training.md.
+//
+// Every kernel performs the scalar reference's operations in the same order, each rounded once
+// (no fused multiply-add), so the results are the same on every target and equal to the scalar
+// code (layers/fast_exp.hpp, activations.hpp, rms_norm.hpp, adamw.hpp) built without FMA
+// contraction. Row sums keep the reference's order (RowSums: 8 rows' chains interleaved). Tails
+// shorter than a vector are loaded zero-padded and stored partially, so they take the same path.
+// ---------------------------------------------------------------------------------------------
+
+// A product that the compiler must not fuse with the following add (GCC contracts a * b + c into
+// an FMA on FMA targets even across intrinsics): an empty asm makes the product opaque. Targets
+// without FMA need nothing.
+template <class V>
+HWY_INLINE V Rounded(V v) {
+#if (HWY_COMPILER_GCC || HWY_COMPILER_CLANG) && HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+#if HWY_TARGET <= HWY_AVX3
+  asm("" : "+v"(v.raw));
+#else
+  asm("" : "+x"(v.raw));
+#endif
+#elif (HWY_COMPILER_GCC || HWY_COMPILER_CLANG) && HWY_ARCH_ARM && HWY_TARGET == HWY_NEON
+  asm("" : "+w"(v.raw));
+#endif
+  return v;
+}
+
+// fast_exp (layers/fast_exp.hpp) lane-wise: the same clamp on the bit pattern, Cody-Waite
+// reduction and Cephes polynomial, operation for operation.
+template <class DF, class VF>
+HWY_INLINE VF FastExp(DF df, VF x) {
+  const hn::RebindToSigned<DF> di;
+  const auto k_lo = hn::Set(di, static_cast<std::int32_t>(0xC2AE999Au));  // bits of -87.3f
+  const auto k_hi = hn::Set(di, static_cast<std::int32_t>(0x42B00000));   // bits of 88.0f
+  auto i = hn::BitCast(di, x);
+  const auto below = hn::And(hn::Lt(i, hn::Zero(di)), hn::Gt(i, k_lo));
+  const auto above = hn::Gt(i, k_hi);
+  i = hn::IfThenElse(below, k_lo, hn::IfThenElse(above, k_hi, i));
+  x = hn::BitCast(df, i);
+  const auto magic = hn::Set(df, 12582912.0f);
+  const auto n =
+      hn::Sub(hn::Add(Rounded(hn::Mul(x, hn::Set(df, 1.44269504088896341f))), magic), magic);
+  const auto r = hn::Sub(hn::Sub(x, Rounded(hn::Mul(n, hn::Set(df, 0.693359375f)))),
+                         Rounded(hn::Mul(n, hn::Set(df, -2.12194440e-4f))));
+  auto p = hn::Set(df, 1.9875691500e-4f);
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 1.3981999507e-3f));
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 8.3334519073e-3f));
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 4.1665795894e-2f));
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 1.6666665459e-1f));
+  p = hn::Add(Rounded(hn::Mul(p, r)), hn::Set(df, 5.0000001201e-1f));
+  const auto e = hn::Add(hn::Add(Rounded(hn::Mul(hn::Mul(p, r), r)), r), hn::Set(df, 1.0f));
+  const auto bits = hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
+  return Rounded(hn::Mul(e, hn::BitCast(df, bits)));
+}
+
+// fast_sigmoid lane-wise: e = exp(-|v|), then 1 / (1 + e) where the sign bit of v is clear and
+// e * (1 / (1 + e)) where it is set, exactly as the scalar function.
+template <class DF, class VF>
+HWY_INLINE VF FastSigmoid(DF df, VF v) {
+  const hn::RebindToSigned<DF> di;
+  const auto one = hn::Set(df, 1.0f);
+  const auto e = FastExp(df, hn::Neg(hn::Abs(v)));
+  const auto pos = hn::Div(one, hn::Add(one, e));
+  const auto neg = hn::Mul(e, pos);
+  const auto negative = hn::RebindMask(df, hn::Lt(hn::BitCast(di, v), hn::Zero(di)));
+  return Rounded(hn::IfThenElse(negative, neg, pos));
+}
+
+// body(c, count) over a row of `cols` floats: count = N for whole vectors, then once with the
+// tail count (< N) when cols % N != 0 (the body loads it zero-padded and stores `count` lanes).
+template <class DF, class Body>
+HWY_INLINE void ForRowVectors(DF df, std::size_t cols, Body&& body) {
+  const std::size_t N = hn::Lanes(df);
+  std::size_t c = 0;
+  for (; c + N <= cols; c += N) body(c, N);
+  if (c < cols) body(c, cols - c);
+}
+
+// Loads `count` (<= N) floats at p, zero-padded to a full vector. AVX2 and AVX-512 have masked
+// loads and stores that never touch the masked-off memory; other targets go through a buffer.
+template <class DF>
+HWY_INLINE hn::Vec<DF> LoadPadded(DF df, const float* p, std::size_t count) {
+  if constexpr (hn::MaxLanes(DF()) == 1) return hn::LoadU(df, p);  // count is 1
+  if (count == hn::Lanes(df)) return hn::LoadU(df, p);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  return hn::MaskedLoad(hn::FirstN(df, count), df, p);
+#else
+  HWY_ALIGN float buf[hn::MaxLanes(df)] = {};
+  std::memcpy(buf, p, count * sizeof(float));
+  return hn::Load(df, buf);
+#endif
+}
+
+// Stores the first `count` (<= N) lanes of v at p (the memory past them is not written).
+template <class DF>
+HWY_INLINE void StorePartial(DF df, hn::Vec<DF> v, float* p, std::size_t count) {
+  if constexpr (hn::MaxLanes(DF()) == 1) return hn::StoreU(v, df, p);  // count is 1
+  if (count == hn::Lanes(df)) return hn::StoreU(v, df, p);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  hn::BlendedStore(v, hn::FirstN(df, count), df, p);
+#else
+  HWY_ALIGN float buf[hn::MaxLanes(df)];
+  hn::Store(v, df, buf);
+  std::memcpy(p, buf, count * sizeof(float));
+#endif
+}
+
+HWY_NOINLINE void SwigluForward(const detail::SwigluForwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const float* g_row = a.gate + i * a.ldg;
+    const float* u_row = a.up + i * a.ldu;
+    float* h_row = a.h + i * a.ldh;
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto g = LoadPadded(df, g_row + c, count);
+      const auto u = LoadPadded(df, u_row + c, count);
+      const auto h = hn::Mul(hn::Mul(g, FastSigmoid(df, g)), u);
+      StorePartial(df, h, h_row + c, count);
+    });
+  }
+}
+
+HWY_NOINLINE void SwigluBackward(const detail::SwigluBackwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  const auto one = hn::Set(df, 1.0f);
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const float* dh_row = a.dh + i * a.ldd;
+    const float* g_row = a.gate + i * a.ldg;
+    const float* u_row = a.up + i * a.ldu;
+    float* dg_row = a.dgate + i * a.lddg;
+    float* du_row = a.dup + i * a.lddu;
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto dh = LoadPadded(df, dh_row + c, count);
+      const auto g = LoadPadded(df, g_row + c, count);
+      const auto u = LoadPadded(df, u_row + c, count);
+      const auto s = FastSigmoid(df, g);
+      const auto du = hn::Mul(hn::Mul(dh, g), s);
+      const auto slope = hn::Add(one, Rounded(hn::Mul(g, hn::Sub(one, s))));
+      const auto dg = hn::Mul(hn::Mul(hn::Mul(dh, u), s), slope);
+      StorePartial(df, du, du_row + c, count);
+      StorePartial(df, dg, dg_row + c, count);
+    });
+  }
+}
+
+// Row sums in column order, the scalar reference's order bit for bit. A single row's sum is one
+// chain of dependent adds (latency-bound), so up to 8 rows are summed side by side: per block of
+// columns, terms(j, c0, w, out) writes the w terms of row j (computed in vectors) to a buffer, and
+// 8 scalar chains, one per row, add them in column order (only adds: no contraction possible).
+template <class Terms>
+HWY_INLINE void RowSums(std::size_t count, std::size_t cols, Terms&& terms, float* sums) {
+  constexpr std::size_t kBlock = 64;  // a multiple of every target's lane count
+  HWY_ALIGN float buf[8][kBlock];
+  for (std::size_t j = count; j < 8; ++j) std::memset(buf[j], 0, sizeof(buf[j]));
+  float s[8] = {};
+  for (std::size_t c0 = 0; c0 < cols; c0 += kBlock) {
+    const std::size_t w = std::min(kBlock, cols - c0);
+    for (std::size_t j = 0; j < count; ++j) terms(j, c0, w, buf[j]);
+    for (std::size_t c = 0; c < w; ++c)
+      for (std::size_t j = 0; j < 8; ++j) s[j] += buf[j][c];  // rows >= count add zeros
+  }
+  for (std::size_t j = 0; j < count; ++j) sums[j] = s[j];
+}
+
+HWY_NOINLINE void RmsNormForward(const detail::RmsNormForwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  float ss[8];
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
+    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
+    RowSums(
+        count, a.cols,
+        [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
+          const float* x_row = a.x + (i0 + j) * a.ldx + c0;
+          ForRowVectors(df, w, [&](std::size_t c, std::size_t n) HWY_ATTR {
+            const auto x = LoadPadded(df, x_row + c, n);
+            StorePartial(df, hn::Mul(x, x), out + c, n);
+          });
+        },
+        ss);
+    for (std::size_t j = 0; j < count; ++j) {
+      const std::size_t i = i0 + j;
+      const float* x_row = a.x + i * a.ldx;
+      float* y_row = a.y + i * a.ldy;
+      const float r = 1.0f / std::sqrt(ss[j] / static_cast<float>(a.cols) + a.eps);
+      a.inv_rms[i] = r;
+      const auto vr = hn::Set(df, r);
+      ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
+        const auto y =
+            hn::Mul(hn::Mul(LoadPadded(df, x_row + c, n), vr), LoadPadded(df, a.gain + c, n));
+        StorePartial(df, y, y_row + c, n);
+      });
+    }
+  }
+}
+
+HWY_NOINLINE void RmsNormBackward(const detail::RmsNormBackwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  float dots[8];
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
+    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
+    // One pass over dy and x per row computes the dot product's terms and adds the row's gain
+    // gradient (rows in order for every column, as the reference).
+    RowSums(
+        count, a.cols,
+        [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
+          const float* x_row = a.x + (i0 + j) * a.ldx + c0;
+          const float* dy_row = a.dy + (i0 + j) * a.lddy + c0;
+          const auto vr = hn::Set(df, a.inv_rms[i0 + j]);
+          ForRowVectors(df, w, [&](std::size_t c, std::size_t n) HWY_ATTR {
+            const auto dy = LoadPadded(df, dy_row + c, n);
+            const auto x = LoadPadded(df, x_row + c, n);
+            const auto g = LoadPadded(df, a.gain + c0 + c, n);
+            StorePartial(df, hn::Mul(hn::Mul(g, dy), x), out + c, n);
+            const auto dgain = LoadPadded(df, a.dgain + c0 + c, n);
+            const auto term = Rounded(hn::Mul(hn::Mul(dy, x), vr));
+            StorePartial(df, hn::Add(dgain, term), a.dgain + c0 + c, n);
+          });
+        },
+        dots);
+    if (a.dx == nullptr) continue;
+    for (std::size_t j = 0; j < count; ++j) {
+      const std::size_t i = i0 + j;
+      const float* dy_row = a.dy + i * a.lddy;
+      const float* x_row = a.x + i * a.ldx;
+      float* dx_row = a.dx + i * a.lddx;
+      const float r = a.inv_rms[i];
+      const float k = r * r * r * dots[j] / static_cast<float>(a.cols);
+      const auto vr = hn::Set(df, r), vk = hn::Set(df, k);
+      ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
+        const auto first =
+            hn::Mul(hn::Mul(vr, LoadPadded(df, a.gain + c, n)), LoadPadded(df, dy_row + c, n));
+        const auto second = hn::Mul(vk, LoadPadded(df, x_row + c, n));
+        StorePartial(df, hn::Sub(Rounded(first), Rounded(second)), dx_row + c, n);
+      });
+    }
+  }
+}
+
+HWY_NOINLINE void AdamWUpdate(const detail::AdamWArgs& a) {
+  const hn::ScalableTag<float> df;
+  const auto b1 = hn::Set(df, a.b1), b2 = hn::Set(df, a.b2);
+  const auto c1 = hn::Set(df, 1.0f - a.b1), c2 = hn::Set(df, 1.0f - a.b2);
+  const auto eps = hn::Set(df, a.eps), step = hn::Set(df, a.step_size);
+  const auto inv_sqrt_bc2 = hn::Set(df, a.inv_sqrt_bc2), decay = hn::Set(df, a.decay);
+  ForRowVectors(df, a.n, [&](std::size_t i, std::size_t count) HWY_ATTR {
+    const auto g = LoadPadded(df, a.g + i, count);
+    const auto m =
+        hn::Add(Rounded(hn::Mul(b1, LoadPadded(df, a.m + i, count))), Rounded(hn::Mul(c1, g)));
+    const auto v = hn::Add(Rounded(hn::Mul(b2, LoadPadded(df, a.v + i, count))),
+                           Rounded(hn::Mul(hn::Mul(c2, g), g)));
+    const auto denom = hn::Add(Rounded(hn::Mul(hn::Sqrt(v), inv_sqrt_bc2)), eps);
+    const auto p = hn::Sub(Rounded(hn::Mul(LoadPadded(df, a.p + i, count), decay)),
+                           Rounded(hn::Mul(step, hn::Div(m, denom))));
+    StorePartial(df, m, a.m + i, count);
+    StorePartial(df, v, a.v + i, count);
+    StorePartial(df, p, a.p + i, count);
+  });
+}
+
+HWY_NOINLINE bool AnyNonFinite(const detail::NonFiniteArgs& a) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const auto exponent = hn::Set(du, 0x7f800000u);
+  auto bad = hn::Zero(du);
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const float* row = a.x + i * a.ld;
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto e = hn::And(hn::BitCast(du, LoadPadded(df, row + c, count)), exponent);
+      bad = hn::Or(bad, hn::VecFromMask(du, hn::Eq(e, exponent)));
+    });
+  }
+  return !hn::AllFalse(du, hn::MaskFromVec(bad));
+}
+
+// Causal softmax rows: causal_softmax_row_f32 (layers/attention.hpp) operation for operation. The
+// 8 lane sums are one vector on 256-bit targets, two on 128-bit ones, eight scalars on HWY_SCALAR.
+HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
+  const hn::CappedTag<float, 8> d8;
+  const hn::RebindToSigned<decltype(d8)> di;
+  constexpr std::size_t N = hn::MaxLanes(d8);
+  constexpr std::size_t kVecs = 8 / N;
+  static_assert(N * kVecs == 8, "8 lane sums in whole vectors");
+  const auto scale = hn::Set(d8, a.scale);
+  const auto magnitude = hn::Set(di, 0x7fffffff);
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    float* row = a.p + i * a.ld;
+    const std::size_t n = a.first + i + 1;
+    // Keys [n, seq) belong to the row and are zeroed at the end: a vector that starts before n
+    // is read and written whole when it fits in the row (its lanes >= n are masked out of the max
+    // and the sum), so only a row's last vector may need the padded path.
+    auto load = [&](std::size_t c, std::size_t count) HWY_ATTR {
+      return c + N <= a.seq ? hn::LoadU(d8, row + c) : LoadPadded(d8, row + c, count);
+    };
+    auto store = [&](hn::Vec<decltype(d8)> v, std::size_t c, std::size_t count) HWY_ATTR {
+      if (c + N <= a.seq)
+        hn::StoreU(v, d8, row + c);
+      else
+        StorePartial(d8, v, row + c, count);
+    };
+    // v = p * scale and the max of the order-preserving keys (bits ^ ((bits >> 31) & 0x7fffffff)).
+    auto best = hn::Set(di, std::numeric_limits<std::int32_t>::min());
+    ForRowVectors(d8, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto v = hn::Mul(load(c, count), scale);
+      store(v, c, count);
+      const auto bits = hn::BitCast(di, v);
+      const auto key = hn::Xor(bits, hn::And(hn::ShiftRight<31>(bits), magnitude));
+      best = hn::IfThenElse(hn::FirstN(di, count), hn::Max(best, key), best);
+    });
+    const std::int32_t key = hn::GetLane(hn::MaxOfLanes(di, best));
+    const float mx = std::bit_cast<float>(key ^ ((key >> 31) & 0x7fffffff));
+    const auto vmx = hn::Set(d8, mx);
+    // e = fast_exp(v - mx), summed into 8 lanes in s order (the tail into the first lanes).
+    hn::Vec<decltype(d8)> acc[kVecs];
+    for (std::size_t j = 0; j < kVecs; ++j) acc[j] = hn::Zero(d8);
+    for (std::size_t s = 0; s < n; s += 8)
+      for (std::size_t j = 0; j < kVecs && s + j * N < n; ++j) {
+        const std::size_t at = s + j * N, count = std::min(N, n - at);
+        const auto e = FastExp(d8, hn::Sub(load(at, count), vmx));
+        store(e, at, count);
+        acc[j] = hn::Add(acc[j], hn::IfThenElseZero(hn::FirstN(d8, count), e));
+      }
+    HWY_ALIGN float lane[8];
+    for (std::size_t j = 0; j < kVecs; ++j) hn::Store(acc[j], d8, lane + j * N);
+    const float z =
+        ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    const auto inv = hn::Set(d8, 1.0f / z);
+    ForRowVectors(d8, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      store(hn::Mul(load(c, count), inv), c, count);
+    });
+    std::memset(row + n, 0, (a.seq - n) * sizeof(float));
+  }
+}
+
+// Its backward: the row sums as 8 interleaved chains (RowSums, s order), then the element-wise
+// ds = (p * (dp - sum)) * scale.
+HWY_NOINLINE void CausalSoftmaxBackward(const detail::CausalSoftmaxBackwardArgs& a) {
+  const hn::ScalableTag<float> df;
+  const auto scale = hn::Set(df, a.scale);
+  float sums[8];
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
+    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
+    const std::size_t longest = a.first + i0 + count;  // row length of the group's last row
+    RowSums(
+        count, longest,
+        [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
+          const std::size_t n = a.first + i0 + j + 1;  // this row's length
+          const std::size_t valid = n > c0 ? std::min(w, n - c0) : 0;
+          const float* dp_row = a.ds + (i0 + j) * a.ld + c0;
+          const float* p_row = a.p + (i0 + j) * a.ld + c0;
+          ForRowVectors(df, valid, [&](std::size_t c, std::size_t m) HWY_ATTR {
+            StorePartial(df, hn::Mul(LoadPadded(df, dp_row + c, m), LoadPadded(df, p_row + c, m)),
+                         out + c, m);
+          });
+          std::memset(out + valid, 0, (w - valid) * sizeof(float));  // adds +0: no change
+        },
+        sums);
+    for (std::size_t j = 0; j < count; ++j) {
+      const std::size_t n = a.first + i0 + j + 1;
+      float* ds_row = a.ds + (i0 + j) * a.ld;
+      const float* p_row = a.p + (i0 + j) * a.ld;
+      const auto sum = hn::Set(df, sums[j]);
+      ForRowVectors(df, n, [&](std::size_t c, std::size_t m) HWY_ATTR {
+        const auto d = hn::Sub(LoadPadded(df, ds_row + c, m), sum);
+        StorePartial(df, hn::Mul(hn::Mul(LoadPadded(df, p_row + c, m), d), scale), ds_row + c, m);
+      });
+      std::memset(ds_row + n, 0, (a.seq - n) * sizeof(float));
+    }
+  }
+}

@@ -1,0 +1,325 @@
+// The element-wise SIMD kernels of a training step (kernels/elementwise.hpp) on every Highway
+// target the CPU supports, against their scalar references: SwiGLU and AdamW bit for bit (the same
+// operations in the same order, no FMA), RMSNorm bit for bit against the scalar reference and an
+// independent model of the documented (column-order) reduction, and within a tolerance of double
+// precision; the NaN/Inf check at every position. Widths that are not multiples of any vector
+// length, strided rows (the padding between rows must stay untouched) and the edges (large |g|,
+// zero rows, tails).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "../kernels/kernel_test_util.hpp"
+#include "pquant/kernels/elementwise.hpp"
+#include "pquant/layers/activations.hpp"
+#include "pquant/layers/attention.hpp"
+#include "pquant/layers/rms_norm.hpp"
+#include "pquant/training/adamw.hpp"
+
+namespace pquant::test {
+namespace {
+
+constexpr std::size_t kWidths[] = {1, 3, 4, 7, 8, 9, 16, 17, 33, 127, 384};
+constexpr std::size_t kPad = 5;         // stride = cols + kPad
+constexpr float kSentinel = -12345.0f;  // fills the padding; must survive every kernel
+
+// rows x cols view over a buffer with stride cols + kPad; values uniform in [lo, hi], padding set
+// to kSentinel.
+struct Strided {
+  std::vector<float> buf;
+  std::size_t rows, cols, pad;
+  Strided(std::size_t r, std::size_t c, float lo, float hi, std::uint32_t seed,
+          std::size_t padding = kPad)
+      : buf(r * (c + padding), kSentinel), rows(r), cols(c), pad(padding) {
+    const auto v = random_floats(r * c, lo, hi, seed);
+    for (std::size_t i = 0; i < r; ++i)
+      for (std::size_t j = 0; j < c; ++j) buf[i * (c + pad) + j] = v[i * c + j];
+  }
+  MatrixView<float> view() { return {buf.data(), rows, cols, cols + pad}; }
+  MatrixView<const float> cview() const { return {buf.data(), rows, cols, cols + pad}; }
+  float& at(std::size_t i, std::size_t j) { return buf[i * (cols + pad) + j]; }
+  bool padding_intact() const {
+    for (std::size_t i = 0; i < rows; ++i)
+      for (std::size_t j = cols; j < cols + pad; ++j)
+        if (std::bit_cast<std::uint32_t>(buf[i * (cols + pad) + j]) !=
+            std::bit_cast<std::uint32_t>(kSentinel))
+          return false;
+    return true;
+  }
+};
+
+// Bitwise equality (distinguishes -0 from +0 and compares NaN payloads).
+void expect_bits_equal(MatrixView<const float> got, MatrixView<const float> want,
+                       const char* what) {
+  for (std::size_t i = 0; i < want.rows; ++i)
+    for (std::size_t j = 0; j < want.cols; ++j)
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(got(i, j)), std::bit_cast<std::uint32_t>(want(i, j)))
+          << what << " at (" << i << ", " << j << "): " << got(i, j) << " vs " << want(i, j);
+}
+
+// Gate values over the whole range, plus the sigmoid's edges in the first columns: the clamps of
+// fast_exp (|g| >= 87.3), huge |g|, +-0 and tiny values.
+void add_gate_edges(Strided& g) {
+  const float edges[] = {0.0f,  -0.0f,  1e-30f, -1e-30f, 87.0f, -87.0f, 87.3f, -87.3f,
+                         88.0f, -88.5f, 100.0f, -100.0f, 1e30f, -1e30f, 16.5f, -16.5f};
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < g.rows; ++i)
+    for (std::size_t j = 0; j < g.cols && k < std::size(edges); j += 2) g.at(i, j) = edges[k++];
+}
+
+class Elementwise : public PerTarget {};
+
+TEST_P(Elementwise, SwigluForwardIsBitIdenticalToTheScalarReference) {
+  for (std::size_t cols : kWidths) {
+    Strided g(5, cols, -30.0f, 30.0f, 1), u(5, cols, -2.0f, 2.0f, 2), h(5, cols, 0, 0, 3);
+    add_gate_edges(g);
+    Matrix<float> ref(5, cols);
+    swiglu_forward<float>(g.cview(), u.cview(), ref.view());
+    kernels::swiglu_forward(g.cview(), u.cview(), h.view());
+    SCOPED_TRACE(cols);
+    expect_bits_equal(h.cview(), ref.view(), "h");
+    EXPECT_TRUE(h.padding_intact());
+  }
+}
+
+TEST_P(Elementwise, SwigluForwardMatchesDoublePrecision) {
+  // Independent of the scalar float code: silu(g) * u in double, relative error a few ulp.
+  Strided g(4, 127, -20.0f, 20.0f, 4), u(4, 127, -2.0f, 2.0f, 5), h(4, 127, 0, 0, 6);
+  kernels::swiglu_forward(g.cview(), u.cview(), h.view());
+  for (std::size_t i = 0; i < 4; ++i)
+    for (std::size_t j = 0; j < 127; ++j) {
+      const double gd = g.at(i, j), ref = gd / (1.0 + std::exp(-gd)) * u.at(i, j);
+      EXPECT_NEAR(h.at(i, j), ref, 1e-6 * std::fabs(ref) + 1e-30) << i << ", " << j;
+    }
+}
+
+TEST_P(Elementwise, SwigluBackwardIsBitIdenticalToTheScalarReference) {
+  for (std::size_t cols : kWidths) {
+    Strided g(4, cols, -30.0f, 30.0f, 7), u(4, cols, -2.0f, 2.0f, 8), dh(4, cols, -1.0f, 1.0f, 9);
+    Strided dg(4, cols, 0, 0, 10), du(4, cols, 0, 0, 11);
+    add_gate_edges(g);
+    Matrix<float> ref_dg(4, cols), ref_du(4, cols);
+    swiglu_backward<float>(dh.cview(), g.cview(), u.cview(), ref_dg.view(), ref_du.view());
+    kernels::swiglu_backward(dh.cview(), g.cview(), u.cview(), dg.view(), du.view());
+    SCOPED_TRACE(cols);
+    expect_bits_equal(dg.cview(), ref_dg.view(), "dgate");
+    expect_bits_equal(du.cview(), ref_du.view(), "dup");
+    EXPECT_TRUE(dg.padding_intact());
+    EXPECT_TRUE(du.padding_intact());
+  }
+}
+
+constexpr std::size_t kRows = 19;  // rows across lanes: 2 groups of 8 (1 of 16) and a tail
+
+// The documented reduction order (backend.hpp, RmsNormForwardArgs): columns in increasing order.
+float sequential_sum(std::size_t n, auto&& term) {
+  float s = 0;
+  for (std::size_t c = 0; c < n; ++c) s += term(c);
+  return s;
+}
+
+TEST_P(Elementwise, RmsNormForwardFollowsTheDocumentedOrderAndMatchesDouble) {
+  for (std::size_t cols : kWidths) {
+    Strided x(kRows, cols, -3.0f, 3.0f, 12), y(kRows, cols, 0, 0, 13, 2);
+    for (std::size_t j = 0; j < cols; ++j) x.at(2, j) = 0.0f;  // a row of zeros: r = 1/sqrt(eps)
+    const auto gain = random_floats(cols, 0.5f, 1.5f, 14);
+    std::vector<float> inv_rms(kRows);
+    kernels::rmsnorm_forward(x.cview(), gain, kRmsNormEps, y.view(), inv_rms);
+    SCOPED_TRACE(cols);
+    EXPECT_TRUE(y.padding_intact());
+    for (std::size_t i = 0; i < kRows; ++i) {
+      const float ss = sequential_sum(cols, [&](std::size_t c) { return x.at(i, c) * x.at(i, c); });
+      const float r = 1.0f / std::sqrt(ss / static_cast<float>(cols) + kRmsNormEps);
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(inv_rms[i]), std::bit_cast<std::uint32_t>(r)) << i;
+      double ssd = 0;
+      for (std::size_t c = 0; c < cols; ++c) ssd += double(x.at(i, c)) * x.at(i, c);
+      const double rd = 1.0 / std::sqrt(ssd / double(cols) + double(kRmsNormEps));
+      EXPECT_NEAR(inv_rms[i], rd, 3e-6 * rd);
+      for (std::size_t c = 0; c < cols; ++c) {
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(y.at(i, c)),
+                  std::bit_cast<std::uint32_t>(x.at(i, c) * r * gain[c]))
+            << i << ", " << c;
+        const double yd = x.at(i, c) * rd * gain[c];
+        EXPECT_NEAR(y.at(i, c), yd, 4e-6 * std::fabs(yd) + 1e-37);
+      }
+    }
+    EXPECT_EQ(inv_rms[2], 1.0f / std::sqrt(kRmsNormEps));
+    Matrix<float> ref_y(kRows, cols);
+    std::vector<float> ref_inv(kRows);
+    rmsnorm_forward<float>(x.cview(), gain.data(), kRmsNormEps, ref_y.view(), ref_inv.data());
+    expect_bits_equal(y.cview(), ref_y.view(), "y (library reference)");
+    EXPECT_EQ(inv_rms, ref_inv);
+    for (std::size_t c = 0; c < cols; ++c) EXPECT_EQ(y.at(2, c), 0.0f);
+  }
+}
+
+TEST_P(Elementwise, RmsNormBackwardFollowsTheDocumentedOrderAndMatchesTheReference) {
+  for (std::size_t cols : kWidths) {
+    Strided x(kRows, cols, -3.0f, 3.0f, 15), dy(kRows, cols, -1.0f, 1.0f, 16, 3);
+    Strided dx(kRows, cols, 0, 0, 17, 1);
+    for (std::size_t j = 0; j < cols; ++j) x.at(3, j) = 0.0f;
+    const auto gain = random_floats(cols, 0.5f, 1.5f, 18);
+    std::vector<float> inv_rms(kRows), y_scratch(kRows * cols);
+    rmsnorm_forward<float>(x.cview(), gain.data(), kRmsNormEps,
+                           MatrixView<float>(y_scratch.data(), kRows, cols), inv_rms.data());
+    const auto dgain0 = random_floats(cols, -1.0f, 1.0f, 19);  // += onto existing values
+    std::vector<float> dgain = dgain0, dgain_only = dgain0;
+    kernels::rmsnorm_backward(dy.cview(), x.cview(), gain, inv_rms, dx.view(), dgain);
+    kernels::rmsnorm_backward(dy.cview(), x.cview(), gain, inv_rms, MatrixView<float>{},
+                              dgain_only);
+    SCOPED_TRACE(cols);
+    EXPECT_TRUE(dx.padding_intact());
+    // The scalar model of the documented order, bit for bit.
+    std::vector<float> want_dgain = dgain0;
+    for (std::size_t i = 0; i < kRows; ++i) {
+      const float r = inv_rms[i];
+      const float dot =
+          sequential_sum(cols, [&](std::size_t c) { return gain[c] * dy.at(i, c) * x.at(i, c); });
+      for (std::size_t c = 0; c < cols; ++c) want_dgain[c] += dy.at(i, c) * x.at(i, c) * r;
+      const float k = r * r * r * dot / static_cast<float>(cols);
+      for (std::size_t c = 0; c < cols; ++c)
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(dx.at(i, c)),
+                  std::bit_cast<std::uint32_t>(r * gain[c] * dy.at(i, c) - k * x.at(i, c)))
+            << i << ", " << c;
+    }
+    for (std::size_t c = 0; c < cols; ++c) {
+      ASSERT_EQ(dgain[c], want_dgain[c]) << c;
+      ASSERT_EQ(dgain_only[c], want_dgain[c]) << c;  // skipping dx changes nothing else
+    }
+    // The library's scalar reference (used by inference) agrees bit for bit.
+    Matrix<float> ref_dx(kRows, cols);
+    std::vector<float> ref_dgain = dgain0;
+    rmsnorm_backward<float>(dy.cview(), x.cview(), gain.data(), inv_rms.data(), ref_dx.view(),
+                            ref_dgain.data());
+    expect_bits_equal(dx.cview(), ref_dx.view(), "dx");
+    for (std::size_t c = 0; c < cols; ++c) EXPECT_EQ(dgain[c], ref_dgain[c]);
+    // And dx is the exact gradient up to float rounding (double precision, sequential sums).
+    for (std::size_t i = 0; i < kRows; ++i) {
+      double rd = inv_rms[i], dot = 0;
+      for (std::size_t c = 0; c < cols; ++c) dot += double(gain[c]) * dy.at(i, c) * x.at(i, c);
+      for (std::size_t c = 0; c < cols; ++c) {
+        const double want = rd * gain[c] * dy.at(i, c) - rd * rd * rd * dot / cols * x.at(i, c);
+        EXPECT_NEAR(dx.at(i, c), want, 1e-5 * (1 + std::fabs(want))) << i << ", " << c;
+      }
+    }
+  }
+}
+
+TEST_P(Elementwise, AdamWIsBitIdenticalToTheScalarReference) {
+  for (std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{7}, std::size_t{8},
+                        std::size_t{33}, std::size_t{127}, std::size_t{1000}}) {
+    auto p = random_floats(n, -1.0f, 1.0f, 20), g = random_floats(n, -1.0f, 1.0f, 21);
+    auto m = random_floats(n, -0.1f, 0.1f, 22), v = random_floats(n, 0.0f, 0.01f, 23);
+    if (n > 2) {
+      g[0] = 1e20f;  // huge gradient
+      g[1] = 1e-30f;
+      g[2] = 0.0f;
+      v[2] = 0.0f;  // sqrt(0): denom = eps
+      m[2] = 0.0f;
+    }
+    auto pr = p, mr = m, vr = v;
+    const kernels::AdamWStep step{
+        0.9f, 0.95f, 1e-8f, 3e-3f / 0.271f, 1.0f / std::sqrt(0.1426f), 1.0f - 3e-3f * 0.1f};
+    kernels::adamw_update(p, g, m, v, step);
+    adamw_update_reference(pr, g, mr, vr, step);
+    SCOPED_TRACE(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(p[i]), std::bit_cast<std::uint32_t>(pr[i])) << i;
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(m[i]), std::bit_cast<std::uint32_t>(mr[i])) << i;
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(v[i]), std::bit_cast<std::uint32_t>(vr[i])) << i;
+    }
+  }
+}
+
+TEST_P(Elementwise, AllFiniteFindsNanAndInfAtEveryPosition) {
+  const float bad[] = {
+      std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
+      std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+  for (std::size_t cols : {std::size_t{1}, std::size_t{3}, std::size_t{7}, std::size_t{9},
+                           std::size_t{17}, std::size_t{33}}) {
+    Strided x(3, cols, -1.0f, 1.0f, 24);
+    x.at(0, 0) = std::numeric_limits<float>::max();  // finite extremes
+    x.at(1, 0) = std::numeric_limits<float>::denorm_min();
+    // NaN in the padding between rows is outside the matrix.
+    x.buf[cols] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_TRUE(kernels::all_finite(x.cview())) << cols;
+    for (std::size_t i = 0; i < 3; ++i)
+      for (std::size_t j = 0; j < cols; ++j)
+        for (float b : bad) {
+          const float keep = x.at(i, j);
+          x.at(i, j) = b;
+          EXPECT_FALSE(kernels::all_finite(x.cview())) << cols << ": " << i << ", " << j;
+          x.at(i, j) = keep;
+        }
+  }
+}
+
+TEST_P(Elementwise, CausalSoftmaxIsBitIdenticalToTheScalarRows) {
+  for (std::size_t seq : {std::size_t{1}, std::size_t{3}, std::size_t{9}, std::size_t{17},
+                          std::size_t{33}, std::size_t{128}}) {
+    for (std::size_t first : {std::size_t{0}, seq / 3}) {
+      const std::size_t rows = seq - first;
+      // Scores of both signs, some rows all negative (the max key of negative floats), ties.
+      auto scores = random_floats(rows * seq, -40.0f, 40.0f, static_cast<std::uint32_t>(seq));
+      for (std::size_t s = 0; s < seq; ++s) scores[s] = -50.0f - static_cast<float>(s % 3);
+      if (rows > 1)
+        for (std::size_t s = 0; s < seq; ++s) scores[seq + s] = 7.0f;
+      auto ref = scores;
+      for (std::size_t i = 0; i < rows; ++i)
+        detail::causal_softmax_row_f32(ref.data() + i * seq, first + i, seq, 0.125f);
+      // Keys above the diagonal are never read (the attention leaves stale values there).
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t s = first + i + 1; s < seq; ++s) scores[i * seq + s] = nan;
+      kernels::causal_softmax(MatrixView<float>(scores.data(), rows, seq), first, 0.125f);
+      SCOPED_TRACE(::testing::Message() << seq << " keys from query " << first);
+      expect_bits_equal(MatrixView<const float>(scores.data(), rows, seq),
+                        MatrixView<const float>(ref.data(), rows, seq), "p");
+      // And a softmax: rows sum to 1 within rounding, exact zeros above the diagonal.
+      for (std::size_t i = 0; i < rows; ++i) {
+        double z = 0;
+        for (std::size_t s = 0; s < seq; ++s) z += scores[i * seq + s];
+        EXPECT_NEAR(z, 1.0, 1e-5);
+        for (std::size_t s = first + i + 1; s < seq; ++s) ASSERT_EQ(scores[i * seq + s], 0.0f);
+      }
+      // Backward on the probabilities.
+      auto dp = random_floats(rows * seq, -1.0f, 1.0f, static_cast<std::uint32_t>(seq + 7));
+      auto ref_ds = dp;
+      for (std::size_t i = 0; i < rows; ++i)
+        detail::causal_softmax_backward_row_f32(ref_ds.data() + i * seq, ref.data() + i * seq,
+                                                first + i, seq, 0.125f);
+      for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t s = first + i + 1; s < seq; ++s) dp[i * seq + s] = nan;
+      kernels::causal_softmax_backward(MatrixView<float>(dp.data(), rows, seq),
+                                       MatrixView<const float>(ref.data(), rows, seq), first,
+                                       0.125f);
+      expect_bits_equal(MatrixView<const float>(dp.data(), rows, seq),
+                        MatrixView<const float>(ref_ds.data(), rows, seq), "ds");
+    }
+  }
+}
+
+TEST_P(Elementwise, EntryPointsRejectMismatchedShapes) {
+  Matrix<float> a(3, 5), b(3, 4), c(3, 5);
+  EXPECT_THROW(kernels::swiglu_forward(a.view(), b.view(), c.view()), ShapeError);
+  EXPECT_THROW(kernels::swiglu_backward(a.view(), a.view(), a.view(), b.view(), c.view()),
+               ShapeError);
+  std::vector<float> gain(4), inv(3), dgain(5);
+  EXPECT_THROW(kernels::rmsnorm_forward(a.view(), gain, 1e-5f, c.view(), inv), ShapeError);
+  EXPECT_THROW(kernels::rmsnorm_backward(a.view(), a.view(), gain, inv, c.view(), dgain),
+               ShapeError);
+  std::vector<float> p(4), g(3);
+  EXPECT_THROW(kernels::adamw_update(p, g, p, p, {}), ShapeError);
+  EXPECT_THROW(kernels::causal_softmax(a.view(), 3, 1.0f), ShapeError);  // queries 3..5 of 5 keys
+  EXPECT_THROW(kernels::causal_softmax_backward(a.view(), b.view(), 0, 1.0f), ShapeError);
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, Elementwise, ::testing::ValuesIn(kernels::available_targets()),
+                         target_param_name);
+
+}  // namespace
+}  // namespace pquant::test
