@@ -262,7 +262,8 @@ HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
   // data as the product reads, for a reuse of only M / kMR micro-tiles per panel (the copy cost
   // 4-13% of dY^T X at the training shapes). Otherwise B is packed once per call into nr-column
   // panels per K slice, shared by every task.
-  const bool b_in_place = g.a_cs != 1 && g.b_cs == 1 && g.n % nr == 0;
+  const bool b_in_place =
+      (g.a_cs != 1 || g.m * g.n * g.k < kGemmSerialWork) && g.b_cs == 1 && g.n % nr == 0;
   // Packed B: slice s (k0 = s * kKC) starts at k0 * npad, panel p of it at p * kc * nr.
   GemmPackedB packed(b_in_place ? 0 : npad * g.k);
   float* const bp = packed.data();

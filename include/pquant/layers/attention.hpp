@@ -298,24 +298,42 @@ class CausalSelfAttention {
 
   /// x [batch*seq_len x d_model] -> y [batch*seq_len x d_model] (the residual is the caller's).
   void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape) {
-    constexpr const char* fn = "CausalSelfAttention::forward";
-    require<ShapeError>(shape.seq_len > 0 && shape.batch > 0 && x.rows == shape.tokens(), fn,
-                        ": argument 'x' must have batch*seq_len = ", shape.batch, "*",
+    check_input(x, y, shape);
+    detail::check_finite_fast(x, kForward, "x");
+    detail::copy_into(x, x_);  // x is the caller's; the norm's backward reads this copy
+    norm_.forward(x_.view(), a_.view(), borrowed_input);
+    attend(y, shape);
+  }
+  /// The same with x lent by the caller (BorrowedInput: kept as a view, not scanned).
+  void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape,
+               BorrowedInput) {
+    check_input(x, y, shape);
+    norm_.forward(x, a_.view(), borrowed_input);
+    attend(y, shape);
+  }
+
+ private:
+  static constexpr const char* kForward = "CausalSelfAttention::forward";
+  void check_input(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape) {
+    require<ShapeError>(shape.seq_len > 0 && shape.batch > 0 && x.rows == shape.tokens(),
+                        kForward, ": argument 'x' must have batch*seq_len = ", shape.batch, "*",
                         shape.seq_len, " rows, got ", x.rows);
-    detail::check_forward_io(x, y, cfg_.d_model, cfg_.d_model, fn);
-    shape_ = shape;
+    detail::check_forward_shapes(x, y, cfg_.d_model, cfg_.d_model, kForward);
     const std::size_t n = x.rows, d = cfg_.d_model;
     for (Matrix<float>* m : {&a_, &q_out_, &k_out_, &v_out_, &att_}) detail::ensure_shape(*m, n, d);
-    norm_.forward(x, a_.view());
+  }
+  // a_ = RMSNorm(x) -> y; the projections read the attention's own buffers (lent).
+  void attend(MatrixView<float> y, SequenceShape shape) {
+    shape_ = shape;
     if constexpr (SharedInputProjection<Proj>) {  // Q, K, V read one quantized copy of a
       Proj::quantize_input(a_.view(), shared_);
-      q_.forward_shared(shared_, q_out_.view());
-      k_.forward_shared(shared_, k_out_.view());
-      v_.forward_shared(shared_, v_out_.view());
+      detail::forward_shared_borrowed(q_, shared_, q_out_.view());
+      detail::forward_shared_borrowed(k_, shared_, k_out_.view());
+      detail::forward_shared_borrowed(v_, shared_, v_out_.view());
     } else {
-      q_.forward(a_.view(), q_out_.view());
-      k_.forward(a_.view(), k_out_.view());
-      v_.forward(a_.view(), v_out_.view());
+      detail::forward_borrowed(q_, a_.view(), q_out_.view());
+      detail::forward_borrowed(k_, a_.view(), k_out_.view());
+      detail::forward_borrowed(v_, a_.view(), v_out_.view());
     }
     if (rope_.seq_len != shape.seq_len)
       rope_ = RopeTable<float>(shape.seq_len, head_dim(), cfg_.rope_base);
@@ -324,8 +342,10 @@ class CausalSelfAttention {
     probs_.resize(shape.batch * cfg_.heads * shape.seq_len * shape.seq_len);
     causal_attention_forward<float>(q_out_.view(), k_out_.view(), v_out_.view(), cfg_.heads, shape,
                                     att_.view(), probs_.data());
-    o_.forward(att_.view(), y);
+    detail::forward_borrowed(o_, att_.view(), y);
   }
+
+ public:
 
   /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients +=.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
@@ -387,7 +407,7 @@ class CausalSelfAttention {
   Proj q_, k_, v_, o_;
   SequenceShape shape_;
   RopeTable<float> rope_;
-  Matrix<float> a_, q_out_, k_out_, v_out_, att_;
+  Matrix<float> x_, a_, q_out_, k_out_, v_out_, att_;  // x_: copy of a non-lent input
   Matrix<float> datt_, dq_, dk_, dv_, da_, da_part_;
   std::vector<float> probs_;
   typename detail::shared_input_of<Proj>::type shared_;

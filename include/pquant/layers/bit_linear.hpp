@@ -97,11 +97,21 @@ class BitLinear {
     MatrixView<const float> a = x;
     if (norm_) {
       detail::ensure_shape(normed_, x.rows, cfg_.in_features);
-      norm_->forward(x, normed_.view());  // a = RMSNorm(x)
+      norm_->forward(x, normed_.view());  // a = RMSNorm(x); copies x (the caller's)
       a = normed_.view();
     }
-    quantize_input(a, own_);
-    multiply(own_, y);
+    quantize(a, y);
+  }
+  /// The same with x lent by the caller (BorrowedInput: kept as a view, not scanned).
+  void forward(MatrixView<const float> x, MatrixView<float> y, BorrowedInput) {
+    detail::check_forward_shapes(x, y, cfg_.in_features, cfg_.out_features, "BitLinear::forward");
+    MatrixView<const float> a = x;
+    if (norm_) {
+      detail::ensure_shape(normed_, x.rows, cfg_.in_features);
+      norm_->forward(x, normed_.view(), borrowed_input);
+      a = normed_.view();
+    }
+    quantize(a, y);
   }
 
   /// The activation operand of a forward: X_q = q / g, and (INT8 activations) the codes q and
@@ -150,20 +160,30 @@ class BitLinear {
     detail::check_forward_io(in.xq.view(), y, cfg_.in_features, cfg_.out_features, fn);
     // Copy into the existing cache (no reallocation when the token count is unchanged).
     detail::copy_into(in.xq.view(), own_.xq);
+    lent_ = nullptr;
+    multiply(in, y);
+  }
+  /// The same with `in` lent by the caller (BorrowedInput): unchanged until backward, no copy.
+  void forward_shared(const SharedInput& in, MatrixView<float> y, BorrowedInput) {
+    constexpr const char* fn = "BitLinear::forward_shared";
+    require<ValueError>(!norm_, fn, ": the layer normalizes its own input; call forward()");
+    detail::check_forward_shapes(in.xq.view(), y, cfg_.in_features, cfg_.out_features, fn);
+    lent_ = &in;
     multiply(in, y);
   }
   /// dy [tokens x out] -> dx [tokens x in] (overwritten; empty view skips it). Accumulates the
   /// latent weight gradient (and the RMSNorm gain's) into the store.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
-    detail::check_backward_io(dy, dx, own_.xq.rows(), cfg_.in_features, cfg_.out_features,
+    const MatrixView<const float> xq = quantized_input();
+    detail::check_backward_io(dy, dx, xq.rows, cfg_.in_features, cfg_.out_features,
                               "BitLinear::backward");
     // dW_q = dY^T X_q, then the STE rule maps it onto the latent weights.
     if constexpr (std::is_same_v<Ste, StraightThrough>) {
-      detail::matmul_acc_dyx<float>(dy, own_.xq.view(), store_->grad(weight_));
+      detail::matmul_acc_dyx<float>(dy, xq, store_->grad(weight_));
     } else {
       detail::ensure_shape(dwq_, cfg_.out_features, cfg_.in_features);
       for (float& v : dwq_.flat()) v = 0.0f;
-      detail::matmul_acc_dyx<float>(dy, own_.xq.view(), dwq_.view());
+      detail::matmul_acc_dyx<float>(dy, xq, dwq_.view());
       Ste::backward(store_->value(weight_), dwq_.view(), dwq_.view());
       MatrixView<float> g = store_->grad(weight_);
       for (std::size_t r = 0; r < g.rows; ++r)
@@ -186,9 +206,17 @@ class BitLinear {
   ParamId norm_gain_id() const { return norm_ ? norm_->gain_id() : ParamId{}; }
   /// W_q and X_q of the last forward ([out x in], [tokens x in]): dequantized values.
   MatrixView<const float> quantized_weight() const { return wq_.view(); }
-  MatrixView<const float> quantized_input() const { return own_.xq.view(); }
+  MatrixView<const float> quantized_input() const {
+    return lent_ != nullptr ? lent_->xq.view() : own_.xq.view();
+  }
 
  private:
+  void quantize(MatrixView<const float> a, MatrixView<float> y) {
+    quantize_input(a, own_);
+    lent_ = nullptr;
+    multiply(own_, y);
+  }
+
   // y = X_q W_q^T with W_q quantized now from the latent weights.
   void multiply(const SharedInput& in, MatrixView<float> y) {
     detail::ensure_shape(wq_, cfg_.out_features, cfg_.in_features);
@@ -226,6 +254,7 @@ class BitLinear {
   std::optional<RMSNorm> norm_;
   ParamId weight_;
   SharedInput own_;             // X_q (and, after forward(), codes and 1/g) of the last forward
+  const SharedInput* lent_ = nullptr;  // the caller's X_q instead (forward_shared, borrowed)
   Matrix<float> normed_;        // RMSNorm(x) scratch
   Matrix<std::int8_t> wcodes_;  // integer weight codes (integer forward)
   kernels::SignWeights wsign_;  // 1-bit codes in the LUT layout (1-bit integer forward)
@@ -253,6 +282,16 @@ template <SharedInputProjection P>
 struct shared_input_of<P> {
   using type = typename P::SharedInput;
 };
+
+/// p.forward_shared(in, y, borrowed_input) where the policy takes a lent shared input (the caller
+/// keeps `in` unchanged until backward), else p.forward_shared(in, y).
+template <SharedInputProjection P>
+void forward_shared_borrowed(P& p, const typename P::SharedInput& in, MatrixView<float> y) {
+  if constexpr (requires { p.forward_shared(in, y, borrowed_input); })
+    p.forward_shared(in, y, borrowed_input);
+  else
+    p.forward_shared(in, y);
+}
 }  // namespace detail
 
 /// 1-bit weights (sign, absmean per tensor) x INT8 activations: BitNet / pQuant attention and FFN.

@@ -85,12 +85,23 @@ class DecoupledFfn {
 
   /// x [tokens x d_model] -> y [tokens x d_model] (the residual is the caller's).
   void forward(MatrixView<const float> x, MatrixView<float> y) {
-    constexpr const char* fn = "DecoupledFfn::forward";
+    detail::check_forward_io(x, y, cfg_.d_model, cfg_.d_model, "DecoupledFfn::forward");
+    detail::copy_into(x, x_);  // x is the caller's; the norm's backward reads this copy
+    run(x_.view(), y);
+  }
+  /// The same with x lent by the caller (BorrowedInput: kept as a view, not scanned).
+  void forward(MatrixView<const float> x, MatrixView<float> y, BorrowedInput) {
+    detail::check_forward_shapes(x, y, cfg_.d_model, cfg_.d_model, "DecoupledFfn::forward");
+    run(x, y);
+  }
+
+ private:
+  // x (lent to the norm) -> y; the branches read the layer's own buffers (lent).
+  void run(MatrixView<const float> x, MatrixView<float> y) {
     const std::size_t n = x.rows, d = cfg_.d_model;
-    detail::check_forward_io(x, y, d, d, fn);
     for (Matrix<float>* m : {&a_, &y8_, &y1_, &expert_in_, &expert_out_})
       detail::ensure_shape(*m, n, d);
-    norm_.forward(x, a_.view());
+    norm_.forward(x, a_.view(), borrowed_input);
     // Routing: tokens of each expert, in token order (clear() keeps the capacity: no allocation).
     rows_.resize(cfg_.experts);
     for (auto& r : rows_) r.clear();
@@ -122,20 +133,22 @@ class DecoupledFfn {
       const MatrixView<float> in = expert_in_.view().row_range(first_[e], rows.size());
       const MatrixView<float> out = expert_out_.view().row_range(first_[e], rows.size());
       for (std::size_t i = 0; i < rows.size(); ++i) std::copy_n(&a_(rows[i], 0), d, &in(i, 0));
-      experts_[e]->forward(in, out);
+      experts_[e]->forward(in, out, borrowed_input);  // rows of expert_in_ (ours)
       for (std::size_t i = 0; i < rows.size(); ++i) {
         const float p = prob_[rows[i]];
         float* dst = &y8_(rows[i], 0);
         for (std::size_t c = 0; c < d; ++c) dst[c] = p * out(i, c);
       }
     };
-    tbb::parallel_invoke([&] { int1_->forward(a_.view(), y1_.view()); },
+    tbb::parallel_invoke([&] { int1_->forward(a_.view(), y1_.view(), borrowed_input); },
                          [&] { tbb::parallel_for(std::size_t{0}, cfg_.experts, run_expert); });
     const float alpha = alpha_value(), beta = beta_value();
     for_tokens(n, [&](std::size_t t) {
       for (std::size_t c = 0; c < d; ++c) y(t, c) = alpha * y8_(t, c) + beta * y1_(t, c);
     });
   }
+
+ public:
 
   /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients += (incl.
   /// alpha, beta, router and the load-balancing loss's gradient).
@@ -255,7 +268,7 @@ class DecoupledFfn {
   std::vector<std::unique_ptr<FfnBranch<Int8Proj>>> experts_;
   std::optional<FfnBranch<Int1Proj>> int1_;
   // Caches of the last forward.
-  Matrix<float> a_, y8_, y1_;
+  Matrix<float> x_, a_, y8_, y1_;  // x_: copy of a non-lent input
   std::vector<std::vector<std::size_t>> rows_;
   std::vector<float> prob_;
   std::vector<std::size_t> first_;        // first packed row of each expert

@@ -54,27 +54,32 @@ class FfnBranch {
   }
 
   /// a [tokens x d_model] (normalized by the owner) -> y [tokens x d_model].
-  void forward(MatrixView<const float> a, MatrixView<float> y) {
+  void forward(MatrixView<const float> a, MatrixView<float> y) { run<false>(a, y); }
+  /// The same with a lent by the caller (BorrowedInput: kept as a view, not scanned).
+  void forward(MatrixView<const float> a, MatrixView<float> y, BorrowedInput) { run<true>(a, y); }
+
+ private:
+  template <bool kLent>
+  void project(Proj& p, MatrixView<const float> a, MatrixView<float> out) {
+    if constexpr (SharedInputProjection<Proj>)
+      detail::forward_shared_borrowed(p, shared_, out);  // shared_ is ours
+    else if constexpr (kLent)
+      detail::forward_borrowed(p, a, out);
+    else
+      p.forward(a, out);
+  }
+  template <bool kLent>
+  void run(MatrixView<const float> a, MatrixView<float> y) {
     const std::size_t n = a.rows, h = cfg_.hidden;
     detail::ensure_shape(u_, n, h);
     detail::ensure_shape(h_, n, h);
     if constexpr (SharedInputProjection<Proj>)  // gate and up read one quantized copy of a
       Proj::quantize_input(a, shared_);
-    auto up = [&] {
-      if constexpr (SharedInputProjection<Proj>)
-        up_->forward_shared(shared_, u_.view());
-      else
-        up_->forward(a, u_.view());
-    };
+    auto up = [&] { project<kLent>(*up_, a, u_.view()); };
     if (gate_) {
       detail::ensure_shape(g_, n, h);
       // gate and up are independent (own parameters and outputs): run them concurrently.
-      tbb::parallel_invoke(up, [&] {
-        if constexpr (SharedInputProjection<Proj>)
-          gate_->forward_shared(shared_, g_.view());
-        else
-          gate_->forward(a, g_.view());
-      });
+      tbb::parallel_invoke(up, [&] { project<kLent>(*gate_, a, g_.view()); });
       by_rows(n, [&](std::size_t i, std::size_t m) {
         kernels::swiglu_forward(g_.view().row_range(i, m), u_.view().row_range(i, m),
                                 h_.view().row_range(i, m));
@@ -85,8 +90,10 @@ class FfnBranch {
         relu2_forward<float>(u_.view().row_range(i, m), h_.view().row_range(i, m));
       });
     }
-    down_->forward(h_.view(), y);
+    detail::forward_borrowed(*down_, h_.view(), y);  // h_ is ours
   }
+
+ public:
 
   /// dy [tokens x d_model] -> da [tokens x d_model] (overwritten; required).
   void backward(MatrixView<const float> dy, MatrixView<float> da) {
@@ -169,9 +176,14 @@ class Ffn {
   void forward(MatrixView<const float> x, MatrixView<float> y) {
     const std::size_t d = branch_.config().d_model;
     detail::check_forward_io(x, y, d, d, "Ffn::forward");
-    detail::ensure_shape(a_, x.rows, d);
-    norm_.forward(x, a_.view());
-    branch_.forward(a_.view(), y);
+    detail::copy_into(x, x_);  // x is the caller's; the norm's backward reads this copy
+    run(x_.view(), y);
+  }
+  /// The same with x lent by the caller (BorrowedInput: kept as a view, not scanned).
+  void forward(MatrixView<const float> x, MatrixView<float> y, BorrowedInput) {
+    const std::size_t d = branch_.config().d_model;
+    detail::check_forward_shapes(x, y, d, d, "Ffn::forward");
+    run(x, y);
   }
 
   /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients +=.
@@ -190,9 +202,15 @@ class Ffn {
   const FfnBranch<Proj>& branch() const { return branch_; }
 
  private:
+  void run(MatrixView<const float> x, MatrixView<float> y) {  // x lent to the norm
+    detail::ensure_shape(a_, x.rows, branch_.config().d_model);
+    norm_.forward(x, a_.view(), borrowed_input);
+    branch_.forward(a_.view(), y, borrowed_input);  // a_ is ours
+  }
+
   RMSNorm norm_;
   FfnBranch<Proj> branch_;
-  Matrix<float> a_, da_;
+  Matrix<float> x_, a_, da_;  // x_: copy of a non-lent input
 };
 
 }  // namespace pquant

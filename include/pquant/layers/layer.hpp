@@ -12,8 +12,10 @@
 //                                             // same seed + same construction order = same model.
 //   layer.forward(x, y);                      // x [tokens x in], y [tokens x out] is OVERWRITTEN.
 //                                             // Caches (copies) what backward needs: the caller
-//                                             may
-//                                             // reuse x's memory right after forward.
+//                                             // may reuse x's memory right after forward.
+//   layer.forward(x, y, borrowed_input);      // (where supported) x is the caller's, unchanged
+//                                             // until backward and already checked: kept as a
+//                                             // view, not copied, and not scanned for NaN/Inf.
 //   layer.backward(dy, dx);                   // dy [tokens x out] -> dx [tokens x in] OVERWRITTEN;
 //                                             // parameter gradients are ACCUMULATED (+=) into
 //                                             // store.grad(id) (the caller zeroes them once per
@@ -42,6 +44,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -59,6 +62,17 @@ struct SequenceShape {
   std::size_t seq_len = 0;
   std::size_t tokens() const { return batch * seq_len; }
 };
+
+/// The tag of a forward whose input the caller lends: x stays valid and unchanged until the
+/// layer's backward, and its values were already checked (it entered the model through a checked
+/// forward, or the caller computed it from checked values). The layer keeps a view of x instead of
+/// a copy and skips the NaN/Inf scan; shapes are still checked. Composed layers lend their own
+/// buffers to their sublayers this way (one scan and no copies per activation); a NaN/Inf computed
+/// inside the model still surfaces, in the loss and in global_grad_norm before the optimizer step.
+struct BorrowedInput {
+  explicit BorrowedInput() = default;
+};
+inline constexpr BorrowedInput borrowed_input{};
 
 /// A layer that maps each token row independently ([tokens x in] -> [tokens x out]).
 template <class L>
@@ -141,15 +155,54 @@ inline void check_finite_fast(MatrixView<const float> x, const char* fn, const c
   if (any_bad.load() != 0) check::finite(x, fn, arg);
 }
 
-/// The checks every forward makes on its input and output.
-inline void check_forward_io(MatrixView<const float> x, MatrixView<float> y, std::size_t in,
-                             std::size_t out, const char* fn) {
+/// The shape checks every forward makes on its input and output.
+inline void check_forward_shapes(MatrixView<const float> x, MatrixView<float> y, std::size_t in,
+                                 std::size_t out, const char* fn) {
   check::non_empty(x, fn, "x");
   require<ShapeError>(x.cols == in, fn, ": argument 'x' must have ", in, " columns, got ", x.cols);
   check::shape(MatrixView<const float>(y), x.rows, out, fn, "y");
   check::non_empty(y, fn, "y");
+}
+
+/// The checks every forward makes on its input and output: shapes, then no NaN/Inf in x.
+inline void check_forward_io(MatrixView<const float> x, MatrixView<float> y, std::size_t in,
+                             std::size_t out, const char* fn) {
+  check_forward_shapes(x, y, in, out, fn);
   check_finite_fast(x, fn, "x");
 }
+
+/// layer.forward(args..., borrowed_input) where the layer takes a borrowed input (a user's policy
+/// need not), else layer.forward(args...).
+template <class Layer, class... Args>
+void forward_borrowed(Layer& layer, Args&&... args) {
+  if constexpr (requires { layer.forward(args..., borrowed_input); })
+    layer.forward(std::forward<Args>(args)..., borrowed_input);
+  else
+    layer.forward(std::forward<Args>(args)...);
+}
+
+/// A layer's cached forward input: its own copy, or the caller's lent view (BorrowedInput).
+template <class T>
+class CachedInput {
+ public:
+  /// Copies x (the caller may reuse its memory).
+  void copy(MatrixView<const T> x) {
+    copy_into(x, own_);
+    borrowed_ = false;
+  }
+  /// Keeps the view (the caller keeps x unchanged until backward).
+  void borrow(MatrixView<const T> x) {
+    lent_ = x;
+    borrowed_ = true;
+  }
+  MatrixView<const T> view() const { return borrowed_ ? lent_ : own_.view(); }
+  std::size_t rows() const { return view().rows; }
+
+ private:
+  Matrix<T> own_;
+  MatrixView<const T> lent_;
+  bool borrowed_ = false;
+};
 
 /// The checks every backward makes: a forward happened, dy matches it, dx is empty or matches.
 inline void check_backward_io(MatrixView<const float> dy, MatrixView<float> dx, std::size_t tokens,

@@ -47,7 +47,18 @@ class Linear {
   /// x [tokens x in] -> y [tokens x out]: y = x W^T + b. Caches x.
   void forward(MatrixView<const float> x, MatrixView<float> y) {
     detail::check_forward_io(x, y, cfg_.in_features, cfg_.out_features, "Linear::forward");
-    detail::copy_into(x, x_);
+    x_.copy(x);
+    multiply(y);
+  }
+  /// The same with x lent by the caller (BorrowedInput: kept as a view, not scanned).
+  void forward(MatrixView<const float> x, MatrixView<float> y, BorrowedInput) {
+    detail::check_forward_shapes(x, y, cfg_.in_features, cfg_.out_features, "Linear::forward");
+    x_.borrow(x);
+    multiply(y);
+  }
+
+ private:
+  void multiply(MatrixView<float> y) {
     detail::matmul_xwt<float>(x_.view(), store_->value(weight_), y);
     if (bias_.valid()) {
       const MatrixView<const float> b = store_->value(bias_);
@@ -55,6 +66,8 @@ class Linear {
         for (std::size_t j = 0; j < y.cols; ++j) y(i, j) += b(0, j);
     }
   }
+
+ public:
 
   /// dy [tokens x out] -> dx [tokens x in] (overwritten; empty view skips it).
   /// Accumulates dW += dy^T x and db += column sums of dy.
@@ -81,7 +94,7 @@ class Linear {
   Config cfg_;
   ParamId weight_;
   ParamId bias_;
-  Matrix<float> x_;  // cached input
+  detail::CachedInput<float> x_;
 };
 
 static_assert(Projection<Linear>);

@@ -53,8 +53,17 @@ class NormedLinear {
     if (!norm_) return linear_.forward(x, y);
     detail::check_forward_io(x, y, cfg_.in_features, cfg_.out_features, "NormedLinear::forward");
     detail::ensure_shape(a_, x.rows, cfg_.in_features);
-    norm_->forward(x, a_.view());
-    linear_.forward(a_.view(), y);
+    norm_->forward(x, a_.view());                   // copies x (the caller's)
+    linear_.forward(a_.view(), y, borrowed_input);  // a_ is ours
+  }
+  /// The same with x lent by the caller (BorrowedInput: kept as a view, not scanned).
+  void forward(MatrixView<const float> x, MatrixView<float> y, BorrowedInput) {
+    if (!norm_) return linear_.forward(x, y, borrowed_input);
+    detail::check_forward_shapes(x, y, cfg_.in_features, cfg_.out_features,
+                                 "NormedLinear::forward");
+    detail::ensure_shape(a_, x.rows, cfg_.in_features);
+    norm_->forward(x, a_.view(), borrowed_input);
+    linear_.forward(a_.view(), y, borrowed_input);
   }
 
   /// dy [tokens x out] -> dx [tokens x in] (overwritten; empty view skips it); gradients +=.

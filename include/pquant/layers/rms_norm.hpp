@@ -75,15 +75,14 @@ class RMSNorm {
   /// x [tokens x d] -> y [tokens x d]. Caches x and 1/rms per token. Rows in parallel.
   void forward(MatrixView<const float> x, MatrixView<float> y) {
     detail::check_forward_io(x, y, cfg_.features, cfg_.features, "RMSNorm::forward");
-    const std::size_t d = cfg_.features;
-    detail::ensure_shape(x_, x.rows, d);
-    inv_rms_.resize(x.rows);
-    const float* gain = store_->value(gain_).data;
-    detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
-      for (std::size_t i = i0; i < i0 + rows; ++i) std::copy_n(&x(i, 0), d, &x_(i, 0));
-      kernels::rmsnorm_forward(x_.view().row_range(i0, rows), {gain, d}, cfg_.eps,
-                               y.row_range(i0, rows), {inv_rms_.data() + i0, rows});
-    });
+    x_.copy(x);
+    normalize(y);
+  }
+  /// The same with x lent by the caller (BorrowedInput: kept as a view, not scanned).
+  void forward(MatrixView<const float> x, MatrixView<float> y, BorrowedInput) {
+    detail::check_forward_shapes(x, y, cfg_.features, cfg_.features, "RMSNorm::forward");
+    x_.borrow(x);
+    normalize(y);
   }
 
   /// dy [tokens x d] -> dx [tokens x d] (overwritten; empty view skips it); dgain +=.
@@ -114,11 +113,22 @@ class RMSNorm {
   std::span<const float> inv_rms() const { return inv_rms_; }
 
  private:
+  void normalize(MatrixView<float> y) {
+    const MatrixView<const float> x = x_.view();
+    const std::size_t d = cfg_.features;
+    inv_rms_.resize(x.rows);
+    const float* gain = store_->value(gain_).data;
+    detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
+      kernels::rmsnorm_forward(x.row_range(i0, rows), {gain, d}, cfg_.eps, y.row_range(i0, rows),
+                               {inv_rms_.data() + i0, rows});
+    });
+  }
+
   ParameterStore* store_;
   Config cfg_;
   ParamId gain_;
   static constexpr std::size_t kChunk = 64;
-  Matrix<float> x_;
+  detail::CachedInput<float> x_;
   std::vector<float> inv_rms_;
   std::vector<float> partial_;  // dgain per chunk of rows
 };

@@ -100,10 +100,12 @@ class DecoderModel {
     for (auto& a : acts_) detail::ensure_shape(a, n, d);
     detail::ensure_shape(normed_, n, d);
     embed_->forward(tokens, acts_[0].view());
+    // The activations are the model's own and stay unchanged until backward: every layer gets
+    // them lent (no copies, no NaN/Inf scans inside the model; the loss is checked).
     for (std::size_t l = 0; l < blocks_.size(); ++l)
-      blocks_[l]->forward(acts_[l].view(), acts_[l + 1].view(), shape);
-    final_norm_->forward(acts_.back().view(), normed_.view());
-    head_->forward(normed_.view(), logits);
+      detail::forward_borrowed(*blocks_[l], acts_[l].view(), acts_[l + 1].view(), shape);
+    detail::forward_borrowed(*final_norm_, acts_.back().view(), normed_.view());
+    detail::forward_borrowed(*head_, normed_.view(), logits);
   }
 
   /// Forward, mean cross-entropy over every target, backward: gradients accumulate in store().
