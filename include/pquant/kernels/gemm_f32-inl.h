@@ -261,8 +261,8 @@ HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
   // operands are activations read once per call. B is read in place: packing it would copy as much
   // data as the product reads, for a reuse of only M / kMR micro-tiles per panel (the copy cost
   // 4-13% of dY^T X at the training shapes). The same holds for the small serial products
-  // (attention's O = P V and dQ = dS K read V and K rows in place: packing them cost 13% of the
-  // per-head products). Otherwise B is packed once per call into nr-column panels per K slice,
+  // (attention's O = P V and dQ = dS K read V and K rows in place, reused by a few micro-tiles
+  // only; packing B took 13% of the per-head products' time). Otherwise B is packed once per call into nr-column panels per K slice,
   // shared by every task.
   const bool b_in_place =
       (g.a_cs != 1 || g.m * g.n * g.k < kGemmSerialWork) && g.b_cs == 1 && g.n % nr == 0;
