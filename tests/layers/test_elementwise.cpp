@@ -18,6 +18,7 @@
 #include "pquant/layers/activations.hpp"
 #include "pquant/layers/attention.hpp"
 #include "pquant/layers/rms_norm.hpp"
+#include "pquant/quantizers/activation_quantizer.hpp"
 #include "pquant/training/adamw.hpp"
 
 namespace pquant::test {
@@ -258,6 +259,89 @@ TEST_P(Elementwise, AllFiniteFindsNanAndInfAtEveryPosition) {
   }
 }
 
+// Rows over the quantizer's edges: ties (gain 1: x = k + 0.5 rounds to even), the absmax at both
+// signs, an all-zero row (gain 127 / eps), a row below eps, denormals, and a row at FLT_MAX whose
+// gain the quantizer raises by one ulp.
+void add_quantizer_edges(Strided& x) {
+  const float big = std::numeric_limits<float>::max();
+  const std::vector<std::vector<float>> rows = {
+      {127.0f, 2.5f, -2.5f, 3.5f, 0.5f, -0.5f, 126.5f, -126.5f, 1.5f},
+      {0.0f, -0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f},
+      {3e-6f, -1e-6f, 2e-6f, 1e-38f, -1e-45f, 0.0f, 5e-6f, -5e-6f, 1e-7f},
+      {big, -big, big / 3, 1.0f, -1.0f, big / 254, -big / 255, 0.0f, big / 2},
+      {-127.0f, 63.5f, -63.5f, 64.5f, -0.5f, 0.49999997f, 1.0f, -1.0f, 127.0f}};
+  for (std::size_t i = 0; i < x.rows && i < rows.size(); ++i) {
+    for (std::size_t j = 0; j < x.cols; ++j) x.at(i, j) = 0.0f;
+    for (std::size_t j = 0; j < x.cols && j < rows[i].size(); ++j) x.at(i, j) = rows[i][j];
+  }
+}
+
+TEST_P(Elementwise, Int8AbsMaxQuantizeIsBitIdenticalToTheQuantizer) {
+  for (std::size_t cols : kWidths) {
+    Strided x(9, cols, -3.0f, 3.0f, 31);
+    add_quantizer_edges(x);
+    Matrix<std::int8_t> want_q(x.rows, cols);
+    std::vector<float> want_gain(x.rows);
+    Int8AbsMaxPerToken::quantize(x.cview(), want_q.view(), want_gain);
+    Matrix<float> want_xq(x.rows, cols);
+    for (std::size_t i = 0; i < x.rows; ++i)
+      for (std::size_t j = 0; j < cols; ++j)
+        want_xq(i, j) = static_cast<float>(want_q(i, j)) / want_gain[i];
+    std::vector<std::int8_t> qbuf(x.rows * (cols + kPad), 99);
+    const MatrixView<std::int8_t> q(qbuf.data(), x.rows, cols, cols + kPad);
+    std::vector<float> gain(x.rows);
+    Strided xq(x.rows, cols, 0.0f, 0.0f, 1);
+    ASSERT_TRUE(kernels::int8_absmax_quantize(x.cview(), q, gain, xq.view())) << cols;
+    for (std::size_t i = 0; i < x.rows; ++i) {
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(gain[i]), std::bit_cast<std::uint32_t>(want_gain[i]))
+          << cols << " row " << i;
+      for (std::size_t j = 0; j < cols; ++j)
+        ASSERT_EQ(q(i, j), want_q(i, j)) << cols << ": " << i << ", " << j << " x " << x.at(i, j);
+      for (std::size_t j = cols; j < cols + kPad; ++j) ASSERT_EQ(qbuf[i * (cols + kPad) + j], 99);
+    }
+    expect_bits_equal(xq.cview(), want_xq.view(), "xq");
+    EXPECT_TRUE(xq.padding_intact());
+    // Codes and gains only (no xq): the same.
+    std::vector<std::int8_t> q2(x.rows * cols);
+    ASSERT_TRUE(kernels::int8_absmax_quantize(
+        x.cview(), MatrixView<std::int8_t>(q2.data(), x.rows, cols), gain));
+    for (std::size_t i = 0; i < x.rows; ++i)
+      for (std::size_t j = 0; j < cols; ++j) ASSERT_EQ(q2[i * cols + j], want_q(i, j));
+  }
+  // The edge rows hit both clamp bounds' neighbourhood, ties and the ulp-raised gain.
+  Strided e(5, 9, 0.0f, 0.0f, 1);
+  add_quantizer_edges(e);
+  std::vector<std::int8_t> q(5 * 9);
+  std::vector<float> gain(5);
+  ASSERT_TRUE(
+      kernels::int8_absmax_quantize(e.cview(), MatrixView<std::int8_t>(q.data(), 5, 9), gain));
+  EXPECT_EQ(gain[0], 1.0f);
+  const std::int8_t ties[] = {127, 2, -2, 4, 0, 0, 126, -126, 2};  // half to even
+  for (std::size_t j = 0; j < 9; ++j) EXPECT_EQ(q[j], ties[j]) << j;
+  EXPECT_EQ(gain[1], 127.0f / 1e-5f);
+  EXPECT_TRUE(std::isfinite(127.0f / gain[3]));  // raised by one ulp at FLT_MAX
+  EXPECT_EQ(q[3 * 9 + 0], 127);
+  EXPECT_EQ(q[3 * 9 + 1], -127);
+}
+
+TEST_P(Elementwise, Int8AbsMaxQuantizeStopsAtTheFirstNonFiniteRow) {
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    for (std::size_t cols : {std::size_t{1}, std::size_t{9}, std::size_t{17}}) {
+      Strided x(4, cols, -1.0f, 1.0f, 7);
+      x.at(2, cols - 1) = bad;
+      std::vector<std::int8_t> q(4 * cols, 55);
+      std::vector<float> gain(4, -1.0f);
+      EXPECT_FALSE(kernels::int8_absmax_quantize(x.cview(),
+                                                 MatrixView<std::int8_t>(q.data(), 4, cols), gain));
+      EXPECT_GT(gain[1], 0.0f);  // rows before it are written
+      EXPECT_EQ(gain[2], -1.0f);
+      EXPECT_EQ(gain[3], -1.0f);
+      for (std::size_t j = 0; j < cols; ++j) EXPECT_EQ(q[2 * cols + j], 55);
+    }
+  }
+}
+
 TEST_P(Elementwise, CausalSoftmaxIsBitIdenticalToTheScalarRows) {
   for (std::size_t seq : {std::size_t{1}, std::size_t{3}, std::size_t{9}, std::size_t{17},
                           std::size_t{33}, std::size_t{128}}) {
@@ -316,6 +400,12 @@ TEST_P(Elementwise, EntryPointsRejectMismatchedShapes) {
   EXPECT_THROW(kernels::adamw_update(p, g, p, p, {}), ShapeError);
   EXPECT_THROW(kernels::causal_softmax(a.view(), 3, 1.0f), ShapeError);  // queries 3..5 of 5 keys
   EXPECT_THROW(kernels::causal_softmax_backward(a.view(), b.view(), 0, 1.0f), ShapeError);
+  Matrix<std::int8_t> q(3, 4);
+  std::vector<float> g3(3);
+  EXPECT_THROW(kernels::int8_absmax_quantize(a.view(), q.view(), g3), ShapeError);
+  Matrix<std::int8_t> q5(3, 5);
+  EXPECT_THROW(kernels::int8_absmax_quantize(a.view(), q5.view(), p), ShapeError);  // 4 gains
+  EXPECT_THROW(kernels::int8_absmax_quantize(a.view(), q5.view(), g3, b.view()), ShapeError);
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, Elementwise, ::testing::ValuesIn(kernels::available_targets()),

@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cfloat>
+#include <cstdint>
+#include <limits>
 #include <cmath>
 #include <vector>
 
@@ -46,6 +49,18 @@ void expect_matches_reference(const Matrix<float>& w, Grouping grouping) {
   Matrix<float> fake(w.rows(), w.cols());
   Q::fake_quantize(w, fake);
   test::expect_bitwise_equal(fake, ref);
+  // Unpacked: the same values, the packed view's codes and the same scales.
+  Matrix<std::int8_t> codes(w.rows(), w.cols());
+  Matrix<float> values(w.rows(), w.cols());
+  std::vector<float> lambda(packed.params().size());
+  Q::quantize_unpacked(w, codes.view(), values.view(), lambda);
+  test::expect_bitwise_equal(values, ref);
+  const auto pv = packed.view();
+  for (std::size_t r = 0; r < w.rows(); ++r)
+    for (std::size_t c = 0; c < w.cols(); ++c) ASSERT_EQ(codes(r, c), pv.value(r, c));
+  for (std::size_t g = 0; g < lambda.size(); ++g)
+    EXPECT_EQ(std::bit_cast<std::uint32_t>(lambda[g]),
+              std::bit_cast<std::uint32_t>(packed.params()[g]));
 }
 
 TEST(SignAbsMean, HandComputedPerTensor) {
@@ -132,6 +147,20 @@ TEST(SignAbsMean, DenormalsMatchReference) {
   w(1, 1) = FLT_TRUE_MIN;
   expect_matches_reference<SignAbsMean<PerTensor>>(w, {Grouping::kTensor});
   expect_matches_reference<SignAbsMean<PerRow>>(w, {Grouping::kRow});
+}
+
+TEST(SignAbsMean, QuantizeUnpackedRejectsBadInput) {
+  Matrix<float> w(3, 4);
+  Matrix<std::int8_t> codes(3, 4), small_codes(3, 3);
+  Matrix<float> values(3, 4);
+  std::vector<float> one(1), two(2);
+  EXPECT_THROW(SignAbsMean<PerTensor>::quantize_unpacked(w, small_codes.view(), values.view(), one),
+               ShapeError);
+  EXPECT_THROW(SignAbsMean<PerTensor>::quantize_unpacked(w, codes.view(), values.view(), two),
+               ShapeError);
+  w(1, 2) = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(SignAbsMean<PerTensor>::quantize_unpacked(w, codes.view(), values.view(), one),
+               ValueError);
 }
 
 }  // namespace

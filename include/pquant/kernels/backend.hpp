@@ -238,6 +238,23 @@ struct NonFiniteArgs {
   std::size_t ld, rows, cols;
 };
 
+/// Per-token INT8 absmax quantization, Int8AbsMaxPerToken's arithmetic (quantizers/
+/// activation_quantizer.hpp) element for element. Per row t: absmax_t = max_i |x_ti|,
+/// gain_t = 127 / max(absmax_t, 1e-5) (one ulp up when 127 / gain_t would overflow),
+/// q_ti = clamp(x_ti * gain_t, -128, 127) rounded half to even, and, when xq is not null,
+/// xq_ti = q_ti / gain_t. The max is exact in any order and every other step is per element, so
+/// every target gives the scalar quantizer's bits. Returns false at the first row holding a NaN
+/// or +-Inf (rows before it are written, it and later rows are not).
+struct Int8AbsMaxArgs {
+  const float* x;
+  std::size_t ldx;
+  std::int8_t* q;
+  std::size_t ldq;
+  float* gain;
+  float* xq;  // optional
+  std::size_t ldxq, rows, cols;
+};
+
 PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
 PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
@@ -251,6 +268,7 @@ PQUANT_KERNEL_API void rmsnorm_forward(const RmsNormForwardArgs& args);
 PQUANT_KERNEL_API void rmsnorm_backward(const RmsNormBackwardArgs& args);
 PQUANT_KERNEL_API void adamw_update(const AdamWArgs& args);
 PQUANT_KERNEL_API bool any_non_finite(const NonFiniteArgs& args);
+PQUANT_KERNEL_API bool int8_absmax_quantize(const Int8AbsMaxArgs& args);
 PQUANT_KERNEL_API void causal_softmax(const CausalSoftmaxArgs& args);
 PQUANT_KERNEL_API void causal_softmax_backward(const CausalSoftmaxBackwardArgs& args);
 /// Bitfield of the Highway targets compiled into the kernels (HWY_TARGETS of the dispatch unit).

@@ -37,6 +37,7 @@ HWY_EXPORT(RmsNormForward);
 HWY_EXPORT(RmsNormBackward);
 HWY_EXPORT(AdamWUpdate);
 HWY_EXPORT(AnyNonFinite);
+HWY_EXPORT(Int8AbsMaxQuantize);
 HWY_EXPORT(CausalSoftmax);
 HWY_EXPORT(CausalSoftmaxBackward);
 HWY_EXPORT(CurrentTarget);
@@ -80,6 +81,9 @@ void adamw_update(const AdamWArgs& args) {
 }
 bool any_non_finite(const NonFiniteArgs& args) {
   return HWY_DYNAMIC_DISPATCH(AnyNonFinite)(args);
+}
+bool int8_absmax_quantize(const Int8AbsMaxArgs& args) {
+  return HWY_DYNAMIC_DISPATCH(Int8AbsMaxQuantize)(args);
 }
 void causal_softmax(const CausalSoftmaxArgs& args) {
   HWY_DYNAMIC_DISPATCH(CausalSoftmax)(args);

@@ -1,7 +1,8 @@
 // Element-wise kernels of a training step (SwiGLU, RMSNorm, AdamW, the finiteness check, the
-// attention's causal softmax rows), one expansion per Highway target. Textually included by kernels-inl.h inside its per-target
-// namespace (no guard of its own: kernels-inl.h's toggle guard governs the expansion). Not included
-// directly. Argument structs and the exact arithmetic: backend.hpp; docs/training.md.
+// attention's causal softmax rows), one expansion per Highway target. Textually included by
+// kernels-inl.h inside its per-target namespace (no guard of its own: kernels-inl.h's toggle guard
+// governs the expansion). Not included directly. Argument structs and the exact arithmetic:
+// backend.hpp; docs/training.md.
 //
 // Every kernel performs the scalar reference's operations in the same order, each rounded once
 // (no fused multiply-add), so the results are the same on every target and equal to the scalar
@@ -272,6 +273,54 @@ HWY_NOINLINE bool AnyNonFinite(const detail::NonFiniteArgs& a) {
     });
   }
   return !hn::AllFalse(du, hn::MaskFromVec(bad));
+}
+
+// Int8AbsMaxPerToken::quantize (quantizers/activation_quantizer.hpp) per element: the absmax (a
+// max: any order gives the same value), the gain in scalar code, then clamp, round half to even by
+// adding and subtracting 1.5 * 2^23, and q / gain with an IEEE division.
+HWY_NOINLINE bool Int8AbsMaxQuantize(const detail::Int8AbsMaxArgs& a) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::Rebind<std::int8_t, decltype(di)> dq;
+  const std::size_t N = hn::Lanes(df);
+  const auto exponent = hn::Set(du, 0x7f800000u);
+  const auto lo = hn::Set(df, -128.0f), hi = hn::Set(df, 127.0f);
+  const auto round = hn::Set(df, 12582912.0f);
+  for (std::size_t t = 0; t < a.rows; ++t) {
+    const float* x = a.x + t * a.ldx;
+    auto absmax = hn::Zero(df);
+    auto bad = hn::Zero(du);
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto v = hn::Abs(LoadPadded(df, x + c, count));
+      bad =
+          hn::Or(bad, hn::VecFromMask(du, hn::Eq(hn::And(hn::BitCast(du, v), exponent), exponent)));
+      absmax = hn::Max(absmax, v);
+    });
+    if (!hn::AllFalse(du, hn::MaskFromVec(bad))) return false;
+    float g = 127.0f / std::fmax(hn::GetLane(hn::MaxOfLanes(df, absmax)), 1e-5f);
+    if (std::isinf(127.0f / g)) g = std::nextafter(g, std::numeric_limits<float>::infinity());
+    a.gain[t] = g;
+    const auto vg = hn::Set(df, g);
+    std::int8_t* q = a.q + t * a.ldq;
+    float* xq = a.xq != nullptr ? a.xq + t * a.ldxq : nullptr;
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto v = hn::Min(hn::Max(hn::Mul(LoadPadded(df, x + c, count), vg), lo), hi);
+      const auto qi = hn::ConvertTo(di, hn::Sub(hn::Add(v, round), round));  // integral: exact
+      const auto q8 = hn::DemoteTo(dq, qi);
+      if constexpr (hn::MaxLanes(dq) == 1) {
+        hn::StoreU(q8, dq, q + c);  // count is 1
+      } else if (count == N) {
+        hn::StoreU(q8, dq, q + c);
+      } else {
+        HWY_ALIGN std::int8_t buf[hn::MaxLanes(dq)];
+        hn::Store(q8, dq, buf);
+        std::memcpy(q + c, buf, count);
+      }
+      if (xq != nullptr) StorePartial(df, hn::Div(hn::ConvertTo(df, qi), vg), xq + c, count);
+    });
+  }
+  return true;
 }
 
 // Causal softmax rows: causal_softmax_row_f32 (layers/attention.hpp) operation for operation. The

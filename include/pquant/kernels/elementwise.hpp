@@ -100,6 +100,23 @@ inline bool all_finite(MatrixView<const float> x) {
   return !detail::any_non_finite({x.data, x.stride, x.rows, x.cols});
 }
 
+/// Int8AbsMaxPerToken::quantize (quantizers/activation_quantizer.hpp) on SIMD, bit for bit:
+/// x [tokens x features] -> q [tokens x features], gain [tokens], and (xq not empty) the
+/// dequantized xq = q / gain [tokens x features]. Returns false when a row of x holds a NaN or
+/// +-Inf: rows before it are written, it and later rows are not (the scalar quantizer names the
+/// element).
+inline bool int8_absmax_quantize(MatrixView<const float> x, MatrixView<std::int8_t> q,
+                                 std::span<float> gain, MatrixView<float> xq = {}) {
+  constexpr const char* fn = "kernels::int8_absmax_quantize";
+  check::shape(q, x.rows, x.cols, fn, "q");
+  check::size(std::span<const float>(gain), x.rows, fn, "gain");
+  if (xq.rows != 0) check::shape(MatrixView<const float>(xq), x.rows, x.cols, fn, "xq");
+  if (x.empty()) return true;
+  return detail::int8_absmax_quantize({x.data, x.stride, q.data, q.stride, gain.data(),
+                                       xq.rows != 0 ? xq.data : nullptr, xq.stride, x.rows,
+                                       x.cols});
+}
+
 /// The causal softmax of rows of a score matrix s [n x seq], row i being query t = first + i
 /// (first + n <= seq): keys s <= t get softmax(scale * s) (max subtracted, fast_exp, the sum in 8
 /// fixed lanes), keys s > t get 0. In place; bit-identical to causal_softmax_row_f32.

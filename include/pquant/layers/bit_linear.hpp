@@ -18,6 +18,7 @@
 // Scales (lambda, g) get no gradient.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -134,16 +135,22 @@ class BitLinear {
       in.gain.resize(n);
       in.inv_gain.resize(n);
       detail::for_row_blocks(n, [&](std::size_t i0, std::size_t rows) {
-        AQ::quantize(a.row_range(i0, rows), in.codes.view().row_range(i0, rows),
-                     std::span<float>(in.gain).subspan(i0, rows));
-        for (std::size_t i = i0; i < i0 + rows; ++i) {
-          const float g = in.gain[i];
-          in.inv_gain[i] = 1.0f / g;
-          // q / g: exactly the value AQ::fake_quantize gives, for the backward products.
-          const std::int8_t* q = &in.codes(i, 0);
-          float* xq = &in.xq(i, 0);
-          for (std::size_t c = 0; c < k; ++c) xq[c] = static_cast<float>(q[c]) / g;
+        const MatrixView<const float> x = a.row_range(i0, rows);
+        const MatrixView<std::int8_t> codes = in.codes.view().row_range(i0, rows);
+        const std::span<float> gain = std::span<float>(in.gain).subspan(i0, rows);
+        // X_q = q / g: exactly the value AQ::fake_quantize gives, for the backward products.
+        if constexpr (std::is_same_v<AQ, Int8AbsMaxPerToken>) {  // the SIMD kernel, same bits
+          if (!kernels::int8_absmax_quantize(x, codes, gain, in.xq.view().row_range(i0, rows)))
+            AQ::quantize(x, codes, gain);  // a NaN/Inf: the quantizer's error names it
+        } else {
+          AQ::quantize(x, codes, gain);
+          for (std::size_t i = i0; i < i0 + rows; ++i) {
+            const std::int8_t* q = &in.codes(i, 0);
+            float* xq = &in.xq(i, 0);
+            for (std::size_t c = 0; c < k; ++c) xq[c] = static_cast<float>(q[c]) / in.gain[i];
+          }
         }
+        for (std::size_t i = i0; i < i0 + rows; ++i) in.inv_gain[i] = 1.0f / in.gain[i];
       });
     } else {
       detail::for_row_blocks(n, [&](std::size_t i0, std::size_t rows) {
@@ -224,15 +231,24 @@ class BitLinear {
       // The exact integer product, then one scale per output: y = float(acc) * (lambda * (1/g))
       // (kernels/epilogue.hpp), bit-identical to the inference engine. Weights change every
       // step, so the unpacked-int8 entry point (same result as the packed W1A8/W2A8/W8A8 kernels).
-      const auto packed = WQ::quantize(store_->value(weight_));
-      const auto pv = packed.view();
+      const MatrixView<const float> w = store_->value(weight_);
       detail::ensure_shape(wcodes_, cfg_.out_features, cfg_.in_features);
-      for (std::size_t r = 0; r < cfg_.out_features; ++r)
-        for (std::size_t c = 0; c < cfg_.in_features; ++c) {
-          wcodes_(r, c) = static_cast<std::int8_t>(pv.value(r, c));
-          wq_(r, c) = pv.dequantized(r, c);
-        }
-      const kernels::Epilogue ep{packed.params(), in.inv_gain, {}};
+      wscales_.resize(WQ::scales_type::count(w.rows, w.cols));
+      if constexpr (requires(std::span<float> l) {
+                      WQ::quantize_unpacked(w, wcodes_.view(), wq_.view(), l);
+                    }) {
+        WQ::quantize_unpacked(w, wcodes_.view(), wq_.view(), wscales_);  // no packed storage
+      } else {
+        const auto packed = WQ::quantize(w);
+        const auto pv = packed.view();
+        for (std::size_t r = 0; r < cfg_.out_features; ++r)
+          for (std::size_t c = 0; c < cfg_.in_features; ++c) {
+            wcodes_(r, c) = static_cast<std::int8_t>(pv.value(r, c));
+            wq_(r, c) = pv.dequantized(r, c);
+          }
+        std::copy(packed.params().begin(), packed.params().end(), wscales_.begin());
+      }
+      const kernels::Epilogue ep{wscales_, in.inv_gain, {}};
       if constexpr (std::is_same_v<typename WQ::format_type, SignBit>) {
         // 1-bit: the engine's own LUT GEMM (1.5-2x the FP32 product at the training shapes,
         // docs/training.md), on weights repacked from this step's signs.
@@ -253,14 +269,15 @@ class BitLinear {
   Config cfg_;
   std::optional<RMSNorm> norm_;
   ParamId weight_;
-  SharedInput own_;             // X_q (and, after forward(), codes and 1/g) of the last forward
+  SharedInput own_;  // X_q (and, after forward(), codes and 1/g) of the last forward
   const SharedInput* lent_ = nullptr;  // the caller's X_q instead (forward_shared, borrowed)
-  Matrix<float> normed_;        // RMSNorm(x) scratch
-  Matrix<std::int8_t> wcodes_;  // integer weight codes (integer forward)
-  kernels::SignWeights wsign_;  // 1-bit codes in the LUT layout (1-bit integer forward)
-  Matrix<float> wq_;            // W_q [out x in]
-  Matrix<float> da_;            // dA scratch (before RMSNorm backward)
-  Matrix<float> dwq_;           // dW_q scratch for non-identity STE rules
+  Matrix<float> normed_;               // RMSNorm(x) scratch
+  Matrix<std::int8_t> wcodes_;         // integer weight codes (integer forward)
+  std::vector<float> wscales_;         // their scales (lambda per scale group)
+  kernels::SignWeights wsign_;         // 1-bit codes in the LUT layout (1-bit integer forward)
+  Matrix<float> wq_;                   // W_q [out x in]
+  Matrix<float> da_;                   // dA scratch (before RMSNorm backward)
+  Matrix<float> dwq_;                  // dW_q scratch for non-identity STE rules
 };
 
 /// A projection whose activation operand can be quantized once and shared by several projections

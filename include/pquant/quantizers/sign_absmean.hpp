@@ -11,6 +11,7 @@
 // (hardtanh of the normalised weight), bounds in double.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -61,6 +62,29 @@ struct SignAbsMean {
       for (std::size_t c = 0; c < w.cols; ++c)
         p.set_code(r, c, code(w(r, c), s.mu[Scales::index(r, c, w.cols)]));
     return p;
+  }
+
+  /// quantize(w) unpacked, for a caller that needs it every step (BitLinear's integer forward):
+  /// codes in {-1, +1} as int8, values = lambda * code (the packed view's value() and
+  /// dequantized(), bit for bit) and each group's lambda, without the packed storage.
+  // w, codes, values: [rows x cols]; lambda: [Scales::count(rows, cols)]
+  static void quantize_unpacked(MatrixView<const float> w, MatrixView<std::int8_t> codes,
+                                MatrixView<float> values, std::span<float> lambda) {
+    constexpr std::string_view fn = "SignAbsMean::quantize_unpacked";
+    detail::check_input(w, fn, "w");
+    check::shape(codes, w.rows, w.cols, fn, "codes");
+    check::shape(MatrixView<const float>(values), w.rows, w.cols, fn, "values");
+    check::size(std::span<const float>(lambda), Scales::count(w.rows, w.cols), fn, "lambda");
+    const Statistics s = statistics(w);
+    std::copy(s.lambda.begin(), s.lambda.end(), lambda.begin());
+    for (std::size_t r = 0; r < w.rows; ++r)
+      for (std::size_t c = 0; c < w.cols; ++c) {
+        const std::size_t g = Scales::index(r, c, w.cols);
+        const std::uint8_t bit = code(w(r, c), s.mu[g]);
+        const std::int8_t v = static_cast<std::int8_t>(SignBit::decode(bit));
+        codes(r, c) = v;
+        values(r, c) = s.lambda[g] * static_cast<float>(v);
+      }
   }
 
   // w, out: [rows x cols]; out may be exactly w

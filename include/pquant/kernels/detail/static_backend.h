@@ -48,6 +48,9 @@ inline void adamw_update(const AdamWArgs& args) {
 inline bool any_non_finite(const NonFiniteArgs& args) {
   return HWY_NAMESPACE::AnyNonFinite(args);
 }
+inline bool int8_absmax_quantize(const Int8AbsMaxArgs& args) {
+  return HWY_NAMESPACE::Int8AbsMaxQuantize(args);
+}
 inline void causal_softmax(const CausalSoftmaxArgs& args) {
   HWY_NAMESPACE::CausalSoftmax(args);
 }
