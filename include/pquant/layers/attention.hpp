@@ -305,47 +305,11 @@ class CausalSelfAttention {
     attend(y, shape);
   }
   /// The same with x lent by the caller (BorrowedInput: kept as a view, not scanned).
-  void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape,
-               BorrowedInput) {
+  void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape, BorrowedInput) {
     check_input(x, y, shape);
     norm_.forward(x, a_.view(), borrowed_input);
     attend(y, shape);
   }
-
- private:
-  static constexpr const char* kForward = "CausalSelfAttention::forward";
-  void check_input(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape) {
-    require<ShapeError>(shape.seq_len > 0 && shape.batch > 0 && x.rows == shape.tokens(),
-                        kForward, ": argument 'x' must have batch*seq_len = ", shape.batch, "*",
-                        shape.seq_len, " rows, got ", x.rows);
-    detail::check_forward_shapes(x, y, cfg_.d_model, cfg_.d_model, kForward);
-    const std::size_t n = x.rows, d = cfg_.d_model;
-    for (Matrix<float>* m : {&a_, &q_out_, &k_out_, &v_out_, &att_}) detail::ensure_shape(*m, n, d);
-  }
-  // a_ = RMSNorm(x) -> y; the projections read the attention's own buffers (lent).
-  void attend(MatrixView<float> y, SequenceShape shape) {
-    shape_ = shape;
-    if constexpr (SharedInputProjection<Proj>) {  // Q, K, V read one quantized copy of a
-      Proj::quantize_input(a_.view(), shared_);
-      detail::forward_shared_borrowed(q_, shared_, q_out_.view());
-      detail::forward_shared_borrowed(k_, shared_, k_out_.view());
-      detail::forward_shared_borrowed(v_, shared_, v_out_.view());
-    } else {
-      detail::forward_borrowed(q_, a_.view(), q_out_.view());
-      detail::forward_borrowed(k_, a_.view(), k_out_.view());
-      detail::forward_borrowed(v_, a_.view(), v_out_.view());
-    }
-    if (rope_.seq_len != shape.seq_len)
-      rope_ = RopeTable<float>(shape.seq_len, head_dim(), cfg_.rope_base);
-    rope_apply<float>(q_out_.view(), cfg_.heads, rope_);
-    rope_apply<float>(k_out_.view(), cfg_.heads, rope_);
-    probs_.resize(shape.batch * cfg_.heads * shape.seq_len * shape.seq_len);
-    causal_attention_forward<float>(q_out_.view(), k_out_.view(), v_out_.view(), cfg_.heads, shape,
-                                    att_.view(), probs_.data());
-    detail::forward_borrowed(o_, att_.view(), y);
-  }
-
- public:
 
   /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients +=.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
@@ -382,6 +346,38 @@ class CausalSelfAttention {
   std::span<const float> probabilities() const { return probs_; }
 
  private:
+  static constexpr const char* kForward = "CausalSelfAttention::forward";
+  void check_input(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape) {
+    require<ShapeError>(shape.seq_len > 0 && shape.batch > 0 && x.rows == shape.tokens(), kForward,
+                        ": argument 'x' must have batch*seq_len = ", shape.batch, "*",
+                        shape.seq_len, " rows, got ", x.rows);
+    detail::check_forward_shapes(x, y, cfg_.d_model, cfg_.d_model, kForward);
+    const std::size_t n = x.rows, d = cfg_.d_model;
+    for (Matrix<float>* m : {&a_, &q_out_, &k_out_, &v_out_, &att_}) detail::ensure_shape(*m, n, d);
+  }
+  // a_ = RMSNorm(x) -> y; the projections read the attention's own buffers (lent).
+  void attend(MatrixView<float> y, SequenceShape shape) {
+    shape_ = shape;
+    if constexpr (SharedInputProjection<Proj>) {  // Q, K, V read one quantized copy of a
+      Proj::quantize_input(a_.view(), shared_);
+      detail::forward_shared_borrowed(q_, shared_, q_out_.view());
+      detail::forward_shared_borrowed(k_, shared_, k_out_.view());
+      detail::forward_shared_borrowed(v_, shared_, v_out_.view());
+    } else {
+      detail::forward_borrowed(q_, a_.view(), q_out_.view());
+      detail::forward_borrowed(k_, a_.view(), k_out_.view());
+      detail::forward_borrowed(v_, a_.view(), v_out_.view());
+    }
+    if (rope_.seq_len != shape.seq_len)
+      rope_ = RopeTable<float>(shape.seq_len, head_dim(), cfg_.rope_base);
+    rope_apply<float>(q_out_.view(), cfg_.heads, rope_);
+    rope_apply<float>(k_out_.view(), cfg_.heads, rope_);
+    probs_.resize(shape.batch * cfg_.heads * shape.seq_len * shape.seq_len);
+    causal_attention_forward<float>(q_out_.view(), k_out_.view(), v_out_.view(), cfg_.heads, shape,
+                                    att_.view(), probs_.data());
+    detail::forward_borrowed(o_, att_.view(), y);
+  }
+
   static Config checked(Config cfg, const std::string& name) {
     require<ShapeError>(cfg.d_model > 0 && cfg.heads > 0 && cfg.d_model % cfg.heads == 0 &&
                             (cfg.d_model / cfg.heads) % 2 == 0,

@@ -95,61 +95,6 @@ class DecoupledFfn {
     run(x, y);
   }
 
- private:
-  // x (lent to the norm) -> y; the branches read the layer's own buffers (lent).
-  void run(MatrixView<const float> x, MatrixView<float> y) {
-    const std::size_t n = x.rows, d = cfg_.d_model;
-    for (Matrix<float>* m : {&a_, &y8_, &y1_, &expert_in_, &expert_out_})
-      detail::ensure_shape(*m, n, d);
-    norm_.forward(x, a_.view(), borrowed_input);
-    // Routing: tokens of each expert, in token order (clear() keeps the capacity: no allocation).
-    rows_.resize(cfg_.experts);
-    for (auto& r : rows_) r.clear();
-    prob_.assign(n, 1.0f);
-    if (router_) {
-      router_->forward(a_.view());
-      for (std::size_t t = 0; t < n; ++t) {
-        rows_[router_->choices()[t]].push_back(t);
-        prob_[t] = router_->chosen_probability(t);
-      }
-    } else {
-      rows_[0].resize(n);
-      for (std::size_t t = 0; t < n; ++t) rows_[0][t] = t;
-    }
-    // Expert e's tokens are packed in rows [first_[e], first_[e] + |rows_e|) of one n x d buffer.
-    first_.resize(cfg_.experts);
-    total_usage_.resize(cfg_.experts, 0);
-    for (std::size_t e = 0, off = 0; e < cfg_.experts; ++e) {
-      first_[e] = off;
-      off += rows_[e].size();
-      total_usage_[e] += rows_[e].size();
-    }
-    // Experts are tiny GEMMs (~n/N tokens x d x r): run them concurrently with each other and with
-    // the 1-bit branch. Each task touches only its own parameters, its own packed rows and the
-    // rows of y8_ of its tokens (disjoint), so the result does not depend on the thread count.
-    auto run_expert = [&](std::size_t e) {
-      const std::vector<std::size_t>& rows = rows_[e];
-      if (rows.empty()) return;
-      const MatrixView<float> in = expert_in_.view().row_range(first_[e], rows.size());
-      const MatrixView<float> out = expert_out_.view().row_range(first_[e], rows.size());
-      for (std::size_t i = 0; i < rows.size(); ++i) std::copy_n(&a_(rows[i], 0), d, &in(i, 0));
-      experts_[e]->forward(in, out, borrowed_input);  // rows of expert_in_ (ours)
-      for (std::size_t i = 0; i < rows.size(); ++i) {
-        const float p = prob_[rows[i]];
-        float* dst = &y8_(rows[i], 0);
-        for (std::size_t c = 0; c < d; ++c) dst[c] = p * out(i, c);
-      }
-    };
-    tbb::parallel_invoke([&] { int1_->forward(a_.view(), y1_.view(), borrowed_input); },
-                         [&] { tbb::parallel_for(std::size_t{0}, cfg_.experts, run_expert); });
-    const float alpha = alpha_value(), beta = beta_value();
-    for_tokens(n, [&](std::size_t t) {
-      for (std::size_t c = 0; c < d; ++c) y(t, c) = alpha * y8_(t, c) + beta * y1_(t, c);
-    });
-  }
-
- public:
-
   /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients += (incl.
   /// alpha, beta, router and the load-balancing loss's gradient).
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
@@ -240,6 +185,58 @@ class DecoupledFfn {
   }
 
  private:
+  // x (lent to the norm) -> y; the branches read the layer's own buffers (lent).
+  void run(MatrixView<const float> x, MatrixView<float> y) {
+    const std::size_t n = x.rows, d = cfg_.d_model;
+    for (Matrix<float>* m : {&a_, &y8_, &y1_, &expert_in_, &expert_out_})
+      detail::ensure_shape(*m, n, d);
+    norm_.forward(x, a_.view(), borrowed_input);
+    // Routing: tokens of each expert, in token order (clear() keeps the capacity: no allocation).
+    rows_.resize(cfg_.experts);
+    for (auto& r : rows_) r.clear();
+    prob_.assign(n, 1.0f);
+    if (router_) {
+      router_->forward(a_.view());
+      for (std::size_t t = 0; t < n; ++t) {
+        rows_[router_->choices()[t]].push_back(t);
+        prob_[t] = router_->chosen_probability(t);
+      }
+    } else {
+      rows_[0].resize(n);
+      for (std::size_t t = 0; t < n; ++t) rows_[0][t] = t;
+    }
+    // Expert e's tokens are packed in rows [first_[e], first_[e] + |rows_e|) of one n x d buffer.
+    first_.resize(cfg_.experts);
+    total_usage_.resize(cfg_.experts, 0);
+    for (std::size_t e = 0, off = 0; e < cfg_.experts; ++e) {
+      first_[e] = off;
+      off += rows_[e].size();
+      total_usage_[e] += rows_[e].size();
+    }
+    // Experts are tiny GEMMs (~n/N tokens x d x r): run them concurrently with each other and with
+    // the 1-bit branch. Each task touches only its own parameters, its own packed rows and the
+    // rows of y8_ of its tokens (disjoint), so the result does not depend on the thread count.
+    auto run_expert = [&](std::size_t e) {
+      const std::vector<std::size_t>& rows = rows_[e];
+      if (rows.empty()) return;
+      const MatrixView<float> in = expert_in_.view().row_range(first_[e], rows.size());
+      const MatrixView<float> out = expert_out_.view().row_range(first_[e], rows.size());
+      for (std::size_t i = 0; i < rows.size(); ++i) std::copy_n(&a_(rows[i], 0), d, &in(i, 0));
+      experts_[e]->forward(in, out, borrowed_input);  // rows of expert_in_ (ours)
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        const float p = prob_[rows[i]];
+        float* dst = &y8_(rows[i], 0);
+        for (std::size_t c = 0; c < d; ++c) dst[c] = p * out(i, c);
+      }
+    };
+    tbb::parallel_invoke([&] { int1_->forward(a_.view(), y1_.view(), borrowed_input); },
+                         [&] { tbb::parallel_for(std::size_t{0}, cfg_.experts, run_expert); });
+    const float alpha = alpha_value(), beta = beta_value();
+    for_tokens(n, [&](std::size_t t) {
+      for (std::size_t c = 0; c < d; ++c) y(t, c) = alpha * y8_(t, c) + beta * y1_(t, c);
+    });
+  }
+
   static Config checked(Config cfg, const std::string& name) {
     require<ShapeError>(cfg.d_model > 0 && cfg.r > 0 && cfg.r < cfg.d_ff && cfg.experts > 0,
                         "DecoupledFfn: config '", name,

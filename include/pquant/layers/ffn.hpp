@@ -58,43 +58,6 @@ class FfnBranch {
   /// The same with a lent by the caller (BorrowedInput: kept as a view, not scanned).
   void forward(MatrixView<const float> a, MatrixView<float> y, BorrowedInput) { run<true>(a, y); }
 
- private:
-  template <bool kLent>
-  void project(Proj& p, MatrixView<const float> a, MatrixView<float> out) {
-    if constexpr (SharedInputProjection<Proj>)
-      detail::forward_shared_borrowed(p, shared_, out);  // shared_ is ours
-    else if constexpr (kLent)
-      detail::forward_borrowed(p, a, out);
-    else
-      p.forward(a, out);
-  }
-  template <bool kLent>
-  void run(MatrixView<const float> a, MatrixView<float> y) {
-    const std::size_t n = a.rows, h = cfg_.hidden;
-    detail::ensure_shape(u_, n, h);
-    detail::ensure_shape(h_, n, h);
-    if constexpr (SharedInputProjection<Proj>)  // gate and up read one quantized copy of a
-      Proj::quantize_input(a, shared_);
-    auto up = [&] { project<kLent>(*up_, a, u_.view()); };
-    if (gate_) {
-      detail::ensure_shape(g_, n, h);
-      // gate and up are independent (own parameters and outputs): run them concurrently.
-      tbb::parallel_invoke(up, [&] { project<kLent>(*gate_, a, g_.view()); });
-      by_rows(n, [&](std::size_t i, std::size_t m) {
-        kernels::swiglu_forward(g_.view().row_range(i, m), u_.view().row_range(i, m),
-                                h_.view().row_range(i, m));
-      });
-    } else {
-      up();
-      by_rows(n, [&](std::size_t i, std::size_t m) {
-        relu2_forward<float>(u_.view().row_range(i, m), h_.view().row_range(i, m));
-      });
-    }
-    detail::forward_borrowed(*down_, h_.view(), y);  // h_ is ours
-  }
-
- public:
-
   /// dy [tokens x d_model] -> da [tokens x d_model] (overwritten; required).
   void backward(MatrixView<const float> dy, MatrixView<float> da) {
     const std::size_t n = dy.rows, h = cfg_.hidden;
@@ -136,6 +99,40 @@ class FfnBranch {
   const Proj& down() const { return *down_; }
 
  private:
+  template <bool kLent>
+  void project(Proj& p, MatrixView<const float> a, MatrixView<float> out) {
+    if constexpr (SharedInputProjection<Proj>)
+      detail::forward_shared_borrowed(p, shared_, out);  // shared_ is ours
+    else if constexpr (kLent)
+      detail::forward_borrowed(p, a, out);
+    else
+      p.forward(a, out);
+  }
+  template <bool kLent>
+  void run(MatrixView<const float> a, MatrixView<float> y) {
+    const std::size_t n = a.rows, h = cfg_.hidden;
+    detail::ensure_shape(u_, n, h);
+    detail::ensure_shape(h_, n, h);
+    if constexpr (SharedInputProjection<Proj>)  // gate and up read one quantized copy of a
+      Proj::quantize_input(a, shared_);
+    auto up = [&] { project<kLent>(*up_, a, u_.view()); };
+    if (gate_) {
+      detail::ensure_shape(g_, n, h);
+      // gate and up are independent (own parameters and outputs): run them concurrently.
+      tbb::parallel_invoke(up, [&] { project<kLent>(*gate_, a, g_.view()); });
+      by_rows(n, [&](std::size_t i, std::size_t m) {
+        kernels::swiglu_forward(g_.view().row_range(i, m), u_.view().row_range(i, m),
+                                h_.view().row_range(i, m));
+      });
+    } else {
+      up();
+      by_rows(n, [&](std::size_t i, std::size_t m) {
+        relu2_forward<float>(u_.view().row_range(i, m), h_.view().row_range(i, m));
+      });
+    }
+    detail::forward_borrowed(*down_, h_.view(), y);  // h_ is ours
+  }
+
   // f(first, count) over blocks of rows, in parallel: element-wise work, so the result does not
   // depend on the thread count (the activations are a large serial share otherwise).
   template <class F>

@@ -57,18 +57,6 @@ class Linear {
     multiply(y);
   }
 
- private:
-  void multiply(MatrixView<float> y) {
-    detail::matmul_xwt<float>(x_.view(), store_->value(weight_), y);
-    if (bias_.valid()) {
-      const MatrixView<const float> b = store_->value(bias_);
-      for (std::size_t i = 0; i < y.rows; ++i)
-        for (std::size_t j = 0; j < y.cols; ++j) y(i, j) += b(0, j);
-    }
-  }
-
- public:
-
   /// dy [tokens x out] -> dx [tokens x in] (overwritten; empty view skips it).
   /// Accumulates dW += dy^T x and db += column sums of dy.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
@@ -90,6 +78,15 @@ class Linear {
   ParamId bias_id() const { return bias_; }  // invalid without cfg.bias
 
  private:
+  void multiply(MatrixView<float> y) {
+    detail::matmul_xwt<float>(x_.view(), store_->value(weight_), y);
+    if (bias_.valid()) {
+      const MatrixView<const float> b = store_->value(bias_);
+      for (std::size_t i = 0; i < y.rows; ++i)
+        for (std::size_t j = 0; j < y.cols; ++j) y(i, j) += b(0, j);
+    }
+  }
+
   ParameterStore* store_;
   Config cfg_;
   ParamId weight_;

@@ -36,29 +36,11 @@ class TransformerBlock {
     residual_ffn(x, y);
   }
   /// The same with x lent by the caller (BorrowedInput: the model's activations).
-  void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape,
-               BorrowedInput) {
+  void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape, BorrowedInput) {
     detail::ensure_shape(a_, x.rows, x.cols);
     detail::forward_borrowed(attn_, x, a_.view(), shape);
     residual_ffn(x, y);
   }
-
- private:
-  // h = x + attention(x); y = h + ffn(h).
-  void residual_ffn(MatrixView<const float> x, MatrixView<float> y) {
-    detail::ensure_shape(h_, x.rows, x.cols);
-    detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
-      for (std::size_t i = i0; i < i0 + rows; ++i)
-        for (std::size_t c = 0; c < x.cols; ++c) h_(i, c) = x(i, c) + a_(i, c);
-    });
-    detail::forward_borrowed(ffn_, h_.view(), y);  // h_ is ours
-    detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
-      for (std::size_t i = i0; i < i0 + rows; ++i)
-        for (std::size_t c = 0; c < x.cols; ++c) y(i, c) += h_(i, c);
-    });
-  }
-
- public:
 
   /// dy [tokens x d] -> dx [tokens x d] (overwritten, must not alias dy); parameter grads +=.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
@@ -81,6 +63,20 @@ class TransformerBlock {
   const Ffn& ffn() const { return ffn_; }
 
  private:
+  // h = x + attention(x); y = h + ffn(h).
+  void residual_ffn(MatrixView<const float> x, MatrixView<float> y) {
+    detail::ensure_shape(h_, x.rows, x.cols);
+    detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
+      for (std::size_t i = i0; i < i0 + rows; ++i)
+        for (std::size_t c = 0; c < x.cols; ++c) h_(i, c) = x(i, c) + a_(i, c);
+    });
+    detail::forward_borrowed(ffn_, h_.view(), y);  // h_ is ours
+    detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
+      for (std::size_t i = i0; i < i0 + rows; ++i)
+        for (std::size_t c = 0; c < x.cols; ++c) y(i, c) += h_(i, c);
+    });
+  }
+
   Attention attn_;
   Ffn ffn_;
   Matrix<float> a_, h_, dh_;
