@@ -205,8 +205,8 @@ class Trainer {
                                ? detail::concat(" after ", consecutive_skips_ - 1,
                                                 " skipped steps in a row")
                                : std::string(),
-                           "; it was not applied. Lower the learning rate (now ", sv.lr,
-                           ") or raise the warm-up"),
+                           "; it was not applied (lower the learning rate, now ", sv.lr,
+                           ", or lengthen the warm-up)"),
             step_);
       r.skipped = true;
     } else {
