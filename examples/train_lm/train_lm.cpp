@@ -202,15 +202,6 @@ void finish(const CLI::App& app, Options& o) {
 
 // The options that shape the run (model, initialisation, data, schedule): a checkpoint resumed
 // must have been written with the same. Keys are the flags' names with '_' for '-'.
-/// A float as the double of its shortest decimal form (0.1f records as 0.1, not 0.100000001).
-double decimal(float v) {
-  char buf[32];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  double d = v;
-  if (ec == std::errc()) std::from_chars(buf, end, d);
-  return d;
-}
-
 nlohmann::json identity(const Options& o, const pquant::ByteDataset& data) {
   return {{"variant", o.variant},
           {"experts", o.experts},
@@ -222,10 +213,10 @@ nlohmann::json identity(const Options& o, const pquant::ByteDataset& data) {
           {"context", o.context},
           {"batch", o.batch},
           {"steps", o.steps},
-          {"lr", decimal(o.lr)},
+          {"lr", pquant::detail::json_float(o.lr)},
           {"warmup", o.warmup},
           {"schedule", o.schedule},
-          {"weight_decay", decimal(o.weight_decay)},
+          {"weight_decay", pquant::detail::json_float(o.weight_decay)},
           {"init_std", o.init_std},
           {"embed_std", o.embed_std < 0 ? nlohmann::json() : nlohmann::json(o.embed_std)},
           {"seed", o.seed},
