@@ -162,6 +162,9 @@ void declare(CLI::App& app, Options& o) {
 
 /// Cross-flag checks and defaults that depend on other flags.
 void finish(const CLI::App& app, Options& o) {
+  if (o.d_model % 2 != 0)
+    cli::reject("--d-model", "must be even (RoPE rotates pairs of each head's dimensions), got " +
+                                 std::to_string(o.d_model));
   if (o.d_model % o.heads != 0 || (o.d_model / o.heads) % 2 != 0) {
     std::string allowed;
     for (std::size_t h = 1; h <= o.d_model / 2; ++h)
