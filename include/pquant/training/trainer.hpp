@@ -42,6 +42,7 @@
 #include "pquant/layers/embedding.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"
+#include "pquant/layers/loss_report.hpp"
 #include "pquant/layers/parameter_store.hpp"
 #include "pquant/training/adamw.hpp"
 #include "pquant/training/byte_dataset.hpp"
@@ -50,12 +51,6 @@
 #include "pquant/training/schedule.hpp"
 
 namespace pquant {
-
-/// What one forward + backward of a language model reports.
-struct LossReport {
-  double loss = 0;      // mean cross-entropy over the batch's tokens (nats)
-  double aux_loss = 0;  // auxiliary losses added to the objective (router load balancing), if any
-};
 
 /// What the Trainer needs from a model: its parameter arena, a training pass that accumulates
 /// gradients into it, and an evaluation pass (no gradients).
