@@ -1,5 +1,5 @@
 # ctest: a model trained with train_lm is exported (generate --export), reloaded from the
-# safetensors file and generates text; --json's last line has the keys issue 5 requires.
+# safetensors file and generates text; --json's last line has the documented keys.
 # Greedy decoding twice (read vs mmap loading) must give the same text.
 # Invoked as: cmake -DTRAIN_LM=<binary> -DGENERATE=<binary> -DWORK=<dir> -P export_generate_test.cmake
 file(MAKE_DIRECTORY "${WORK}")
