@@ -53,7 +53,7 @@ SUITE = {
     "decode": (
         "bench/decode/bench_decode",
         ["--benchmark_repetitions=3", *AGG],
-        ["--benchmark_repetitions=3", *AGG, "--benchmark_filter=/1$"],
+        ["--benchmark_repetitions=3", *AGG, "--benchmark_filter=BM_decode/(pquant/1|bitnet/1)/1/"],
     ),
     "training": (
         "bench/training/bench_training",
@@ -66,6 +66,10 @@ SUITE = {
         ["--benchmark_repetitions=5", *AGG],
     ),
 }
+
+# Which aggregate a table shows: medians, except the LUT step, whose floor is the figure of
+# interest (its ablations are compared by their fastest repetition).
+STATISTIC = {"lut_step": "min"}
 
 TITLES = {
     "gemv": "Batch-1 GEMV kernels (`bench_gemv`)",
@@ -157,7 +161,14 @@ def cmd_run(args: argparse.Namespace) -> None:
             fail(f"run: {exe.name} exited with {r.returncode}; {dest} left unchanged")
         # Google Benchmark's --benchmark_context cannot carry commas or '=' in a value (a
         # command has both), so the keys are added to the JSON's "context" afterwards.
-        doc = json.loads(tmp.read_text(encoding="utf-8"))
+        try:
+            doc = json.loads(tmp.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            fail(f"run: {exe.name} wrote no readable JSON ({e}); did the filter match nothing?")
+        if not doc.get("benchmarks"):
+            tmp.unlink(missing_ok=True)
+            fail(f"run: {exe.name} ran no benchmark (the filter matched nothing); "
+                 f"{dest} left unchanged")
         doc.setdefault("context", {}).update(context)
         doc["context"].pop("host_name", None)
         doc["context"]["executable"] = exe_shown.as_posix()
@@ -198,8 +209,8 @@ COUNTERS = [  # (JSON key, column heading, formatter)
 ]
 
 
-def rows_of(doc: dict) -> list[dict]:
-    """Median (or, for lut_step, min if present) aggregate per run; plain runs if no aggregates."""
+def rows_of(doc: dict, stat: str = "median") -> list[dict]:
+    """The `stat` aggregate of each run (another aggregate if absent); plain runs if none."""
     benches = doc.get("benchmarks", [])
     agg = [b for b in benches if b.get("run_type") == "aggregate"]
     if not agg:
@@ -212,11 +223,13 @@ def rows_of(doc: dict) -> list[dict]:
             by_run[run] = {}
             order.append(run)
         by_run[run][b.get("aggregate_name", "")] = b
-    return [by_run[r].get("median") or next(iter(by_run[r].values())) for r in order]
+    return [by_run[r].get(stat) or by_run[r].get("median") or next(iter(by_run[r].values()))
+            for r in order]
 
 
 def short_name(run_name: str) -> str:
-    return re.sub(r"/(real_time|process_time)$", "", run_name)
+    """The name without Google Benchmark's option suffixes (/min_time:..., /real_time)."""
+    return re.sub(r"/(real_time|process_time|min_time:[0-9.]+|repeats:[0-9]+)", "", run_name)
 
 
 def machine_line(ctx: dict) -> str:
@@ -239,7 +252,8 @@ def machine_line(ctx: dict) -> str:
 
 def table_for(name: str, doc: dict) -> str:
     ctx = doc.get("context", {})
-    rows = rows_of(doc)
+    stat = STATISTIC.get(name, "median")
+    rows = rows_of(doc, stat)
     if not rows:
         fail(f"table: bench_{name}.json has no benchmark results")
     present = [c for c in COUNTERS if any(c[0] in r for r in rows)]
@@ -263,8 +277,10 @@ def table_for(name: str, doc: dict) -> str:
                     "regenerate with the full command before quoting figures")
     out += meta
     reps = {r.get("repetitions") for r in rows if r.get("repetitions")}
-    stat = f"median of {reps.pop()} repetitions" if len(reps) == 1 else "median of repetitions"
-    out += ["", f"| benchmark | {stat} | " + " | ".join(c[1] for c in cols) + " |",
+    used = {r.get("aggregate_name", "single run") for r in rows}
+    what = used.pop() if len(used) == 1 else "median"
+    label = f"{what} of {reps.pop()} repetitions" if len(reps) == 1 else what
+    out += ["", f"| benchmark | {label} | " + " | ".join(c[1] for c in cols) + " |",
             "|---|---:|" + "---:|" * len(cols)]
     for r in rows:
         t = r["real_time"] * TO_NS.get(r.get("time_unit", "ns"), 1.0)
