@@ -1,5 +1,5 @@
 # ctest: a model trained with train_lm is exported (generate --export), reloaded from the
-# safetensors file and generates text; --json's last line has the required keys. A checkpoint
+# safetensors file and generates text; --json's last line has the documented keys. A checkpoint
 # given where a model belongs, and a model given to --resume, are refused saying what they are.
 # Greedy decoding twice (read vs mmap loading) must give the same text.
 # Invoked as: cmake -DTRAIN_LM=<binary> -DGENERATE=<binary> -DWORK=<dir> -P export_generate_test.cmake
