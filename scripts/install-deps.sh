@@ -4,6 +4,9 @@
 set -euo pipefail
 
 packages=(g++ cmake make pkg-config libhwy-dev libtbb-dev nlohmann-json3-dev libcli11-dev googletest libgtest-dev libbenchmark-dev python3 python3-venv "$@")
+# clang (scripts/test.sh asks for it) also builds the libFuzzer targets: their runtime is a package
+# of its own.
+[[ " $* " == *" clang "* ]] && packages+=(libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Crash test of train_lm's checkpoints: kills train_lm with SIGKILL at random moments of a run that
+# saves after every step (--save-every 1), then checks that
+#   - the checkpoint left behind is a complete one (train_lm --resume accepts it), old or new;
+#   - resuming from it ends bit-identically to an uninterrupted run: same final val_loss and the
+#     same final checkpoint, tensor for tensor;
+#   - the partial temp files a kill leaves next to it (*.tmp.*) are removed by the next save.
+# Usage: scripts/crash_test.sh [trials (default 20)] [train_lm binary]
+# Builds train_lm (release preset) when no binary is given. Exit 0 when every trial passes.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+trials="${1:-20}"
+tl="${2:-}"
+if [[ -z $tl ]]; then
+  cmake --preset release >/dev/null
+  cmake --build --preset release --target train_lm >/dev/null
+  tl="$root/build/release/examples/train_lm/train_lm"
+fi
+work="$root/build/crash_test"
+rm -rf "$work"
+mkdir -p "$work"
+
+args=(--variant pquant --experts 2 --r 8 --d-model 32 --layers 2 --heads 2 --d-ff 64 --context 32
+      --batch 4 --steps 30 --warmup 3 --corpus-bytes 60000 --seed 7 --threads 1 --json
+      --save-every 1)
+field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$2"; }
+# The tensors of a checkpoint (names, dtypes, shapes and bytes) as one digest: metadata left out,
+# it names the run's options, which both runs share anyway.
+tensors_digest() {
+  python3 - "$1" <<'PY'
+import hashlib, json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+h.pop('__metadata__', None)
+d = hashlib.sha256()
+for name in sorted(h):
+    t = h[name]
+    s, e = t['data_offsets']
+    d.update(json.dumps([name, t['dtype'], t['shape']]).encode())
+    d.update(b[8 + n + s:8 + n + e])
+print(d.hexdigest())
+PY
+}
+
+echo "crash_test: reference run (uninterrupted)"
+start=$(date +%s%N)
+ref_out=$("$tl" "${args[@]}" --save "$work/ref.ckpt")
+ref_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+ref_loss=$(field val_loss "$(tail -n 1 <<<"$ref_out")")
+ref_digest=$(tensors_digest "$work/ref.ckpt")
+echo "crash_test: reference val_loss $ref_loss, run time ${ref_ms} ms, final tensors ${ref_digest:0:16}"
+
+failures=0 killed_mid=0 no_ckpt=0 stale_seen=0
+for ((i = 1; i <= trials; i++)); do
+  dir="$work/trial$i"
+  mkdir -p "$dir"
+  ck="$dir/run.ckpt"
+  delay_ms=$(( RANDOM * 32768 + RANDOM ))
+  delay_ms=$(( delay_ms % (ref_ms + 1) ))
+  "$tl" "${args[@]}" --save "$ck" >"$dir/killed.log" 2>&1 &
+  pid=$!
+  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+  if kill -9 "$pid" 2>/dev/null; then killed_mid=$((killed_mid + 1)); fi
+  wait "$pid" 2>/dev/null || true
+  stale=$(find "$dir" -name 'run.ckpt.tmp.*' | wc -l)
+  stale_seen=$((stale_seen + stale))
+  if [[ ! -e $ck ]]; then
+    # Killed before the first save completed: no checkpoint (and nothing to resume) is correct.
+    no_ckpt=$((no_ckpt + 1))
+    resume=()
+    what="no checkpoint yet"
+  else
+    resume=(--resume "$ck")
+    what="checkpoint"
+  fi
+  if ! out=$("$tl" "${args[@]}" "${resume[@]}" --save "$ck" 2>"$dir/resume.err"); then
+    echo "crash_test: trial $i: FAIL: resume from the $what left by a kill after ${delay_ms} ms failed:"
+    cat "$dir/resume.err"
+    failures=$((failures + 1))
+    continue
+  fi
+  at=$(sed -n 's/^resumed from .* at step \([0-9]*\)$/\1/p' <<<"$out")
+  loss=$(field val_loss "$(tail -n 1 <<<"$out")")
+  digest=$(tensors_digest "$ck")
+  left=$(find "$dir" -name 'run.ckpt.tmp.*' | wc -l)
+  verdict=ok
+  if [[ $loss != "$ref_loss" || $digest != "$ref_digest" || $left != 0 ]]; then
+    verdict=FAIL
+    failures=$((failures + 1))
+  fi
+  echo "crash_test: trial $i: killed after ${delay_ms} ms, $what${at:+ at step $at}, ${stale} temp file(s) left by the kill, ${left} after the resumed run; val_loss $loss, final tensors ${digest:0:16}: $verdict"
+done
+echo "crash_test: $trials trials, $killed_mid killed mid-run, $no_ckpt before the first checkpoint, $stale_seen stale temp file(s) seen after kills (all must be gone after the next save); failures: $failures"
+[[ $failures == 0 ]]
