@@ -2,8 +2,8 @@
 # Crash test of train_lm's checkpoints: kills train_lm with SIGKILL at random moments of a run that
 # saves after every step (--save-every 1), then checks that
 #   - the checkpoint left behind is a complete one (train_lm --resume accepts it), old or new;
-#   - resuming from it ends bit-identically to an uninterrupted run: same final val_loss and the
-#     same final checkpoint, tensor for tensor;
+#   - resuming from it ends bit-identically to an uninterrupted run: same final val_loss and a
+#     final checkpoint byte-identical to the uninterrupted run's (weights, moments, counters, RNG);
 #   - the partial temp files a kill leaves next to it (*.tmp.*) are removed by the next save.
 # Usage: scripts/crash_test.sh [trials (default 20)] [train_lm binary]
 # Builds train_lm (release preset) when no binary is given. Exit 0 when every trial passes.
@@ -24,32 +24,13 @@ args=(--variant pquant --experts 2 --r 8 --d-model 32 --layers 2 --heads 2 --d-f
       --batch 4 --steps 30 --warmup 3 --corpus-bytes 60000 --seed 7 --threads 1 --json
       --save-every 1)
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$2"; }
-# The tensors of a checkpoint (names, dtypes, shapes and bytes) as one digest: metadata left out,
-# it names the run's options, which both runs share anyway.
-tensors_digest() {
-  python3 - "$1" <<'PY'
-import hashlib, json, struct, sys
-b = open(sys.argv[1], 'rb').read()
-n = struct.unpack('<Q', b[:8])[0]
-h = json.loads(b[8:8 + n])
-h.pop('__metadata__', None)
-d = hashlib.sha256()
-for name in sorted(h):
-    t = h[name]
-    s, e = t['data_offsets']
-    d.update(json.dumps([name, t['dtype'], t['shape']]).encode())
-    d.update(b[8 + n + s:8 + n + e])
-print(d.hexdigest())
-PY
-}
 
 echo "crash_test: reference run (uninterrupted)"
 start=$(date +%s%N)
 ref_out=$("$tl" "${args[@]}" --save "$work/ref.ckpt")
 ref_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 ref_loss=$(field val_loss "$(tail -n 1 <<<"$ref_out")")
-ref_digest=$(tensors_digest "$work/ref.ckpt")
-echo "crash_test: reference val_loss $ref_loss, run time ${ref_ms} ms, final tensors ${ref_digest:0:16}"
+echo "crash_test: reference val_loss $ref_loss, run time ${ref_ms} ms"
 
 failures=0 killed_mid=0 no_ckpt=0 stale_seen=0
 for ((i = 1; i <= trials; i++)); do
@@ -82,14 +63,15 @@ for ((i = 1; i <= trials; i++)); do
   fi
   at=$(sed -n 's/^resumed from .* at step \([0-9]*\)$/\1/p' <<<"$out")
   loss=$(field val_loss "$(tail -n 1 <<<"$out")")
-  digest=$(tensors_digest "$ck")
+  same=different
+  cmp -s "$ck" "$work/ref.ckpt" && same=byte-identical
   left=$(find "$dir" -name 'run.ckpt.tmp.*' | wc -l)
   verdict=ok
-  if [[ $loss != "$ref_loss" || $digest != "$ref_digest" || $left != 0 ]]; then
+  if [[ $loss != "$ref_loss" || $same != byte-identical || $left != 0 ]]; then
     verdict=FAIL
     failures=$((failures + 1))
   fi
-  echo "crash_test: trial $i: killed after ${delay_ms} ms, $what${at:+ at step $at}, ${stale} temp file(s) left by the kill, ${left} after the resumed run; val_loss $loss, final tensors ${digest:0:16}: $verdict"
+  echo "crash_test: trial $i: killed after ${delay_ms} ms, $what${at:+ at step $at}, ${stale} temp file(s) left by the kill, ${left} after the resumed run; val_loss $loss, final checkpoint $same to the uninterrupted one: $verdict"
 done
 echo "crash_test: $trials trials, $killed_mid killed mid-run, $no_ckpt before the first checkpoint, $stale_seen stale temp file(s) seen after kills (all must be gone after the next save); failures: $failures"
 [[ $failures == 0 ]]
