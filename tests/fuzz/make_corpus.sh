@@ -40,9 +40,11 @@ def st(h, body=b''):  # a safetensors file from a header dict (or raw header tex
     return struct.pack('<Q', len(t)) + t.encode() + body
 
 # Configuration JSON: the packed model's and train_lm's, as the files hold them.
+config_key = next(k for k in ('pquant.structure', 'pquant.config')
+                  if k in header(os.path.join(corpus, 'model_loader', 'fp.safetensors'))[0]['__metadata__'])
 for v in ('pquant', 'fp'):
     h, _ = header(os.path.join(corpus, 'model_loader', v + '.safetensors'))
-    write('config', v + '_model.json', h['__metadata__']['pquant.config'])
+    write('config', v + '_model.json', h['__metadata__'][config_key])
     h, _ = header(os.path.join(tmp, v + '.ckpt'))
     write('config', v + '_train_lm.json', h['__metadata__']['pquant.meta'])
 c = json.loads(open(os.path.join(corpus, 'config', 'pquant_model.json')).read())
@@ -64,8 +66,8 @@ write('model_loader', 'overlap', st({'a': {'dtype': 'F32', 'shape': [2], 'data_o
 write('model_loader', 'shape_overflow', st({'a': {'dtype': 'F32', 'shape': [2**32, 2**32, 4],
                                                   'data_offsets': [0, 0]}}))
 h, body = header(os.path.join(corpus, 'model_loader', 'pquant.safetensors'))
-cfg = json.loads(h['__metadata__']['pquant.config'])
-h2 = dict(h); h2['__metadata__'] = dict(h['__metadata__'], **{'pquant.config': json.dumps(dict(cfg, layers=100000, context=2**24))})
+cfg = json.loads(h['__metadata__'][config_key])
+h2 = dict(h); h2['__metadata__'] = dict(h['__metadata__'], **{config_key: json.dumps(dict(cfg, vocab=2**24, context=2**24))})
 write('model_loader', 'pquant_config_lies', st(h2, body))
 
 # Checkpoints: foreign and retired formats.
