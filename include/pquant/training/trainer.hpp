@@ -7,6 +7,8 @@
 // MPI_Allreduce(MPI_IN_PLACE, grads.data(), grads.size(), MPI_FLOAT, MPI_SUM, comm) then divides
 // by the world size): the arena is one contiguous buffer, nothing else holds gradients, and
 // clipping and the update come after, so every rank then takes the identical step.
+// TrainerConfig::shard makes the trainer a data-parallel rank: it draws the same global batch as
+// every other rank and trains on its own contiguous block of rows (pquant/distributed/ does both).
 // State that defines the run (latent weights, AdamW moments and step count, schedule position,
 // data Rng) is exactly what save()/resume() store, so a resumed run is bit-identical to an
 // uninterrupted one (as long as the thread count does not change results: see docs/training.md).
@@ -52,14 +54,22 @@ concept LanguageModel = requires(M& m, std::span<const TokenId> inputs,
   { m.evaluate(inputs, targets, shape) } -> std::same_as<CrossEntropyResult>;
 };
 
+/// Which block of each global batch this process trains on (data parallel): rows
+/// [index * batch / count, (index + 1) * batch / count). {0, 1} is the whole batch.
+struct DataShard {
+  std::size_t index = 0;
+  std::size_t count = 1;
+};
+
 struct TrainerConfig {
-  std::size_t batch = 16;
+  std::size_t batch = 16;  // the global batch: windows per step over all shards
   std::size_t seq_len = 128;
   AnySchedule schedule = TwoPhaseSchedule{};  // its total_steps is the run's length
   AdamWConfig adam{};
   float clip_norm = 1.0f;       // global gradient norm limit; <= 0 disables clipping
   std::uint64_t data_seed = 1;  // seeds the window sampler
   std::size_t eval_batch = 16;  // validation windows per forward pass
+  DataShard shard{};            // count must divide batch
 };
 
 struct StepReport {
@@ -69,8 +79,8 @@ struct StepReport {
   double grad_norm = 0;  // before clipping
   float lr = 0;
   float weight_decay = 0;
-  std::size_t tokens = 0;
-  double seconds = 0;  // wall time of the step
+  std::size_t tokens = 0;  // of the global batch
+  double seconds = 0;      // wall time of the step
 };
 
 struct EvalReport {
@@ -91,6 +101,10 @@ class Trainer {
     require<ValueError>(cfg_.batch > 0 && cfg_.seq_len > 0 && cfg_.eval_batch > 0,
                         "Trainer: 'batch', 'seq_len' and 'eval_batch' must be > 0");
     require<ValueError>(std::isfinite(cfg_.clip_norm), "Trainer: 'clip_norm' must be finite");
+    require<ValueError>(cfg_.shard.count > 0 && cfg_.shard.index < cfg_.shard.count &&
+                            cfg_.batch % cfg_.shard.count == 0,
+                        "Trainer: 'shard' must have index < count and count dividing 'batch' (",
+                        cfg_.batch, "), got index ", cfg_.shard.index, " of ", cfg_.shard.count);
   }
 
   /// Called with the complete gradient arena once per step, before clipping and the update:
@@ -104,14 +118,19 @@ class Trainer {
   AdamW& optimizer() { return opt_; }
   const Rng& data_rng() const { return rng_; }
 
-  /// One optimizer step on a fresh random batch.
+  /// One optimizer step on a fresh random batch (this shard's rows of it; loss and aux_loss are
+  /// the shard's).
   StepReport step() {
     const auto t0 = std::chrono::steady_clock::now();
     data_->sample_train(rng_, cfg_.batch, cfg_.seq_len, batch_);
     ParameterStore& store = model_->store();
     store.zero_grads();
-    const LossReport loss = model_->forward_backward(batch_.inputs, batch_.targets,
-                                                     SequenceShape{cfg_.batch, cfg_.seq_len});
+    const std::size_t rows = cfg_.batch / cfg_.shard.count;
+    const std::size_t first = cfg_.shard.index * rows * cfg_.seq_len, n = rows * cfg_.seq_len;
+    const LossReport loss = model_->forward_backward(
+        std::span<const TokenId>(batch_.inputs).subspan(first, n),
+        std::span<const std::int32_t>(batch_.targets).subspan(first, n),
+        SequenceShape{rows, cfg_.seq_len});
     if (on_gradients_ready) on_gradients_ready(store.grads());
     StepReport r;
     r.step = step_;
