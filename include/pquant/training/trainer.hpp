@@ -3,12 +3,12 @@
 // One step:  sample B windows (data Rng) -> zero gradients -> forward + backward (model)
 //            -> on_gradients_ready(grads)      <- the one point where gradients are complete
 //            -> global-norm clipping -> schedule(step) -> AdamW update.
-// on_gradients_ready is where a data-parallel run all-reduces the gradient arena (e.g.
-// MPI_Allreduce(MPI_IN_PLACE, grads.data(), grads.size(), MPI_FLOAT, MPI_SUM, comm) then divides
-// by the world size): the arena is one contiguous buffer, nothing else holds gradients, and
-// clipping and the update come after, so every rank then takes the identical step.
+// on_gradients_ready is where a data-parallel run averages the gradient arena over the ranks:
+// the arena is one contiguous buffer, nothing else holds gradients, and clipping and the update
+// come after, so every rank then takes the identical step.
 // TrainerConfig::shard makes the trainer a data-parallel rank: it draws the same global batch as
-// every other rank and trains on its own contiguous block of rows (pquant/distributed/ does both).
+// every other rank and trains on its own contiguous block of rows (pquant/distributed/ installs
+// the all-reduce; docs/distributed.md).
 // State that defines the run (latent weights, AdamW moments and step count, schedule position,
 // data Rng) is exactly what save()/resume() store, so a resumed run is bit-identical to an
 // uninterrupted one (as long as the thread count does not change results: see docs/training.md).
