@@ -37,7 +37,7 @@ inline std::uint64_t fnv1a(std::span<const std::byte> bytes,
 template <LanguageModel M>
 class DataParallel {
  public:
-  /// Installs the all-reduce in `trainer` (kept until destruction). Collective. ValueError if
+  /// Installs the all-reduces in `trainer` (kept until destruction). Collective. ValueError if
   /// the trainer's shard is not (rank, size) of `comm` or the ranks' states differ.
   DataParallel(M& model, Trainer<M>& trainer, const Communicator& comm)
       : model_(&model), trainer_(&trainer), comm_(&comm) {
@@ -52,28 +52,32 @@ class DataParallel {
       allreduce_seconds_ =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     };
+    trainer.on_loss_ready = [this](LossReport& loss) {
+      // The shards' means, added in rank order: the same bits on every rank.
+      const double local[2] = {loss.loss, loss.aux_loss};
+      const std::vector<double> all = comm_->allgather(std::span<const double>(local));
+      double sum = 0, aux = 0;
+      for (std::size_t k = 0; k < comm_->size(); ++k) {
+        sum += all[2 * k];
+        aux += all[2 * k + 1];
+      }
+      loss.loss = sum / static_cast<double>(comm_->size());
+      loss.aux_loss = aux / static_cast<double>(comm_->size());
+    };
   }
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
-  ~DataParallel() { trainer_->on_gradients_ready = nullptr; }
+  ~DataParallel() {
+    trainer_->on_gradients_ready = nullptr;
+    trainer_->on_loss_ready = nullptr;
+  }
 
   const Communicator& comm() const { return *comm_; }
 
-  /// One step of the global batch on every rank (collective). loss and aux_loss are the means
-  /// over the ranks (added in rank order), the same on every rank.
-  StepReport step() {
-    StepReport r = trainer_->step();
-    const double local[2] = {r.loss, r.aux_loss};
-    const std::vector<double> all = comm_->allgather(std::span<const double>(local));
-    double loss = 0, aux = 0;
-    for (std::size_t k = 0; k < comm_->size(); ++k) {
-      loss += all[2 * k];
-      aux += all[2 * k + 1];
-    }
-    r.loss = loss / static_cast<double>(comm_->size());
-    r.aux_loss = aux / static_cast<double>(comm_->size());
-    return r;
-  }
+  /// One step of the global batch on every rank (collective): Trainer::step, whose loss and
+  /// aux_loss are then the global batch's (the same on every rank, so the divergence guard
+  /// decides alike everywhere).
+  StepReport step() { return trainer_->step(); }
 
   /// Wall time of the last step's gradient all-reduce on this rank (including any wait for a
   /// slower rank to reach it).
