@@ -269,6 +269,36 @@ TEST(DataParallel, QuantizerScalesAndCodesAgreeOnEveryRankWithoutCommunication) 
   }
 }
 
+TEST(DataParallel, TheDivergenceGuardSeesTheGlobalBatchsLossOnEveryRank) {
+  // A loss limit between the global batch's loss and the worst shard's: a rank that guarded its
+  // own shard's loss would stop alone (and leave the others waiting); with the global loss no
+  // rank stops, and every rank reports the same loss, the one-process step's.
+  const Communicator& comm = world();
+  std::vector<double> shard_loss;
+  for (std::size_t k = 0; k < comm.size(); ++k) {
+    BitNet model(small(), 3);
+    Trainer trainer(model, data(), trainer_config({k, comm.size()}));
+    shard_loss.push_back(trainer.step().loss);
+  }
+  BitNet alone(small(), 3);
+  const double global = Trainer(alone, data(), trainer_config({})).step().loss;
+  const double worst = *std::max_element(shard_loss.begin(), shard_loss.end());
+  if (comm.size() > 1) {
+    ASSERT_GT(worst, global + 1e-3);
+  }
+  TrainerConfig tc = trainer_config(data_shard(comm));
+  tc.guard.max_loss = (global + worst) / 2;
+  BitNet model(small(), 3);
+  Trainer trainer(model, data(), tc);
+  DataParallel dp(model, trainer, comm);
+  StepReport r;
+  ASSERT_NO_THROW(r = dp.step());
+  EXPECT_FALSE(r.skipped);
+  EXPECT_NEAR(r.loss, global, 1e-6);
+  const std::vector<double> all = comm.allgather(std::span<const double>(&r.loss, 1));
+  for (double l : all) EXPECT_EQ(l, all[0]);
+}
+
 TEST(DataParallel, RejectsAShardThatIsNotTheRanksAndDifferentReplicas) {
   const Communicator& comm = world();
   {
