@@ -7,6 +7,9 @@
 // line of stdout with --json is one JSON object: variant, val_loss, val_ppl, train_tokens_per_s,
 // params_total, params_active, steps (and more). Every flag, its range and the JSON fields are
 // listed in docs/tools.md; `train_lm --help` prints the same.
+//
+//   mpirun -np 2 train_lm --distributed ...   data parallel over MPI (docs/distributed.md): --batch
+//                                             is the global batch; rank 0 prints and saves.
 #include <oneapi/tbb/global_control.h>
 
 #include <algorithm>
@@ -17,6 +20,7 @@
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -27,6 +31,10 @@
 #include "pquant/model.hpp"
 #include "pquant/model/variant_registry.hpp"
 #include "pquant/training.hpp"
+
+#ifdef PQUANT_TRAIN_LM_MPI
+#include "pquant/distributed.hpp"
+#endif
 
 namespace {
 
@@ -48,6 +56,7 @@ struct Options {
   std::size_t stop_at = 0;    // stop (and --save) after this step, to be resumed later
   std::size_t log_every = 0;  // 0: about ten progress lines per run
   bool json = false;
+  bool distributed = false;
 };
 
 // Largest sizes accepted on the command line (beyond them a run cannot fit in memory anyway, and
@@ -135,6 +144,9 @@ void declare(CLI::App& app, Options& o) {
   app.add_option("--log-every", o.log_every, "progress line every N steps (0: ten per run)")
       ->transform(in_range<std::size_t>(0, kMaxSteps));
   app.add_flag("--json", o.json, "print a JSON summary as the last line of stdout");
+  app.add_flag("--distributed", o.distributed,
+               "data parallel over MPI: run under mpirun; --batch is the global batch, split "
+               "evenly over the ranks; rank 0 prints and writes checkpoints");
 }
 
 /// Cross-flag checks and defaults that depend on other flags.
@@ -164,6 +176,11 @@ void finish(const CLI::App& app, Options& o) {
                                       std::to_string(o.context + 1) +
                                       ") training bytes after the 10% held out, got " +
                                       std::to_string(o.corpus_bytes));
+#ifndef PQUANT_TRAIN_LM_MPI
+  if (o.distributed)
+    cli::reject("--distributed", "this train_lm was built without MPI (configure with "
+                                 "-DPQUANT_WITH_MPI=ON and install libopenmpi-dev openmpi-bin)");
+#endif
   if (app.count("--lr") == 0) o.lr = o.variant == "fp" ? 1e-3f : 3e-3f;
   if (o.log_every == 0) o.log_every = std::max<std::size_t>(1, o.steps / 10);
 }
@@ -202,18 +219,44 @@ std::string format_metrics(const pquant::ModelMetrics& m, std::optional<double> 
   return s.str();
 }
 
+#ifdef PQUANT_TRAIN_LM_MPI
+using Communicator = pquant::distributed::Communicator;
 template <class Model>
-int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDataset& data) {
+using Parallel = pquant::distributed::DataParallel<Model>;
+#else
+struct Communicator {  // the one-process stand-in
+  std::size_t rank() const { return 0; }
+  std::size_t size() const { return 1; }
+};
+template <class Model>
+struct Parallel {
+  Parallel(Model&, pquant::Trainer<Model>&, const Communicator&) {}
+  pquant::StepReport step() { return {}; }
+  double allreduce_seconds() const { return 0; }
+  void save(const std::string&, const std::string&) const {}
+  std::string resume(const std::string&) { return {}; }
+};
+#endif
+
+// comm: the ranks of a --distributed run (nullptr: one process). Every rank trains; rank 0 alone
+// prints, writes the checkpoint and evaluates.
+template <class Model>
+int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDataset& data,
+        const Communicator* comm) {
   Model model(mc, o.seed);
   pquant::TrainerConfig tc;
   tc.batch = o.batch;
   tc.seq_len = o.context;
   tc.schedule = pquant::make_schedule(o.schedule, o.lr, o.warmup, o.steps, o.weight_decay);
   tc.data_seed = o.seed ^ 0x9e3779b97f4a7c15ULL;
+  if (comm) tc.shard = {comm->rank(), comm->size()};
   pquant::Trainer trainer(model, data, tc);
-  const std::string meta = identity(o).dump();
+  std::optional<Parallel<Model>> parallel;
+  if (comm) parallel.emplace(model, trainer, *comm);
+  const bool root = !comm || comm->rank() == 0;
+  const std::string meta = identity(o).dump();  // no rank count: resume with any
   if (!o.resume.empty()) {
-    const std::string saved = trainer.resume(o.resume);
+    const std::string saved = parallel ? parallel->resume(o.resume) : trainer.resume(o.resume);
     if (saved != meta) {
       std::cerr << "train_lm: --resume " << o.resume << " was written with other options:\n  "
                 << saved << "\nthis run:\n  " << meta << "\n";
@@ -226,7 +269,9 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   if (o.variant == "pquant") std::cout << " | experts " << mc.experts << " x r " << mc.r;
   std::cout << " | context " << mc.context << " | batch " << o.batch << " | params "
             << model.parameter_count() << " (active " << model.active_parameter_count() << ")"
-            << " | threads " << o.threads << "\n"
+            << " | threads " << o.threads;
+  if (comm) std::cout << " | ranks " << comm->size() << " x batch " << o.batch / comm->size();
+  std::cout << "\n"
             << "data: " << (o.data.empty() ? std::string("generated corpus") : o.data) << ", "
             << data.train_size() << " training bytes, " << data.val_size()
             << " held out | schedule " << o.schedule << ", peak lr " << o.lr << ", warm-up "
@@ -236,18 +281,20 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   std::vector<std::uint8_t> codes;
   model.one_bit_codes(codes);
   flips.update(codes);
-  double window_loss = 0, window_seconds = 0, train_seconds = 0;
-  std::size_t window_steps = 0, window_tokens = 0, trained_tokens = 0;
+  double window_loss = 0, window_seconds = 0, train_seconds = 0, allreduce_seconds = 0;
+  std::size_t window_steps = 0, window_tokens = 0, trained_tokens = 0, steps_run = 0;
   const std::size_t last = o.stop_at ? std::min(o.stop_at, o.steps) : o.steps;
   while (trainer.step_index() < last) {
-    const pquant::StepReport r = trainer.step();
+    const pquant::StepReport r = parallel ? parallel->step() : trainer.step();
+    if (parallel) allreduce_seconds += parallel->allreduce_seconds();
+    ++steps_run;
     window_loss += r.loss;
     window_seconds += r.seconds;
     window_tokens += r.tokens;
     ++window_steps;
     train_seconds += r.seconds;
     trained_tokens += r.tokens;
-    if ((r.step + 1) % o.log_every == 0 || r.step + 1 == last) {
+    if (root && ((r.step + 1) % o.log_every == 0 || r.step + 1 == last)) {
       model.one_bit_codes(codes);
       const double loss = window_loss / static_cast<double>(window_steps);
       char line[256];
@@ -263,9 +310,13 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
     }
   }
   if (!o.save.empty()) {
-    trainer.save(o.save, meta);
+    if (parallel)
+      parallel->save(o.save, meta);  // rank 0 writes; every rank waits for it
+    else
+      trainer.save(o.save, meta);
     std::cout << "saved checkpoint " << o.save << " at step " << trainer.step_index() << "\n";
   }
+  if (!root) return 0;  // the other ranks' work ends with training
   const auto e0 = std::chrono::steady_clock::now();
   const pquant::EvalReport ev = trainer.evaluate();
   const double eval_seconds =
@@ -277,6 +328,13 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                 "tokens/s",
                 ev.loss, ev.ppl, ev.tokens, eval_seconds, tps);
   std::cout << line << "\n";
+  const double allreduce_ms =
+      steps_run ? 1e3 * allreduce_seconds / static_cast<double>(steps_run) : 0.0;
+  if (comm) {
+    std::snprintf(line, sizeof line, "distributed: %zu ranks | all-reduce %.2f ms per step (rank 0)",
+                  comm->size(), allreduce_ms);
+    std::cout << line << "\n";
+  }
   if (o.json) {
     const nlohmann::json j = {{"variant", o.variant},
                               {"model", Model::variant_name()},
@@ -297,6 +355,8 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                               {"lr", o.lr},
                               {"threads", o.threads},
                               {"val_tokens", ev.tokens},
+                              {"ranks", comm ? comm->size() : 1},
+                              {"allreduce_ms_per_step", allreduce_ms},
                               {"data", o.data.empty() ? std::string("generated") : o.data}};
     // A --data path need not be UTF-8: invalid bytes become U+FFFD.
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
@@ -333,8 +393,33 @@ int main(int argc, char** argv) {
         mc.r = o.r;
         mc.init_std = o.init_std;
         mc.embed_std = o.embed_std;
-        return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
-          return run<pquant::DecoderModel<V>>(o, mc, data);
-        });
+        const auto train = [&](const Communicator* comm) {
+          return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
+            return run<pquant::DecoderModel<V>>(o, mc, data, comm);
+          });
+        };
+#ifdef PQUANT_TRAIN_LM_MPI
+        if (o.distributed) {
+          pquant::distributed::MpiSession mpi(&argc, &argv);
+          const Communicator comm;
+          if (o.batch % comm.size() != 0) {  // the same answer on every rank: all exit
+            if (comm.rank() == 0)
+              std::cerr << "train_lm: --batch (" << o.batch << ") must be divisible by the "
+                        << comm.size() << " ranks of --distributed\n";
+            return cli::kUsageError;
+          }
+          if (comm.rank() != 0) std::cout.rdbuf(nullptr);  // rank 0 alone prints
+          try {
+            return train(&comm);
+          } catch (const std::exception& e) {
+            // An error one rank sees alone (say, writing the checkpoint) would leave the others
+            // waiting in a collective: end the whole job.
+            std::cerr << "train_lm: rank " << comm.rank() << ": " << e.what() << "\n";
+            if (comm.size() > 1) pquant::distributed::MpiSession::abort(cli::kRunError);
+            throw;
+          }
+        }
+#endif
+        return train(nullptr);
       });
 }
