@@ -2,8 +2,9 @@
 //
 // Every rank holds the whole model and optimizer and draws the same global batch; its Trainer
 // (TrainerConfig::shard = data_shard(comm)) trains on its own block of rows. At on_gradients_ready
-// the gradient arena is averaged over the ranks by ring_allreduce (fixed order); clipping and
-// AdamW then run on identical gradients, so every rank takes the identical step and the latent
+// the gradient arena is averaged over the ranks by ring_allreduce (fixed order), and at
+// on_loss_ready the shards' losses (added in rank order), so the divergence guard, clipping and
+// AdamW see identical values on every rank: every rank takes the identical step and the latent
 // weights stay bit-identical without ever being sent. Quantizer scales and codes are functions of
 // those weights alone (recomputed each step on every rank), so they need no communication either.
 // Averaging is exact for the mean cross-entropy because every shard has the same number of tokens;
