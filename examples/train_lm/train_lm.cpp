@@ -224,7 +224,9 @@ using Communicator = pquant::distributed::Communicator;
 template <class Model>
 using Parallel = pquant::distributed::DataParallel<Model>;
 #else
-struct Communicator {  // the one-process stand-in
+// Without MPI, --distributed is refused while parsing: comm is always nullptr and no Parallel is
+// ever constructed. These declarations only let run() compile.
+struct Communicator {
   std::size_t rank() const { return 0; }
   std::size_t size() const { return 1; }
 };
