@@ -17,11 +17,12 @@ if(PQUANT_QEMU_AARCH64)
 endif()
 
 # The CPUs the tests run on, as name=qemu -cpu option: each test is registered once per entry (name
-# appended to the test name, and as a ctest label). NEON only; SVE+SVE2 at 128, 256 and 512 bits
-# (Highway also has SVE2_128 and SVE_256 targets that only a CPU of that vector length selects).
+# appended to the test name; label aarch64-<name>). NEON only (Cortex-A72); SVE+SVE2 at 128 and 256
+# bits, where Highway adds its SVE2_128 and SVE_256 targets, and at 2048 bits, the architecture's
+# largest vector (the generic SVE and SVE2 code with 64 float lanes).
 set(PQUANT_TEST_CPUS
   "neon=cortex-a72"
   "sve128=max,sve128=on"
   "sve256=max,sve256=on"
-  "sve512=max,sve512=on"
+  "sve2048=max,sve2048=on"
   CACHE STRING "qemu CPU models the cross-built tests run on (name=cpu;...)")
