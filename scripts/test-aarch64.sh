@@ -23,7 +23,10 @@ t0=$(now)
 install_packages() {
   local sudo_cmd=()
   if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "test-aarch64.sh: need root or sudo to install $*" >&2; exit 1; }
+    if ! command -v sudo >/dev/null; then
+      echo "test-aarch64.sh: need root or sudo to install $*" >&2
+      exit 1
+    fi
     sudo_cmd=(sudo)
   fi
   export DEBIAN_FRONTEND=noninteractive
@@ -38,7 +41,8 @@ packages=(cmake make g++-aarch64-linux-gnu qemu-user-static nlohmann-json3-dev
 if [ "$install" -eq 1 ]; then
   missing=()
   for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "test-aarch64.sh: installing ${missing[*]}"
@@ -73,6 +77,8 @@ logdir="$build/aarch64-logs"
 mkdir -p "$logdir"
 summary=()
 status=0
+total_passed=0
+total_failed=0
 t2=$(now)
 IFS=';' read -r -a entries <<<"$cpus"
 for entry in "${entries[@]}"; do
@@ -88,12 +94,14 @@ for entry in "${entries[@]}"; do
   ctest --test-dir "$build" -L "^${label}\$" "${skip[@]}" --no-tests=error --output-on-failure \
     -j2 --timeout 900 >"$log" 2>&1 || rc=$?
   secs=$(( $(now) - s0 ))
-  tail -n 3 "$log"
+  grep -E "tests passed|No tests were found" "$log" || tail -n 5 "$log"
   passed=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed' "$log" || true)
-  failed=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*(Failed|Timeout|Exception|Not Run)' "$log" || true)
+  failed=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*(Failed|Timeout|Exception|Not Run)' "$log" ||
+           true)
   # The SIMD targets seen in the parameterised test names, with how many tests ran on each.
-  seen=$(grep -oE "/[A-Z0-9_]+( +# GetParam\(\) = [0-9]+)?\.${name} +\.+ +Passed" "$log" | sed -E "s|^/([A-Z0-9_]+).*|\1|" |
-         sort | uniq -c | awk '{printf "%s%s:%s", sep, $2, $1; sep=" "}')
+  seen=$(grep -oE "/[A-Z0-9_]+( +# GetParam\(\) = [0-9]+)?\.${name} +\.+ +Passed" "$log" |
+         sed -E "s|^/([A-Z0-9_]+).*|\1|" | sort | uniq -c |
+         awk '{printf "%s%s:%s", sep, $2, $1; sep=" "}')
   missing=""
   for t in ${expect[$name]:-}; do
     grep -qE "(^| )$t:" <<<"$seen" || missing+=" $t"
@@ -103,6 +111,8 @@ for entry in "${entries[@]}"; do
     verdict=FAILED
     status=1
   fi
+  total_passed=$(( total_passed + passed ))
+  total_failed=$(( total_failed + failed ))
   summary+=("$(printf '%-7s %-22s %5s passed %3s failed %5ss  targets: %s%s  %s' "$name" "$model" \
     "$passed" "$failed" "$secs" "${seen:-none}" "${missing:+  MISSING:$missing}" "$verdict")")
 done
@@ -112,9 +122,6 @@ echo
 echo "aarch64 summary (kernel and layer tests vs the scalar references; logs in $logdir)"
 printf '  %s\n' "${summary[@]}"
 echo "times: install ${t_install}s, build ${t_build}s, run ${t_run}s, total $(( $(now) - t0 ))s"
-if [ "$status" -eq 0 ]; then
-  echo "aarch64: all CPU models passed"
-else
-  echo "aarch64: FAILED (see the logs above)" >&2
-fi
+[ "$status" -eq 0 ] || echo "aarch64: FAILED (a CPU model above is not ok; its log has the details)"
+echo "aarch64: $total_passed passed, $total_failed failed"
 exit "$status"
