@@ -4,6 +4,8 @@
 //            [--seed S] [--threads N] [--mmap|--read] [--json]
 //   generate --export CKPT --model FILE [--prompt TEXT ...]   export a train_lm checkpoint first
 //
+// Every flag, its range and the JSON fields are listed in docs/tools.md.
+//
 // Tokens are bytes (byte-level vocabulary, as train_lm). The prompt goes through the batched
 // prefill path, then tokens are decoded one at a time with the KV cache. Generation stops at
 // --tokens or when the context is full. With --json the last stdout line is a JSON object.
@@ -11,20 +13,24 @@
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
-#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "../common/cli.hpp"
+#include "../train_lm/run_config.hpp"
 #include "pquant/inference/engine.hpp"
 #include "pquant/inference/export.hpp"
 #include "pquant/inference/model_file.hpp"
 #include "pquant/inference/sampler.hpp"
 #include "pquant/io/atomic_file.hpp"
+#include "pquant/model/variant_registry.hpp"
 #include "pquant/model/variants.hpp"
 #include "pquant/training/adamw.hpp"
 #include "pquant/training/checkpoint.hpp"
@@ -38,138 +44,83 @@ struct Options {
   std::string model, prompt = "The ", export_from;
   std::size_t tokens = 64, threads = 1;
   SamplerConfig sampler;
-  bool json = false, mmap = true;
+  bool json = false, read = false, map = false;  // map: the default unless --read
 };
 
-[[noreturn]] void usage(const std::string& error) {
-  std::cerr
-      << "generate: " << error << "\n"
-      << "usage: generate --model FILE [--prompt TEXT] [--tokens N] [--temperature T]\n"
-         "                [--top-k K] [--top-p P] [--seed S] [--threads N] [--read] [--json]\n"
-         "       generate --export CHECKPOINT --model OUT.safetensors [...]\n";
-  std::exit(2);
+/// Declares every flag once: name, type, default, range, help (docs/tools.md lists them).
+void declare(CLI::App& app, Options& o) {
+  using cli::in_range;
+  // A repeated flag overrides the earlier one (scripts append to a base command line).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--model", o.model, "packed model file (safetensors); with --export: the output")
+      ->required();
+  app.add_option("--prompt", o.prompt, "prompt text (bytes are tokens)")->capture_default_str();
+  app.add_option("--export", o.export_from,
+                 "export this train_lm checkpoint to --model first, then generate");
+  app.add_option("--tokens", o.tokens, "tokens to generate (stops early when the context is full)")
+      ->transform(in_range<std::size_t>(0, std::size_t{1} << 24))
+      ->capture_default_str();
+  app.add_option("--temperature", o.sampler.temperature, "sampling temperature (0: greedy)")
+      ->transform(in_range<float>(0.0f, 100.0f))
+      ->capture_default_str();
+  app.add_option("--top-k", o.sampler.top_k, "sample among the k most likely tokens (0: all)")
+      ->transform(in_range<std::size_t>(0, std::size_t{1} << 24))
+      ->capture_default_str();
+  app.add_option("--top-p", o.sampler.top_p, "nucleus sampling mass")
+      ->check(cli::above<float>(0.0f, 1.0f))
+      ->capture_default_str();
+  app.add_option("--seed", o.sampler.seed, "sampling seed")
+      ->transform(in_range<std::uint64_t>(0, std::numeric_limits<std::uint64_t>::max()))
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "worker threads")
+      ->transform(in_range<std::size_t>(1, 4096))
+      ->capture_default_str();
+  CLI::Option* read = app.add_flag("--read", o.read, "read the model file into memory");
+  app.add_flag("--mmap", o.map, "memory-map the model file (the default)")->excludes(read);
+  app.add_flag("--json", o.json, "print a JSON summary as the last line of stdout");
 }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("option " + a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](const std::string& v) {
-      try {
-        std::size_t pos = 0;
-        const double d = std::stod(v, &pos);
-        if (pos != v.size()) throw std::invalid_argument(v);
-        return d;
-      } catch (const std::exception&) {
-        usage("option " + a + " needs a number, got '" + v + "'");
-      }
-    };
-    auto count = [&](const std::string& v) {
-      const double d = number(v);
-      if (d < 0 || d != static_cast<double>(static_cast<std::size_t>(d)))
-        usage("option " + a + " needs a non-negative integer, got '" + v + "'");
-      return static_cast<std::size_t>(d);
-    };
-    if (a == "--model")
-      o.model = value();
-    else if (a == "--prompt")
-      o.prompt = value();
-    else if (a == "--export")
-      o.export_from = value();
-    else if (a == "--tokens")
-      o.tokens = count(value());
-    else if (a == "--temperature")
-      o.sampler.temperature = static_cast<float>(number(value()));
-    else if (a == "--top-k")
-      o.sampler.top_k = count(value());
-    else if (a == "--top-p")
-      o.sampler.top_p = static_cast<float>(number(value()));
-    else if (a == "--seed")
-      o.sampler.seed = count(value());
-    else if (a == "--threads")
-      o.threads = count(value());
-    else if (a == "--json")
-      o.json = true;
-    else if (a == "--read")
-      o.mmap = false;
-    else if (a == "--mmap")
-      o.mmap = true;
-    else if (a == "--help" || a == "-h")
-      usage("help");
-    else
-      usage("unknown option '" + a + "'");
-  }
-  if (o.model.empty()) usage("--model is required");
-  if (o.threads == 0) usage("--threads must be >= 1");
-  return o;
-}
-
-/// The JSON meta string of a train_lm checkpoint (layout in pquant/training/checkpoint.hpp:
-/// "PQCKPT01", u32 version, u64 length, meta bytes).
-nlohmann::json checkpoint_meta(const AlignedBuffer<std::uint8_t>& bytes, const std::string& path) {
-  require<FormatError>(bytes.size() >= 20 && std::memcmp(bytes.data(), "PQCKPT01", 8) == 0,
-                       "generate: '", path, "' is not a pquant checkpoint");
-  std::uint64_t n = 0;
-  std::memcpy(&n, bytes.data() + 12, 8);
-  require<FormatError>(n <= bytes.size() - 20, "generate: '", path,
-                       "' has a truncated meta string");
-  const std::string meta(reinterpret_cast<const char*>(bytes.data()) + 20, n);
-  nlohmann::json j = nlohmann::json::parse(meta, nullptr, false);
-  require<FormatError>(j.is_object() && j.contains("variant"), "generate: checkpoint '", path,
-                       "' has no train_lm configuration in its meta data");
-  return j;
-}
-
-template <class Model>
-std::uint64_t export_checkpoint(const ModelConfig& mc, const std::string& ckpt,
-                                const std::string& out) {
-  Model model(mc, 0);
-  AdamW opt(model.store());
-  (void)load_checkpoint(ckpt, model.store(), opt);
-  const PackedModel packed = export_model(model);
-  const std::uint64_t bytes = save_model(packed, out);
-  std::cout << "exported " << ckpt << " -> " << out << "\n";
-  print_accounting(std::cout, packed, bytes);
-  return bytes;
-}
-
+/// Exports a train_lm checkpoint: the model's shape comes from the checkpoint's meta (checked
+/// field by field before anything is allocated), the weights through the checkpoint reader.
 void export_from(const Options& o) {
-  const AlignedBuffer<std::uint8_t> bytes = io::read_file(o.export_from);
-  const nlohmann::json j = checkpoint_meta(bytes, o.export_from);
-  ModelConfig mc;
+  const CheckpointReader ckpt = CheckpointReader::open(o.export_from);
+  const train_lm::ModelSpec spec = train_lm::model_from_json(
+      nlohmann::json::parse(ckpt.state().meta, nullptr, false), o.export_from);
+  visit_variant(spec.variant, [&]<class V>(std::type_identity<V>) {
+    DecoderModel<V> model(spec.config, 0);
+    AdamW opt(model.store());
+    ckpt.restore(model.store(), opt);
+    const PackedModel packed = export_model(model);
+    const std::uint64_t bytes = save_model(packed, o.model);
+    std::cout << "exported " << o.export_from << " -> " << o.model << "\n";
+    print_accounting(std::cout, packed, bytes);
+  });
+}
+
+/// load_model, with a message that says what to do when the file is a training checkpoint.
+PackedModel load_packed_model(const std::string& path, io::LoadMode mode) {
   try {
-    mc.d_model = j.at("d_model").get<std::size_t>();
-    mc.layers = j.at("layers").get<std::size_t>();
-    mc.heads = j.at("heads").get<std::size_t>();
-    mc.d_ff = j.at("d_ff").get<std::size_t>();
-    mc.context = j.at("context").get<std::size_t>();
-    mc.experts = j.at("experts").get<std::size_t>();
-    mc.r = j.at("r").get<std::size_t>();
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(std::string("pquant: generate: bad checkpoint configuration: ") + e.what());
+    return load_model(path, mode);
+  } catch (const FormatError&) {
+    bool checkpoint = false;
+    try {
+      (void)CheckpointReader::open(path);
+      checkpoint = true;
+    } catch (const Error&) {
+    }
+    if (!checkpoint) throw;
+    throw FormatError("pquant: '" + path +
+                      "' is a training checkpoint, not a packed model; export it first: "
+                      "generate --export " + path + " --model MODEL.safetensors");
   }
-  const std::string v = j.at("variant").get<std::string>();
-  if (v == "fp")
-    export_checkpoint<FP>(mc, o.export_from, o.model);
-  else if (v == "bitnet")
-    export_checkpoint<BitNet>(mc, o.export_from, o.model);
-  else if (v == "bitnet158")
-    export_checkpoint<BitNet158>(mc, o.export_from, o.model);
-  else if (v == "pquant")
-    export_checkpoint<PQuant<>>(mc, o.export_from, o.model);
-  else
-    throw FormatError("pquant: generate: unknown variant '" + v + "' in the checkpoint");
 }
 
 int run(const Options& o) {
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism, o.threads);
   if (!o.export_from.empty()) export_from(o);
+  const PackedModel model =
+      load_packed_model(o.model, o.read ? io::LoadMode::kRead : io::LoadMode::kMap);
   const std::uint64_t file_bytes = std::filesystem::file_size(o.model);
-  const PackedModel model = load_model(o.model, o.mmap ? io::LoadMode::kMap : io::LoadMode::kRead);
   const InferenceConfig& c = model.config;
   const ModelAccounting acc = model.accounting();
   std::vector<int> prompt;
@@ -233,14 +184,10 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
-  try {
-    return run(o);
-  } catch (const pquant::Error& e) {
-    std::cerr << e.what() << "\n";
-    return 1;
-  } catch (const std::filesystem::filesystem_error& e) {
-    std::cerr << "generate: " << e.what() << "\n";
-    return 1;
-  }
+  CLI::App app("Runs a packed pquant model (safetensors) on a prompt, or exports a train_lm "
+               "checkpoint first (docs/tools.md).",
+               "generate");
+  Options o;
+  declare(app, o);
+  return cli::run(app, argc, argv, [] {}, [&] { return run(o); });
 }

@@ -5,25 +5,30 @@
 //
 // Without --data it trains on the corpus this program generates itself (corpus.hpp). The last
 // line of stdout with --json is one JSON object: variant, val_loss, val_ppl, train_tokens_per_s,
-// params_total, params_active, steps (and more). See docs/training.md.
+// params_total, params_active, steps (and more). Every flag, its range and the JSON fields are
+// listed in docs/tools.md; `train_lm --help` prints the same.
 #include <oneapi/tbb/global_control.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <iostream>
-#include <map>
-#include <optional>
+#include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-#include <string_view>
+#include <system_error>
+#include <type_traits>
 #include <vector>
 
+#include "../common/cli.hpp"
 #include "corpus.hpp"
+#include "run_config.hpp"
 #include "pquant/model.hpp"
+#include "pquant/model/variant_registry.hpp"
 #include "pquant/training.hpp"
 
 namespace {
@@ -33,11 +38,11 @@ struct Options {
   std::size_t experts = 1, r = 32;
   std::size_t d_model = 128, layers = 4, heads = 4, d_ff = 384, context = 128;
   std::size_t batch = 16, steps = 300, warmup = 30;
-  std::optional<float> lr;  // default: 3e-3 (quantized) / 1e-3 (fp)
+  float lr = 0;  // 0 until parsed: 3e-3 (quantized) / 1e-3 (fp) unless --lr is given
   std::string schedule = "two-phase";
   float weight_decay = 0.1f;
   double init_std = 0.0;  // fan-in (ModelConfig)
-  double embed_std = -1;
+  double embed_std = -1;  // < 0: follow --init-std
   std::string data;
   std::size_t corpus_bytes = 1 << 20;
   std::uint64_t seed = 1;
@@ -45,146 +50,202 @@ struct Options {
   std::string save, resume;
   std::size_t stop_at = 0;    // stop (and --save) after this step, to be resumed later
   std::size_t log_every = 0;  // 0: about ten progress lines per run
+  std::size_t save_every = 0;  // 0: only at the end (or --stop-at)
+  std::string on_divergence = "stop";
+  double max_loss = pquant::DivergenceGuard{}.max_loss;
+  double max_grad_norm = pquant::DivergenceGuard{}.max_grad_norm;
   bool json = false;
 };
 
-[[noreturn]] void usage(const std::string& error) {
-  if (!error.empty()) std::cerr << "train_lm: " << error << "\n\n";
-  std::cerr <<
-      R"(usage: train_lm [options]
-  --variant fp|bitnet|bitnet158|pquant   model variant (default pquant)
-  --experts N        pQuant INT8 experts (1..8, default 1)
-  --r R              width of each INT8 expert (default 32)
-  --d-model D --layers L --heads H --d-ff F --context T   model sizes (128, 4, 4, 384, 128)
-  --batch B          sequences per step (16)
-  --steps S          optimizer steps (300)
-  --lr LR            peak learning rate (3e-3; 1e-3 for fp)
-  --warmup W         warm-up steps (30)
-  --schedule two-phase|cosine|constant   (two-phase)
-  --weight-decay WD  phase-1 weight decay (0.1)
-  --init-std S       0: fan-in scaled weights, N(0,1) embeddings (default); S > 0:
-                     weights and embeddings ~ N(0, S^2), GPT-2 output scaling
-  --embed-std S      embedding table ~ N(0, S^2) (overrides --init-std for it)
-  --data FILE        train on FILE (last 10% held out); default: the generated corpus
-  --corpus-bytes N   size of the generated corpus (1048576)
-  --seed S           initialisation and data seed (1)
-  --threads N        worker threads (default: all cores)
-  --save FILE        write a checkpoint at the end (or at --stop-at)
-  --resume FILE      continue from a checkpoint written with the same options
-  --stop-at S        stop after step S (with --save: to resume later)
-  --log-every N      progress line every N steps
-  --json             print a JSON summary as the last line of stdout
-)";
-  std::exit(error.empty() ? 0 : 2);
+using train_lm::kMaxExperts;
+using train_lm::kMaxLayers;
+using train_lm::kMaxSteps;
+using train_lm::kMaxWidth;
+
+CLI::Validator one_of(const std::vector<std::string_view>& names, const std::string& text) {
+  return CLI::Validator(
+      [names, text](std::string& v) -> std::string {
+        for (std::string_view n : names)
+          if (v == n) return {};
+        return "must be " + text + ", got '" + v + "'";
+      },
+      text);
 }
 
-template <class T>
-T parse_number(std::string_view flag, std::string_view text) {
-  T value{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size())
-    usage("option " + std::string(flag) + " expects a number, got '" + std::string(text) + "'");
-  return value;
+/// Declares every flag once: name, type, default, range, help. New flags go here.
+void declare(CLI::App& app, Options& o) {
+  using cli::in_range;
+  // A repeated flag overrides the earlier one (scripts append to a base command line).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  const std::string variants = pquant::PaperVariants::names_text();
+  app.add_option("--variant", o.variant, "model variant: " + variants)
+      ->check(one_of(pquant::PaperVariants::names(), variants))
+      ->capture_default_str();
+  app.add_option("--experts", o.experts, "pQuant INT8 experts")
+      ->transform(in_range<std::size_t>(1, kMaxExperts))
+      ->capture_default_str();
+  app.add_option("--r", o.r, "width of each INT8 expert (pquant; below --d-ff)")
+      ->transform(in_range<std::size_t>(1, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--d-model", o.d_model, "model width")
+      ->transform(in_range<std::size_t>(2, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--layers", o.layers, "transformer blocks")
+      ->transform(in_range<std::size_t>(1, kMaxLayers))
+      ->capture_default_str();
+  app.add_option("--heads", o.heads, "attention heads (must divide --d-model into even widths)")
+      ->transform(in_range<std::size_t>(1, kMaxWidth / 2))
+      ->capture_default_str();
+  app.add_option("--d-ff", o.d_ff, "FFN hidden width")
+      ->transform(in_range<std::size_t>(1, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--context", o.context, "training sequence length (and the model's context)")
+      ->transform(in_range<std::size_t>(1, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--batch", o.batch, "sequences per step")
+      ->transform(in_range<std::size_t>(1, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--steps", o.steps, "optimizer steps")
+      ->transform(in_range<std::size_t>(1, kMaxSteps))
+      ->capture_default_str();
+  app.add_option("--lr", o.lr, "peak learning rate (default 3e-3; 1e-3 for fp)")
+      ->check(cli::above<float>(0.0f, 100.0f));
+  app.add_option("--warmup", o.warmup, "warm-up steps, below --steps (default 30; steps/10 when --steps <= 30)")
+      ->transform(in_range<std::size_t>(0, kMaxSteps));
+  app.add_option("--schedule", o.schedule, "learning-rate schedule: two-phase, cosine or constant")
+      ->check(one_of({"two-phase", "cosine", "constant"}, "two-phase, cosine or constant"))
+      ->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "phase-1 (peak) weight decay")
+      ->transform(in_range<float>(0.0f, 1.0f))
+      ->capture_default_str();
+  app.add_option("--init-std", o.init_std,
+                 "0: fan-in scaled weights, N(0,1) embeddings; S > 0: weights and embeddings "
+                 "~ N(0, S^2), GPT-2 output scaling")
+      ->transform(in_range<double>(0.0, 10.0))
+      ->capture_default_str();
+  app.add_option("--embed-std", o.embed_std,
+                 "embedding table ~ N(0, S^2) (overrides --init-std for it)")
+      ->transform(in_range<double>(0.0, 10.0));
+  app.add_option("--data", o.data, "train on FILE (last 10% held out); default: generated corpus");
+  app.add_option("--corpus-bytes", o.corpus_bytes, "size of the generated corpus")
+      ->transform(in_range<std::size_t>(64, std::size_t{1} << 32))
+      ->capture_default_str();
+  app.add_option("--seed", o.seed, "initialisation and data seed")
+      ->transform(in_range<std::uint64_t>(0, std::numeric_limits<std::uint64_t>::max()))
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "worker threads (0: all cores)")
+      ->transform(in_range<std::size_t>(0, 4096))
+      ->capture_default_str();
+  app.add_option("--save", o.save, "write a checkpoint at the end (or at --stop-at)");
+  app.add_option("--resume", o.resume, "continue from a checkpoint written with the same options");
+  app.add_option("--stop-at", o.stop_at, "stop after step S (with --save: to resume later)")
+      ->transform(in_range<std::size_t>(0, kMaxSteps));
+  app.add_option("--log-every", o.log_every, "progress line every N steps (0: ten per run)")
+      ->transform(in_range<std::size_t>(0, kMaxSteps));
+  app.add_option("--save-every", o.save_every,
+                 "also write the --save checkpoint every N steps (0: only at the end)")
+      ->transform(in_range<std::size_t>(0, kMaxSteps));
+  app.add_option("--on-divergence", o.on_divergence,
+                 "a step whose loss or gradient norm is non-finite or above the limits: stop the "
+                 "run, or skip the step (at most 10 in a row)")
+      ->check(one_of({"stop", "skip"}, "stop or skip"))
+      ->capture_default_str();
+  app.add_option("--max-loss", o.max_loss, "divergence limit on a step's loss (nats per byte)")
+      ->check(cli::above<double>(0.0, 1e6))
+      ->capture_default_str();
+  app.add_option("--max-grad-norm", o.max_grad_norm,
+                 "divergence limit on a step's gradient norm before clipping")
+      ->check(cli::above<double>(0.0, 1e12))
+      ->capture_default_str();
+  app.add_flag("--json", o.json, "print a JSON summary as the last line of stdout");
 }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--help" || a == "-h") usage("");
-    if (a == "--json") {
-      o.json = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage("option " + std::string(a) + " needs a value");
-    const std::string_view v = argv[++i];
-    auto size = [&] { return parse_number<std::size_t>(a, v); };
-    if (a == "--variant")
-      o.variant = v;
-    else if (a == "--experts")
-      o.experts = size();
-    else if (a == "--r")
-      o.r = size();
-    else if (a == "--d-model")
-      o.d_model = size();
-    else if (a == "--layers")
-      o.layers = size();
-    else if (a == "--heads")
-      o.heads = size();
-    else if (a == "--d-ff")
-      o.d_ff = size();
-    else if (a == "--context")
-      o.context = size();
-    else if (a == "--batch")
-      o.batch = size();
-    else if (a == "--steps")
-      o.steps = size();
-    else if (a == "--warmup")
-      o.warmup = size();
-    else if (a == "--lr")
-      o.lr = parse_number<float>(a, v);
-    else if (a == "--schedule")
-      o.schedule = v;
-    else if (a == "--weight-decay")
-      o.weight_decay = parse_number<float>(a, v);
-    else if (a == "--init-std")
-      o.init_std = parse_number<double>(a, v);
-    else if (a == "--embed-std")
-      o.embed_std = parse_number<double>(a, v);
-    else if (a == "--data")
-      o.data = v;
-    else if (a == "--corpus-bytes")
-      o.corpus_bytes = size();
-    else if (a == "--seed")
-      o.seed = parse_number<std::uint64_t>(a, v);
-    else if (a == "--threads")
-      o.threads = size();
-    else if (a == "--save")
-      o.save = v;
-    else if (a == "--resume")
-      o.resume = v;
-    else if (a == "--stop-at")
-      o.stop_at = size();
-    else if (a == "--log-every")
-      o.log_every = size();
-    else
-      usage("unknown option " + std::string(a));
+/// Cross-flag checks and defaults that depend on other flags.
+void finish(const CLI::App& app, Options& o) {
+  if (o.d_model % 2 != 0)
+    cli::reject("--d-model", "must be even (RoPE rotates pairs of each head's dimensions), got " +
+                                 std::to_string(o.d_model));
+  if (o.d_model % o.heads != 0 || (o.d_model / o.heads) % 2 != 0) {
+    std::string allowed;
+    for (std::size_t h = 1; h <= o.d_model / 2; ++h)
+      if (o.d_model % h == 0 && (o.d_model / h) % 2 == 0)
+        allowed += (allowed.empty() ? "" : ", ") + std::to_string(h);
+    cli::reject("--heads", "must divide --d-model (" + std::to_string(o.d_model) +
+                               ") into even head widths; allowed: " + allowed + ", got " +
+                               std::to_string(o.heads));
   }
-  if (o.variant != "fp" && o.variant != "bitnet" && o.variant != "bitnet158" &&
-      o.variant != "pquant")
-    usage("--variant must be fp, bitnet, bitnet158 or pquant, got '" + o.variant + "'");
-  if (o.steps == 0) usage("--steps must be > 0");
-  if (o.warmup >= o.steps) o.warmup = o.steps / 10;
-  if (!o.lr) o.lr = o.variant == "fp" ? 1e-3f : 3e-3f;
+  if (o.variant == "pquant" && o.r >= o.d_ff)
+    cli::reject("--r", "must be in [1, " + std::to_string(o.d_ff - 1) + "] (below --d-ff " +
+                           std::to_string(o.d_ff) + "), got " + std::to_string(o.r));
+  if (app.count("--warmup") == 0 && o.warmup >= o.steps)
+    o.warmup = o.steps / 10;
+  else if (o.warmup >= o.steps)
+    cli::reject("--warmup", "must be in [0, " + std::to_string(o.steps - 1) +
+                                "] (below --steps), got " + std::to_string(o.warmup));
+  if (o.stop_at > o.steps)
+    cli::reject("--stop-at", "must be in [0, " + std::to_string(o.steps) + "] (--steps), got " +
+                                 std::to_string(o.stop_at));
+  if (o.data.empty() && o.corpus_bytes - o.corpus_bytes / 10 <= o.context + 1)
+    cli::reject("--corpus-bytes", "must give more than --context + 1 (" +
+                                      std::to_string(o.context + 1) +
+                                      ") training bytes after the 10% held out, got " +
+                                      std::to_string(o.corpus_bytes));
+  if (o.save_every > 0 && o.save.empty())
+    cli::reject("--save-every", "needs --save (the checkpoint file to write)");
+  if (!o.save.empty()) {
+    try {
+      pquant::check_checkpoint_target(o.save);  // refuse a bad target before training
+    } catch (const pquant::IoError& e) {
+      cli::reject("--save", e.what());
+    }
+  }
+  if (app.count("--lr") == 0) o.lr = o.variant == "fp" ? 1e-3f : 3e-3f;
   if (o.log_every == 0) o.log_every = std::max<std::size_t>(1, o.steps / 10);
-  return o;
 }
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
+// The options that shape the run (model, initialisation, data, schedule): a checkpoint resumed
+// must have been written with the same. Keys are the flags' names with '_' for '-'.
+nlohmann::json identity(const Options& o, const pquant::ByteDataset& data) {
+  return {{"variant", o.variant},
+          {"experts", o.experts},
+          {"r", o.r},
+          {"d_model", o.d_model},
+          {"layers", o.layers},
+          {"heads", o.heads},
+          {"d_ff", o.d_ff},
+          {"context", o.context},
+          {"batch", o.batch},
+          {"steps", o.steps},
+          {"lr", pquant::detail::json_float(o.lr)},
+          {"warmup", o.warmup},
+          {"schedule", o.schedule},
+          {"weight_decay", pquant::detail::json_float(o.weight_decay)},
+          {"init_std", o.init_std},
+          {"embed_std", o.embed_std < 0 ? nlohmann::json() : nlohmann::json(o.embed_std)},
+          {"seed", o.seed},
+          {"data", o.data},
+          {"corpus_bytes", o.data.empty() ? o.corpus_bytes : 0},
+          {"data_bytes", data.size()}};
+}
+
+/// Throws FormatError naming the first option in which a checkpoint's run differs from this one.
+void check_same_run(const std::string& path, const std::string& saved_text,
+                    const nlohmann::json& now) {
+  const nlohmann::json saved = nlohmann::json::parse(saved_text, nullptr, false);
+  pquant::require<pquant::FormatError>(saved.is_object(), "--resume '", path,
+                                       "' records no train_lm options (not written by train_lm)");
+  for (const auto& [key, value] : now.items()) {
+    const auto it = saved.find(key);
+    if (it != saved.end() && *it == value) continue;
+    std::string flag = "--" + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    if (key == "data_bytes") flag = "the size of the training data";
+    auto text = [](const nlohmann::json& v) { return v.is_null() ? "unset" : v.dump(); };
+    throw pquant::FormatError("pquant: --resume '" + path + "' was written with " + flag + " " +
+                              (it == saved.end() ? std::string("absent") : text(*it)) +
+                              ", this run has " + text(value) +
+                              " (resume with the options of the run that wrote it)");
   }
-  return out;
-}
-
-// The options that define the model and the data stream: a checkpoint must match them.
-std::string identity(const Options& o) {
-  std::ostringstream s;
-  s << "{\"variant\":\"" << o.variant << "\",\"experts\":" << o.experts << ",\"r\":" << o.r
-    << ",\"d_model\":" << o.d_model << ",\"layers\":" << o.layers << ",\"heads\":" << o.heads
-    << ",\"d_ff\":" << o.d_ff << ",\"context\":" << o.context << ",\"batch\":" << o.batch
-    << ",\"steps\":" << o.steps << ",\"lr\":" << *o.lr << ",\"warmup\":" << o.warmup
-    << ",\"schedule\":\"" << o.schedule << "\",\"init_std\":" << o.init_std
-    << ",\"seed\":" << o.seed << ",\"data\":\"" << json_escape(o.data) << "\"}";
-  return s.str();
 }
 
 std::string format_metrics(const pquant::ModelMetrics& m, std::optional<double> flip) {
@@ -217,17 +278,17 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   pquant::TrainerConfig tc;
   tc.batch = o.batch;
   tc.seq_len = o.context;
-  tc.schedule = pquant::make_schedule(o.schedule, *o.lr, o.warmup, o.steps, o.weight_decay);
+  tc.schedule = pquant::make_schedule(o.schedule, o.lr, o.warmup, o.steps, o.weight_decay);
   tc.data_seed = o.seed ^ 0x9e3779b97f4a7c15ULL;
+  tc.guard.max_loss = o.max_loss;
+  tc.guard.max_grad_norm = o.max_grad_norm;
+  tc.guard.action = o.on_divergence == "skip" ? pquant::OnDivergence::kSkip
+                                              : pquant::OnDivergence::kStop;
   pquant::Trainer trainer(model, data, tc);
-  const std::string meta = identity(o);
+  const nlohmann::json meta = identity(o, data);
   if (!o.resume.empty()) {
-    const std::string saved = trainer.resume(o.resume);
-    if (saved != meta) {
-      std::cerr << "train_lm: --resume " << o.resume << " was written with other options:\n  "
-                << saved << "\nthis run:\n  " << meta << "\n";
-      return 2;
-    }
+    check_same_run(o.resume, pquant::CheckpointReader::open(o.resume).state().meta, meta);
+    trainer.resume(o.resume);
     std::cout << "resumed from " << o.resume << " at step " << trainer.step_index() << "\n";
   }
   std::cout << "train_lm: " << Model::variant_name() << " | d_model " << mc.d_model << " | layers "
@@ -238,7 +299,7 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
             << " | threads " << o.threads << "\n"
             << "data: " << (o.data.empty() ? std::string("generated corpus") : o.data) << ", "
             << data.train_size() << " training bytes, " << data.val_size()
-            << " held out | schedule " << o.schedule << ", peak lr " << *o.lr << ", warm-up "
+            << " held out | schedule " << o.schedule << ", peak lr " << o.lr << ", warm-up "
             << o.warmup << ", " << o.steps << " steps\n";
 
   pquant::FlipRatio flips;
@@ -248,8 +309,26 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   double window_loss = 0, window_seconds = 0, train_seconds = 0;
   std::size_t window_steps = 0, window_tokens = 0, trained_tokens = 0;
   const std::size_t last = o.stop_at ? std::min(o.stop_at, o.steps) : o.steps;
+  std::size_t skipped = 0, saved_step = 0;
+  bool saved = false;
+  auto save = [&] {
+    trainer.save(o.save, meta.dump());
+    saved = true;
+    saved_step = trainer.step_index();
+  };
   while (trainer.step_index() < last) {
-    const pquant::StepReport r = trainer.step();
+    pquant::StepReport r;
+    try {
+      r = trainer.step();
+    } catch (const pquant::DivergenceError& e) {
+      std::cerr << "train_lm: " << e.what() << "; see --lr, --warmup, --on-divergence, --max-loss; "
+                << (saved ? "the last checkpoint, " + o.save + ", is of step " +
+                                std::to_string(saved_step) + ", before the divergence"
+                          : std::string("no checkpoint was written"))
+                << "\n";
+      return cli::kRunError;
+    }
+    skipped += r.skipped ? 1 : 0;
     window_loss += r.loss;
     window_seconds += r.seconds;
     window_tokens += r.tokens;
@@ -259,21 +338,29 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
     if ((r.step + 1) % o.log_every == 0 || r.step + 1 == last) {
       model.one_bit_codes(codes);
       const double loss = window_loss / static_cast<double>(window_steps);
-      char line[256];
+      char ppl[32], line[256];
+      // A diverging loss would print a 100-digit perplexity in fixed notation.
+      std::snprintf(ppl, sizeof ppl, loss < 13 ? "%7.3f" : "%.3e", std::exp(loss));
       std::snprintf(line, sizeof line,
-                    "step %5zu/%zu | loss %.4f | ppl %7.3f | lr %.2e | wd %.2f | gnorm %.2f | "
+                    "step %5zu/%zu | loss %.4f | ppl %s | lr %.2e | wd %.2f | gnorm %.2f | "
                     "%.0f tok/s",
-                    r.step + 1, o.steps, loss, std::exp(loss), static_cast<double>(r.lr),
+                    r.step + 1, o.steps, loss, ppl, static_cast<double>(r.lr),
                     static_cast<double>(r.weight_decay), r.grad_norm,
                     static_cast<double>(window_tokens) / window_seconds);
-      std::cout << line << format_metrics(model.metrics(), flips.update(codes)) << std::endl;
+      std::cout << line << format_metrics(model.metrics(), flips.update(codes));
+      if (skipped > 0) std::cout << " | skipped " << skipped;
+      std::cout << std::endl;
       window_loss = window_seconds = 0;
       window_steps = window_tokens = 0;
     }
+    if (o.save_every > 0 && (r.step + 1) % o.save_every == 0 && r.step + 1 < last) {
+      save();
+      std::cout << "saved checkpoint " << o.save << " at step " << saved_step << "\n";
+    }
   }
   if (!o.save.empty()) {
-    trainer.save(o.save, meta);
-    std::cout << "saved checkpoint " << o.save << " at step " << trainer.step_index() << "\n";
+    save();
+    std::cout << "saved checkpoint " << o.save << " at step " << saved_step << "\n";
   }
   const auto e0 = std::chrono::steady_clock::now();
   const pquant::EvalReport ev = trainer.evaluate();
@@ -287,18 +374,29 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                 ev.loss, ev.ppl, ev.tokens, eval_seconds, tps);
   std::cout << line << "\n";
   if (o.json) {
-    std::ostringstream j;
-    j.precision(6);
-    j << "{\"variant\":\"" << o.variant << "\",\"model\":\"" << Model::variant_name()
-      << "\",\"val_loss\":" << ev.loss << ",\"val_ppl\":" << ev.ppl
-      << ",\"train_tokens_per_s\":" << tps << ",\"params_total\":" << model.parameter_count()
-      << ",\"params_active\":" << model.active_parameter_count()
-      << ",\"steps\":" << trainer.step_index() << ",\"experts\":" << mc.experts << ",\"r\":" << mc.r
-      << ",\"d_model\":" << mc.d_model << ",\"layers\":" << mc.layers << ",\"heads\":" << mc.heads
-      << ",\"d_ff\":" << mc.d_ff << ",\"context\":" << mc.context << ",\"batch\":" << o.batch
-      << ",\"lr\":" << *o.lr << ",\"threads\":" << o.threads << ",\"val_tokens\":" << ev.tokens
-      << ",\"data\":\"" << json_escape(o.data.empty() ? "generated" : o.data) << "\"}";
-    std::cout << j.str() << std::endl;
+    const nlohmann::json j = {{"variant", o.variant},
+                              {"model", Model::variant_name()},
+                              {"val_loss", ev.loss},
+                              {"val_ppl", ev.ppl},
+                              {"train_tokens_per_s", tps},
+                              {"params_total", model.parameter_count()},
+                              {"params_active", model.active_parameter_count()},
+                              {"steps", trainer.step_index()},
+                              {"experts", mc.experts},
+                              {"r", mc.r},
+                              {"d_model", mc.d_model},
+                              {"layers", mc.layers},
+                              {"heads", mc.heads},
+                              {"d_ff", mc.d_ff},
+                              {"context", mc.context},
+                              {"batch", o.batch},
+                              {"lr", o.lr},
+                              {"threads", o.threads},
+                              {"val_tokens", ev.tokens},
+                              {"skipped_steps", skipped},
+                              {"data", o.data.empty() ? std::string("generated") : o.data}};
+    // A --data path need not be UTF-8: invalid bytes become U+FFFD.
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
   }
   return 0;
 }
@@ -306,32 +404,34 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o = parse(argc, argv);
-  try {
-    if (o.threads == 0)
-      o.threads = static_cast<std::size_t>(
-          tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
-    tbb::global_control threads(tbb::global_control::max_allowed_parallelism, o.threads);
-    const pquant::ByteDataset data =
-        o.data.empty() ? pquant::ByteDataset(train_lm::generate_corpus(o.corpus_bytes))
-                       : pquant::ByteDataset::from_file(o.data);
-    pquant::ModelConfig mc;
-    mc.vocab = pquant::kByteVocabulary;
-    mc.d_model = o.d_model;
-    mc.layers = o.layers;
-    mc.heads = o.heads;
-    mc.d_ff = o.d_ff;
-    mc.context = o.context;
-    mc.experts = o.experts;
-    mc.r = o.r;
-    mc.init_std = o.init_std;
-    mc.embed_std = o.embed_std;
-    if (o.variant == "fp") return run<pquant::FP>(o, mc, data);
-    if (o.variant == "bitnet") return run<pquant::BitNet>(o, mc, data);
-    if (o.variant == "bitnet158") return run<pquant::BitNet158>(o, mc, data);
-    return run<pquant::PQuant<>>(o, mc, data);
-  } catch (const pquant::Error& e) {
-    std::cerr << "train_lm: " << e.what() << "\n";
-    return 1;
-  }
+  CLI::App app("Trains a byte-level decoder-only LM as one of the paper's variants and reports "
+               "validation perplexity over the held-out tail (docs/tools.md).",
+               "train_lm");
+  Options o;
+  declare(app, o);
+  return cli::run(
+      app, argc, argv, [&] { finish(app, o); },
+      [&] {
+        if (o.threads == 0)
+          o.threads = static_cast<std::size_t>(
+              tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+        tbb::global_control threads(tbb::global_control::max_allowed_parallelism, o.threads);
+        const pquant::ByteDataset data =
+            o.data.empty() ? pquant::ByteDataset(train_lm::generate_corpus(o.corpus_bytes))
+                           : pquant::ByteDataset::from_file(o.data);
+        pquant::ModelConfig mc;
+        mc.vocab = pquant::kByteVocabulary;
+        mc.d_model = o.d_model;
+        mc.layers = o.layers;
+        mc.heads = o.heads;
+        mc.d_ff = o.d_ff;
+        mc.context = o.context;
+        mc.experts = o.experts;
+        mc.r = o.r;
+        mc.init_std = o.init_std;
+        mc.embed_std = o.embed_std;
+        return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
+          return run<pquant::DecoderModel<V>>(o, mc, data);
+        });
+      });
 }

@@ -2,7 +2,7 @@
 //
 //   tokens -> Embedding (FP) -> L x TransformerBlock<Variant> -> RMSNorm -> Linear head (FP) ->
 //   logits
-// Embeddings and the output head stay full precision in every variant (method.md section 3).
+// Embeddings and the output head stay full precision in every variant (docs/method.md section 3).
 // All parameters live in the model's one ParameterStore; initialisation is deterministic by seed
 // (construction order = registration order = initialisation order).
 #pragma once
@@ -24,12 +24,12 @@
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"
 #include "pquant/layers/linear.hpp"
+#include "pquant/layers/loss_report.hpp"
 #include "pquant/layers/parameter_store.hpp"
 #include "pquant/layers/rms_norm.hpp"
 #include "pquant/model/model_config.hpp"
 #include "pquant/model/transformer_block.hpp"
 #include "pquant/model/variant.hpp"
-#include "pquant/training/trainer.hpp"
 
 namespace pquant {
 
