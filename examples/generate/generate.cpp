@@ -6,7 +6,8 @@
 //
 // Tokens are bytes (byte-level vocabulary, as train_lm). The prompt goes through the batched
 // prefill path, then tokens are decoded one at a time with the KV cache. Generation stops at
-// --tokens or when the context is full. With --json the last stdout line is a JSON object.
+// --tokens or when the context is full (a note on stderr says so: the KV cache holds at most the
+// model's context). With --json the last stdout line is a JSON object.
 #include <tbb/global_control.h>
 
 #include <algorithm>
@@ -46,7 +47,8 @@ struct Options {
       << "generate: " << error << "\n"
       << "usage: generate --model FILE [--prompt TEXT] [--tokens N] [--temperature T]\n"
          "                [--top-k K] [--top-p P] [--seed S] [--threads N] [--read] [--json]\n"
-         "       generate --export CHECKPOINT --model OUT.safetensors [...]\n";
+         "       generate --export CHECKPOINT --model OUT.safetensors [...]\n"
+         "Generation stops at --tokens or when the model's context is full (said on stderr).\n";
   std::exit(2);
 }
 
@@ -170,7 +172,7 @@ int run(const Options& o) {
   if (!o.export_from.empty()) export_from(o);
   const std::uint64_t file_bytes = std::filesystem::file_size(o.model);
   const PackedModel model = load_model(o.model, o.mmap ? io::LoadMode::kMap : io::LoadMode::kRead);
-  const InferenceConfig& c = model.config;
+  const ModelStructure& c = model.structure;
   const ModelAccounting acc = model.accounting();
   std::vector<int> prompt;
   for (unsigned char ch : o.prompt) {
@@ -193,7 +195,14 @@ int run(const Options& o) {
     const int next = sampler.sample(logits);
     text.push_back(static_cast<char>(next));
     ++generated;
-    if (generated == o.tokens || engine.position() == c.context) break;
+    if (generated == o.tokens) break;
+    if (engine.position() == c.context) {  // the policy: stop at the context, and say so
+      std::fprintf(stderr,
+                   "generate: stopped after %zu of %zu tokens: the model's context of %zu "
+                   "positions is full\n",
+                   generated, o.tokens, c.context);
+      break;
+    }
     logits = engine.step(next);
     ++steps;
   }
@@ -207,12 +216,12 @@ int run(const Options& o) {
                "[%s, %zu layers, d %zu] prompt %zu tokens (%.1f tok/s prefill), %zu generated "
                "(%.1f tok/s decode); file %llu bytes (FP32: %zu), %.3f bits/weight (%.3f in linear "
                "layers), %zu weight bytes/token\n",
-               std::string(variant_name(c.variant)).c_str(), c.layers, c.d_model, prompt.size(),
+               c.label.c_str(), c.layers(), c.d_model, prompt.size(),
                prefill_tps, generated, decode_tps, static_cast<unsigned long long>(file_bytes),
                acc.fp32_bytes, acc.bits_per_weight(), acc.linear_bits_per_weight(),
                acc.active_bytes_per_token);
   if (o.json) {
-    const nlohmann::json j = {{"variant", variant_name(c.variant)},
+    const nlohmann::json j = {{"variant", c.label},
                               {"prompt_tokens", prompt.size()},
                               {"generated_tokens", generated},
                               {"prefill_tokens_per_s", prefill_tps},
