@@ -11,10 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
-cmake --preset release -DPQUANT_BUILD_TESTS=OFF >/dev/null
-cmake --build --preset release --target quickstart train_lm generate
-bin=build/release/examples
-out=build/release/demo
+cmake --preset demo >/dev/null
+cmake --build --preset demo --target quickstart train_lm generate
+bin=build/demo/examples
+out=build/demo/run
 mkdir -p "$out"
 
 echo "== 1. quantizers on a 512x1024 Gaussian matrix"

@@ -6,26 +6,31 @@
 //
 // Tokens are bytes (byte-level vocabulary, as train_lm). The prompt goes through the batched
 // prefill path, then tokens are decoded one at a time with the KV cache. Generation stops at
-// --tokens or when the context is full (a note on stderr says so: the KV cache holds at most the
-// model's context). With --json the last stdout line is a JSON object.
+// --tokens or when the model's context is full (the KV cache holds at most the context; a note on
+// stderr says so). Any packed model file runs, whatever variant produced it: the file describes
+// its structure. With --json the last stdout line is a JSON object.
 #include <tbb/global_control.h>
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "../common/cli.hpp"
 #include "pquant/inference/engine.hpp"
 #include "pquant/inference/export.hpp"
 #include "pquant/inference/model_file.hpp"
 #include "pquant/inference/sampler.hpp"
 #include "pquant/io/atomic_file.hpp"
+#include "pquant/model/variant_registry.hpp"
 #include "pquant/model/variants.hpp"
 #include "pquant/training/adamw.hpp"
 #include "pquant/training/checkpoint.hpp"
@@ -39,75 +44,38 @@ struct Options {
   std::string model, prompt = "The ", export_from;
   std::size_t tokens = 64, threads = 1;
   SamplerConfig sampler;
-  bool json = false, mmap = true;
+  bool json = false, read = false, map = false;  // map: the default unless --read
 };
 
-[[noreturn]] void usage(const std::string& error) {
-  std::cerr
-      << "generate: " << error << "\n"
-      << "usage: generate --model FILE [--prompt TEXT] [--tokens N] [--temperature T]\n"
-         "                [--top-k K] [--top-p P] [--seed S] [--threads N] [--read] [--json]\n"
-         "       generate --export CHECKPOINT --model OUT.safetensors [...]\n"
-         "Generation stops at --tokens or when the model's context is full (said on stderr).\n";
-  std::exit(2);
-}
-
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("option " + a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](const std::string& v) {
-      try {
-        std::size_t pos = 0;
-        const double d = std::stod(v, &pos);
-        if (pos != v.size()) throw std::invalid_argument(v);
-        return d;
-      } catch (const std::exception&) {
-        usage("option " + a + " needs a number, got '" + v + "'");
-      }
-    };
-    auto count = [&](const std::string& v) {
-      const double d = number(v);
-      if (d < 0 || d != static_cast<double>(static_cast<std::size_t>(d)))
-        usage("option " + a + " needs a non-negative integer, got '" + v + "'");
-      return static_cast<std::size_t>(d);
-    };
-    if (a == "--model")
-      o.model = value();
-    else if (a == "--prompt")
-      o.prompt = value();
-    else if (a == "--export")
-      o.export_from = value();
-    else if (a == "--tokens")
-      o.tokens = count(value());
-    else if (a == "--temperature")
-      o.sampler.temperature = static_cast<float>(number(value()));
-    else if (a == "--top-k")
-      o.sampler.top_k = count(value());
-    else if (a == "--top-p")
-      o.sampler.top_p = static_cast<float>(number(value()));
-    else if (a == "--seed")
-      o.sampler.seed = count(value());
-    else if (a == "--threads")
-      o.threads = count(value());
-    else if (a == "--json")
-      o.json = true;
-    else if (a == "--read")
-      o.mmap = false;
-    else if (a == "--mmap")
-      o.mmap = true;
-    else if (a == "--help" || a == "-h")
-      usage("help");
-    else
-      usage("unknown option '" + a + "'");
-  }
-  if (o.model.empty()) usage("--model is required");
-  if (o.threads == 0) usage("--threads must be >= 1");
-  return o;
+/// Declares every flag once: name, type, default, range, help (docs/tools.md lists them).
+void declare(CLI::App& app, Options& o) {
+  using cli::in_range;
+  app.add_option("--model", o.model, "packed model file (safetensors); with --export: the output")
+      ->required();
+  app.add_option("--prompt", o.prompt, "prompt text (bytes are tokens)")->capture_default_str();
+  app.add_option("--export", o.export_from,
+                 "export this train_lm checkpoint to --model first, then generate");
+  app.add_option("--tokens", o.tokens, "tokens to generate (stops at the model's context, said on stderr)")
+      ->transform(in_range<std::size_t>(0, std::size_t{1} << 24))
+      ->capture_default_str();
+  app.add_option("--temperature", o.sampler.temperature, "sampling temperature (0: greedy)")
+      ->transform(in_range<float>(0.0f, 100.0f))
+      ->capture_default_str();
+  app.add_option("--top-k", o.sampler.top_k, "sample among the k most likely tokens (0: all)")
+      ->transform(in_range<std::size_t>(0, std::size_t{1} << 24))
+      ->capture_default_str();
+  app.add_option("--top-p", o.sampler.top_p, "nucleus sampling mass")
+      ->check(cli::above<float>(0.0f, 1.0f))
+      ->capture_default_str();
+  app.add_option("--seed", o.sampler.seed, "sampling seed")
+      ->transform(in_range<std::uint64_t>(0, std::numeric_limits<std::uint64_t>::max()))
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "worker threads")
+      ->transform(in_range<std::size_t>(1, 4096))
+      ->capture_default_str();
+  CLI::Option* read = app.add_flag("--read", o.read, "read the model file into memory");
+  app.add_flag("--mmap", o.map, "memory-map the model file (the default)")->excludes(read);
+  app.add_flag("--json", o.json, "print a JSON summary as the last line of stdout");
 }
 
 /// The JSON meta string of a train_lm checkpoint (layout in pquant/training/checkpoint.hpp:
@@ -154,24 +122,19 @@ void export_from(const Options& o) {
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(std::string("pquant: generate: bad checkpoint configuration: ") + e.what());
   }
-  const std::string v = j.at("variant").get<std::string>();
-  if (v == "fp")
-    export_checkpoint<FP>(mc, o.export_from, o.model);
-  else if (v == "bitnet")
-    export_checkpoint<BitNet>(mc, o.export_from, o.model);
-  else if (v == "bitnet158")
-    export_checkpoint<BitNet158>(mc, o.export_from, o.model);
-  else if (v == "pquant")
-    export_checkpoint<PQuant<>>(mc, o.export_from, o.model);
-  else
-    throw FormatError("pquant: generate: unknown variant '" + v + "' in the checkpoint");
+  if (!j.at("variant").is_string())
+    throw FormatError("pquant: generate: checkpoint '" + o.export_from +
+                      "' has a non-string variant in its configuration");
+  visit_variant(j.at("variant").get<std::string>(), [&]<class V>(std::type_identity<V>) {
+    export_checkpoint<DecoderModel<V>>(mc, o.export_from, o.model);
+  });
 }
 
 int run(const Options& o) {
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism, o.threads);
   if (!o.export_from.empty()) export_from(o);
+  const PackedModel model = load_model(o.model, o.read ? io::LoadMode::kRead : io::LoadMode::kMap);
   const std::uint64_t file_bytes = std::filesystem::file_size(o.model);
-  const PackedModel model = load_model(o.model, o.mmap ? io::LoadMode::kMap : io::LoadMode::kRead);
   const ModelStructure& c = model.structure;
   const ModelAccounting acc = model.accounting();
   std::vector<int> prompt;
@@ -242,14 +205,10 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
-  try {
-    return run(o);
-  } catch (const pquant::Error& e) {
-    std::cerr << e.what() << "\n";
-    return 1;
-  } catch (const std::filesystem::filesystem_error& e) {
-    std::cerr << "generate: " << e.what() << "\n";
-    return 1;
-  }
+  CLI::App app("Runs a packed pquant model (safetensors) on a prompt, or exports a train_lm "
+               "checkpoint first (docs/tools.md).",
+               "generate");
+  Options o;
+  declare(app, o);
+  return cli::run(app, argc, argv, [] {}, [&] { return run(o); });
 }

@@ -5,25 +5,27 @@
 //
 // Without --data it trains on the corpus this program generates itself (corpus.hpp). The last
 // line of stdout with --json is one JSON object: variant, val_loss, val_ppl, train_tokens_per_s,
-// params_total, params_active, steps (and more). See docs/training.md.
+// params_total, params_active, steps (and more). Every flag, its range and the JSON fields are
+// listed in docs/tools.md; `train_lm --help` prints the same.
 #include <oneapi/tbb/global_control.h>
 
-#include <charconv>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <iostream>
-#include <map>
-#include <optional>
+#include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-#include <string_view>
+#include <type_traits>
 #include <vector>
 
+#include "../common/cli.hpp"
 #include "corpus.hpp"
 #include "pquant/model.hpp"
+#include "pquant/model/variant_registry.hpp"
 #include "pquant/training.hpp"
 
 namespace {
@@ -33,11 +35,11 @@ struct Options {
   std::size_t experts = 1, r = 32;
   std::size_t d_model = 128, layers = 4, heads = 4, d_ff = 384, context = 128;
   std::size_t batch = 16, steps = 300, warmup = 30;
-  std::optional<float> lr;  // default: 3e-3 (quantized) / 1e-3 (fp)
+  float lr = 0;  // 0 until parsed: 3e-3 (quantized) / 1e-3 (fp) unless --lr is given
   std::string schedule = "two-phase";
   float weight_decay = 0.1f;
   double init_std = 0.0;  // fan-in (ModelConfig)
-  double embed_std = -1;
+  double embed_std = -1;  // < 0: follow --init-std
   std::string data;
   std::size_t corpus_bytes = 1 << 20;
   std::uint64_t seed = 1;
@@ -48,143 +50,132 @@ struct Options {
   bool json = false;
 };
 
-[[noreturn]] void usage(const std::string& error) {
-  if (!error.empty()) std::cerr << "train_lm: " << error << "\n\n";
-  std::cerr <<
-      R"(usage: train_lm [options]
-  --variant fp|bitnet|bitnet158|pquant   model variant (default pquant)
-  --experts N        pQuant INT8 experts (1..8, default 1)
-  --r R              width of each INT8 expert (default 32)
-  --d-model D --layers L --heads H --d-ff F --context T   model sizes (128, 4, 4, 384, 128)
-  --batch B          sequences per step (16)
-  --steps S          optimizer steps (300)
-  --lr LR            peak learning rate (3e-3; 1e-3 for fp)
-  --warmup W         warm-up steps (30)
-  --schedule two-phase|cosine|constant   (two-phase)
-  --weight-decay WD  phase-1 weight decay (0.1)
-  --init-std S       0: fan-in scaled weights, N(0,1) embeddings (default); S > 0:
-                     weights and embeddings ~ N(0, S^2), GPT-2 output scaling
-  --embed-std S      embedding table ~ N(0, S^2) (overrides --init-std for it)
-  --data FILE        train on FILE (last 10% held out); default: the generated corpus
-  --corpus-bytes N   size of the generated corpus (1048576)
-  --seed S           initialisation and data seed (1)
-  --threads N        worker threads (default: all cores)
-  --save FILE        write a checkpoint at the end (or at --stop-at)
-  --resume FILE      continue from a checkpoint written with the same options
-  --stop-at S        stop after step S (with --save: to resume later)
-  --log-every N      progress line every N steps
-  --json             print a JSON summary as the last line of stdout
-)";
-  std::exit(error.empty() ? 0 : 2);
+// Largest sizes accepted on the command line (beyond them a run cannot fit in memory anyway, and
+// products of sizes stay far from overflowing 64 bits).
+constexpr std::size_t kMaxWidth = 1 << 16;
+constexpr std::size_t kMaxLayers = 4096;
+constexpr std::size_t kMaxSteps = 1'000'000'000;
+
+CLI::Validator one_of(const std::vector<std::string_view>& names, const std::string& text) {
+  return CLI::Validator(
+      [names, text](std::string& v) -> std::string {
+        for (std::string_view n : names)
+          if (v == n) return {};
+        return "must be " + text + ", got '" + v + "'";
+      },
+      text);
 }
 
-template <class T>
-T parse_number(std::string_view flag, std::string_view text) {
-  T value{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size())
-    usage("option " + std::string(flag) + " expects a number, got '" + std::string(text) + "'");
-  return value;
+/// Declares every flag once: name, type, default, range, help. New flags go here.
+void declare(CLI::App& app, Options& o) {
+  using cli::in_range;
+  const std::string variants = pquant::PaperVariants::names_text();
+  app.add_option("--variant", o.variant, "model variant: " + variants)
+      ->check(one_of(pquant::PaperVariants::names(), variants))
+      ->capture_default_str();
+  app.add_option("--experts", o.experts, "pQuant INT8 experts")
+      ->transform(in_range<std::size_t>(1, 8))
+      ->capture_default_str();
+  app.add_option("--r", o.r, "width of each INT8 expert (pquant; below --d-ff)")
+      ->transform(in_range<std::size_t>(1, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--d-model", o.d_model, "model width")
+      ->transform(in_range<std::size_t>(2, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--layers", o.layers, "transformer blocks")
+      ->transform(in_range<std::size_t>(1, kMaxLayers))
+      ->capture_default_str();
+  app.add_option("--heads", o.heads, "attention heads (must divide --d-model into even widths)")
+      ->transform(in_range<std::size_t>(1, kMaxWidth / 2))
+      ->capture_default_str();
+  app.add_option("--d-ff", o.d_ff, "FFN hidden width")
+      ->transform(in_range<std::size_t>(1, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--context", o.context, "training sequence length (and the model's context)")
+      ->transform(in_range<std::size_t>(1, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--batch", o.batch, "sequences per step")
+      ->transform(in_range<std::size_t>(1, kMaxWidth))
+      ->capture_default_str();
+  app.add_option("--steps", o.steps, "optimizer steps")
+      ->transform(in_range<std::size_t>(1, kMaxSteps))
+      ->capture_default_str();
+  app.add_option("--lr", o.lr, "peak learning rate (default 3e-3; 1e-3 for fp)")
+      ->check(cli::above<float>(0.0f, 100.0f));
+  app.add_option("--warmup", o.warmup, "warm-up steps, below --steps (default 30; steps/10 when --steps <= 30)")
+      ->transform(in_range<std::size_t>(0, kMaxSteps));
+  app.add_option("--schedule", o.schedule, "learning-rate schedule: two-phase, cosine or constant")
+      ->check(one_of({"two-phase", "cosine", "constant"}, "two-phase, cosine or constant"))
+      ->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "phase-1 (peak) weight decay")
+      ->transform(in_range<float>(0.0f, 1.0f))
+      ->capture_default_str();
+  app.add_option("--init-std", o.init_std,
+                 "0: fan-in scaled weights, N(0,1) embeddings; S > 0: weights and embeddings "
+                 "~ N(0, S^2), GPT-2 output scaling")
+      ->transform(in_range<double>(0.0, 10.0))
+      ->capture_default_str();
+  app.add_option("--embed-std", o.embed_std,
+                 "embedding table ~ N(0, S^2) (overrides --init-std for it)")
+      ->transform(in_range<double>(0.0, 10.0));
+  app.add_option("--data", o.data, "train on FILE (last 10% held out); default: generated corpus");
+  app.add_option("--corpus-bytes", o.corpus_bytes, "size of the generated corpus")
+      ->transform(in_range<std::size_t>(64, std::size_t{1} << 32))
+      ->capture_default_str();
+  app.add_option("--seed", o.seed, "initialisation and data seed")
+      ->transform(in_range<std::uint64_t>(0, std::numeric_limits<std::uint64_t>::max()))
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "worker threads (0: all cores)")
+      ->transform(in_range<std::size_t>(0, 4096))
+      ->capture_default_str();
+  app.add_option("--save", o.save, "write a checkpoint at the end (or at --stop-at)");
+  app.add_option("--resume", o.resume, "continue from a checkpoint written with the same options");
+  app.add_option("--stop-at", o.stop_at, "stop after step S (with --save: to resume later)")
+      ->transform(in_range<std::size_t>(0, kMaxSteps));
+  app.add_option("--log-every", o.log_every, "progress line every N steps (0: ten per run)")
+      ->transform(in_range<std::size_t>(0, kMaxSteps));
+  app.add_flag("--json", o.json, "print a JSON summary as the last line of stdout");
 }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--help" || a == "-h") usage("");
-    if (a == "--json") {
-      o.json = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage("option " + std::string(a) + " needs a value");
-    const std::string_view v = argv[++i];
-    auto size = [&] { return parse_number<std::size_t>(a, v); };
-    if (a == "--variant")
-      o.variant = v;
-    else if (a == "--experts")
-      o.experts = size();
-    else if (a == "--r")
-      o.r = size();
-    else if (a == "--d-model")
-      o.d_model = size();
-    else if (a == "--layers")
-      o.layers = size();
-    else if (a == "--heads")
-      o.heads = size();
-    else if (a == "--d-ff")
-      o.d_ff = size();
-    else if (a == "--context")
-      o.context = size();
-    else if (a == "--batch")
-      o.batch = size();
-    else if (a == "--steps")
-      o.steps = size();
-    else if (a == "--warmup")
-      o.warmup = size();
-    else if (a == "--lr")
-      o.lr = parse_number<float>(a, v);
-    else if (a == "--schedule")
-      o.schedule = v;
-    else if (a == "--weight-decay")
-      o.weight_decay = parse_number<float>(a, v);
-    else if (a == "--init-std")
-      o.init_std = parse_number<double>(a, v);
-    else if (a == "--embed-std")
-      o.embed_std = parse_number<double>(a, v);
-    else if (a == "--data")
-      o.data = v;
-    else if (a == "--corpus-bytes")
-      o.corpus_bytes = size();
-    else if (a == "--seed")
-      o.seed = parse_number<std::uint64_t>(a, v);
-    else if (a == "--threads")
-      o.threads = size();
-    else if (a == "--save")
-      o.save = v;
-    else if (a == "--resume")
-      o.resume = v;
-    else if (a == "--stop-at")
-      o.stop_at = size();
-    else if (a == "--log-every")
-      o.log_every = size();
-    else
-      usage("unknown option " + std::string(a));
+/// Cross-flag checks and defaults that depend on other flags.
+void finish(const CLI::App& app, Options& o) {
+  if (o.d_model % o.heads != 0 || (o.d_model / o.heads) % 2 != 0) {
+    std::string allowed;
+    for (std::size_t h = 1; h <= o.d_model / 2; ++h)
+      if (o.d_model % h == 0 && (o.d_model / h) % 2 == 0)
+        allowed += (allowed.empty() ? "" : ", ") + std::to_string(h);
+    cli::reject("--heads", "must divide --d-model (" + std::to_string(o.d_model) +
+                               ") into even head widths; allowed: " + allowed + ", got " +
+                               std::to_string(o.heads));
   }
-  if (o.variant != "fp" && o.variant != "bitnet" && o.variant != "bitnet158" &&
-      o.variant != "pquant")
-    usage("--variant must be fp, bitnet, bitnet158 or pquant, got '" + o.variant + "'");
-  if (o.steps == 0) usage("--steps must be > 0");
-  if (o.warmup >= o.steps) o.warmup = o.steps / 10;
-  if (!o.lr) o.lr = o.variant == "fp" ? 1e-3f : 3e-3f;
+  if (o.variant == "pquant" && o.r >= o.d_ff)
+    cli::reject("--r", "must be in [1, " + std::to_string(o.d_ff - 1) + "] (below --d-ff " +
+                           std::to_string(o.d_ff) + "), got " + std::to_string(o.r));
+  if (app.count("--warmup") == 0 && o.warmup >= o.steps)
+    o.warmup = o.steps / 10;
+  else if (o.warmup >= o.steps)
+    cli::reject("--warmup", "must be in [0, " + std::to_string(o.steps - 1) +
+                                "] (below --steps), got " + std::to_string(o.warmup));
+  if (o.stop_at > o.steps)
+    cli::reject("--stop-at", "must be in [0, " + std::to_string(o.steps) + "] (--steps), got " +
+                                 std::to_string(o.stop_at));
+  if (o.data.empty() && o.corpus_bytes - o.corpus_bytes / 10 <= o.context + 1)
+    cli::reject("--corpus-bytes", "must give more than --context + 1 (" +
+                                      std::to_string(o.context + 1) +
+                                      ") training bytes after the 10% held out, got " +
+                                      std::to_string(o.corpus_bytes));
+  if (app.count("--lr") == 0) o.lr = o.variant == "fp" ? 1e-3f : 3e-3f;
   if (o.log_every == 0) o.log_every = std::max<std::size_t>(1, o.steps / 10);
-  return o;
-}
-
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 // The options that define the model and the data stream: a checkpoint must match them.
-std::string identity(const Options& o) {
-  std::ostringstream s;
-  s << "{\"variant\":\"" << o.variant << "\",\"experts\":" << o.experts << ",\"r\":" << o.r
-    << ",\"d_model\":" << o.d_model << ",\"layers\":" << o.layers << ",\"heads\":" << o.heads
-    << ",\"d_ff\":" << o.d_ff << ",\"context\":" << o.context << ",\"batch\":" << o.batch
-    << ",\"steps\":" << o.steps << ",\"lr\":" << *o.lr << ",\"warmup\":" << o.warmup
-    << ",\"schedule\":\"" << o.schedule << "\",\"init_std\":" << o.init_std
-    << ",\"seed\":" << o.seed << ",\"data\":\"" << json_escape(o.data) << "\"}";
-  return s.str();
+nlohmann::json identity(const Options& o) {
+  return {{"variant", o.variant}, {"experts", o.experts},   {"r", o.r},
+          {"d_model", o.d_model}, {"layers", o.layers},     {"heads", o.heads},
+          {"d_ff", o.d_ff},       {"context", o.context},   {"batch", o.batch},
+          {"steps", o.steps},     {"lr", o.lr},             {"warmup", o.warmup},
+          {"schedule", o.schedule}, {"init_std", o.init_std}, {"seed", o.seed},
+          {"data", o.data}};
 }
 
 std::string format_metrics(const pquant::ModelMetrics& m, std::optional<double> flip) {
@@ -217,10 +208,10 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   pquant::TrainerConfig tc;
   tc.batch = o.batch;
   tc.seq_len = o.context;
-  tc.schedule = pquant::make_schedule(o.schedule, *o.lr, o.warmup, o.steps, o.weight_decay);
+  tc.schedule = pquant::make_schedule(o.schedule, o.lr, o.warmup, o.steps, o.weight_decay);
   tc.data_seed = o.seed ^ 0x9e3779b97f4a7c15ULL;
   pquant::Trainer trainer(model, data, tc);
-  const std::string meta = identity(o);
+  const std::string meta = identity(o).dump();
   if (!o.resume.empty()) {
     const std::string saved = trainer.resume(o.resume);
     if (saved != meta) {
@@ -238,7 +229,7 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
             << " | threads " << o.threads << "\n"
             << "data: " << (o.data.empty() ? std::string("generated corpus") : o.data) << ", "
             << data.train_size() << " training bytes, " << data.val_size()
-            << " held out | schedule " << o.schedule << ", peak lr " << *o.lr << ", warm-up "
+            << " held out | schedule " << o.schedule << ", peak lr " << o.lr << ", warm-up "
             << o.warmup << ", " << o.steps << " steps\n";
 
   pquant::FlipRatio flips;
@@ -287,18 +278,28 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                 ev.loss, ev.ppl, ev.tokens, eval_seconds, tps);
   std::cout << line << "\n";
   if (o.json) {
-    std::ostringstream j;
-    j.precision(6);
-    j << "{\"variant\":\"" << o.variant << "\",\"model\":\"" << Model::variant_name()
-      << "\",\"val_loss\":" << ev.loss << ",\"val_ppl\":" << ev.ppl
-      << ",\"train_tokens_per_s\":" << tps << ",\"params_total\":" << model.parameter_count()
-      << ",\"params_active\":" << model.active_parameter_count()
-      << ",\"steps\":" << trainer.step_index() << ",\"experts\":" << mc.experts << ",\"r\":" << mc.r
-      << ",\"d_model\":" << mc.d_model << ",\"layers\":" << mc.layers << ",\"heads\":" << mc.heads
-      << ",\"d_ff\":" << mc.d_ff << ",\"context\":" << mc.context << ",\"batch\":" << o.batch
-      << ",\"lr\":" << *o.lr << ",\"threads\":" << o.threads << ",\"val_tokens\":" << ev.tokens
-      << ",\"data\":\"" << json_escape(o.data.empty() ? "generated" : o.data) << "\"}";
-    std::cout << j.str() << std::endl;
+    const nlohmann::json j = {{"variant", o.variant},
+                              {"model", Model::variant_name()},
+                              {"val_loss", ev.loss},
+                              {"val_ppl", ev.ppl},
+                              {"train_tokens_per_s", tps},
+                              {"params_total", model.parameter_count()},
+                              {"params_active", model.active_parameter_count()},
+                              {"steps", trainer.step_index()},
+                              {"experts", mc.experts},
+                              {"r", mc.r},
+                              {"d_model", mc.d_model},
+                              {"layers", mc.layers},
+                              {"heads", mc.heads},
+                              {"d_ff", mc.d_ff},
+                              {"context", mc.context},
+                              {"batch", o.batch},
+                              {"lr", o.lr},
+                              {"threads", o.threads},
+                              {"val_tokens", ev.tokens},
+                              {"data", o.data.empty() ? std::string("generated") : o.data}};
+    // A --data path need not be UTF-8: invalid bytes become U+FFFD.
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
   }
   return 0;
 }
@@ -306,32 +307,34 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o = parse(argc, argv);
-  try {
-    if (o.threads == 0)
-      o.threads = static_cast<std::size_t>(
-          tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
-    tbb::global_control threads(tbb::global_control::max_allowed_parallelism, o.threads);
-    const pquant::ByteDataset data =
-        o.data.empty() ? pquant::ByteDataset(train_lm::generate_corpus(o.corpus_bytes))
-                       : pquant::ByteDataset::from_file(o.data);
-    pquant::ModelConfig mc;
-    mc.vocab = pquant::kByteVocabulary;
-    mc.d_model = o.d_model;
-    mc.layers = o.layers;
-    mc.heads = o.heads;
-    mc.d_ff = o.d_ff;
-    mc.context = o.context;
-    mc.experts = o.experts;
-    mc.r = o.r;
-    mc.init_std = o.init_std;
-    mc.embed_std = o.embed_std;
-    if (o.variant == "fp") return run<pquant::FP>(o, mc, data);
-    if (o.variant == "bitnet") return run<pquant::BitNet>(o, mc, data);
-    if (o.variant == "bitnet158") return run<pquant::BitNet158>(o, mc, data);
-    return run<pquant::PQuant<>>(o, mc, data);
-  } catch (const pquant::Error& e) {
-    std::cerr << "train_lm: " << e.what() << "\n";
-    return 1;
-  }
+  CLI::App app("Trains a byte-level decoder-only LM as one of the paper's variants and reports "
+               "validation perplexity over the held-out tail (docs/tools.md).",
+               "train_lm");
+  Options o;
+  declare(app, o);
+  return cli::run(
+      app, argc, argv, [&] { finish(app, o); },
+      [&] {
+        if (o.threads == 0)
+          o.threads = static_cast<std::size_t>(
+              tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+        tbb::global_control threads(tbb::global_control::max_allowed_parallelism, o.threads);
+        const pquant::ByteDataset data =
+            o.data.empty() ? pquant::ByteDataset(train_lm::generate_corpus(o.corpus_bytes))
+                           : pquant::ByteDataset::from_file(o.data);
+        pquant::ModelConfig mc;
+        mc.vocab = pquant::kByteVocabulary;
+        mc.d_model = o.d_model;
+        mc.layers = o.layers;
+        mc.heads = o.heads;
+        mc.d_ff = o.d_ff;
+        mc.context = o.context;
+        mc.experts = o.experts;
+        mc.r = o.r;
+        mc.init_std = o.init_std;
+        mc.embed_std = o.embed_std;
+        return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
+          return run<pquant::DecoderModel<V>>(o, mc, data);
+        });
+      });
 }

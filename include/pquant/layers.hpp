@@ -14,6 +14,7 @@
 #include "pquant/layers/embedding.hpp"
 #include "pquant/layers/activations.hpp"
 #include "pquant/layers/cross_entropy.hpp"
+#include "pquant/layers/loss_report.hpp"
 #include "pquant/layers/bit_linear.hpp"
 #include "pquant/layers/rope.hpp"
 #include "pquant/layers/attention.hpp"

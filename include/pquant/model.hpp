@@ -7,3 +7,4 @@
 #include "pquant/model/transformer_block.hpp"
 #include "pquant/model/decoder_model.hpp"
 #include "pquant/model/variants.hpp"
+#include "pquant/model/variant_registry.hpp"

@@ -8,6 +8,7 @@
 
 #include "gradient_check.hpp"
 #include "pquant/layers.hpp"
+#include "../common/type_names.hpp"
 
 namespace pquant {
 namespace {
@@ -36,7 +37,7 @@ struct Projections<BitLinear<WQ, AQ, Ste>> {
 template <class Proj>
 class AttentionTest : public ::testing::Test {};
 using ProjTypes = ::testing::Types<Linear, BitLinear<SignAbsMean<PerTensor>>>;
-TYPED_TEST_SUITE(AttentionTest, ProjTypes);
+TYPED_TEST_SUITE(AttentionTest, ProjTypes, test::TypeNames);
 
 TYPED_TEST(AttentionTest, GradientsMatchFiniteDifferences) {
   using Info = Projections<TypeParam>;

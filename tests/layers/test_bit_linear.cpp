@@ -10,6 +10,7 @@
 #include "gradient_check.hpp"
 #include "pquant/kernels.hpp"
 #include "pquant/layers.hpp"
+#include "../common/type_names.hpp"
 
 namespace pquant {
 namespace {
@@ -48,7 +49,7 @@ using Cases =
                      Case<Int8AbsMax<PerRow>, Int8AbsMaxPerToken, StraightThrough, false>,
                      Case<KMeansCodebook<2, PerTensor>, Int8AbsMaxPerToken, StraightThrough, true>,
                      Case<KMeansCodebook<4, PerRow>, NoActivationQuant, StraightThrough, false>>;
-TYPED_TEST_SUITE(BitLinearTest, Cases);
+TYPED_TEST_SUITE(BitLinearTest, Cases, test::TypeNames);
 
 TYPED_TEST(BitLinearTest, SteGradientsMatchSurrogateFiniteDifferences) {
   using Layer = typename TypeParam::Layer;
@@ -149,7 +150,7 @@ template <class P>
 class BitLinearIntegerForward : public ::testing::Test {};
 using IntegerProjections = ::testing::Types<SignBitLinear, TernaryBitLinear, Int8BitLinear,
                                             BitLinear<SignAbsMean<PerRow>>>;
-TYPED_TEST_SUITE(BitLinearIntegerForward, IntegerProjections);
+TYPED_TEST_SUITE(BitLinearIntegerForward, IntegerProjections, test::TypeNames);
 
 TYPED_TEST(BitLinearIntegerForward, EqualsTheExactIntegerProductAndInferenceEpilogue) {
   // y = epilogue(sum_c code(o, c) * q(i, c), scale(o), 1/g_i): the inference engine's formula,

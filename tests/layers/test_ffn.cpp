@@ -10,6 +10,7 @@
 
 #include "gradient_check.hpp"
 #include "pquant/layers.hpp"
+#include "../common/type_names.hpp"
 
 namespace pquant {
 namespace {
@@ -102,10 +103,17 @@ testing::LossFn loss_of(const DTensor& r, F reference) {
   };
 }
 
+std::string activation_name(FfnActivation a) {
+  return a == FfnActivation::kSwiGLU ? "SwiGLU" : "ReLU2";
+}
+
 template <class P, FfnActivation kAct>
 struct DenseCase {
   using Proj = P;
   static constexpr FfnActivation act = kAct;
+  static std::string test_name() {
+    return activation_name(kAct) + "_" + test::readable_type_name<P>();
+  }
 };
 template <class C>
 class DenseFfnTest : public ::testing::Test {};
@@ -114,7 +122,7 @@ using DenseCases =
                      DenseCase<Linear, FfnActivation::kReLU2>,
                      DenseCase<SignBitLinear, FfnActivation::kSwiGLU>,
                      DenseCase<BitLinear<TernaryAbsMean<PerTensor>>, FfnActivation::kReLU2>>;
-TYPED_TEST_SUITE(DenseFfnTest, DenseCases);
+TYPED_TEST_SUITE(DenseFfnTest, DenseCases, test::TypeNames);
 
 TYPED_TEST(DenseFfnTest, GradientsMatchFiniteDifferences) {
   using P = typename TypeParam::Proj;
@@ -158,6 +166,10 @@ struct DecoupledCase {
   static constexpr FfnActivation act = kAct;
   using Int8Proj = I8;
   using Int1Proj = I1;
+  static std::string test_name() {
+    return std::to_string(kExperts) + "experts_" + activation_name(kAct) + "_int8_" +
+           test::readable_type_name<I8>() + "_int1_" + test::readable_type_name<I1>();
+  }
 };
 template <class C>
 class DecoupledFfnTest : public ::testing::Test {};
@@ -166,7 +178,7 @@ using DecoupledCases = ::testing::Types<
     DecoupledCase<3, FfnActivation::kSwiGLU, Int8BitLinear, SignBitLinear>,
     DecoupledCase<2, FfnActivation::kReLU2, Int8BitLinear, BitLinear<TernaryAbsMean<PerTensor>>>,
     DecoupledCase<3, FfnActivation::kSwiGLU, Linear, Linear>>;
-TYPED_TEST_SUITE(DecoupledFfnTest, DecoupledCases);
+TYPED_TEST_SUITE(DecoupledFfnTest, DecoupledCases, test::TypeNames);
 
 TYPED_TEST(DecoupledFfnTest, GradientsMatchFiniteDifferencesIncludingRouterAndAuxLoss) {
   using I8 = typename TypeParam::Int8Proj;

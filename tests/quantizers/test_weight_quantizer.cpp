@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "reference.hpp"
+#include "../common/type_names.hpp"
 
 namespace pquant {
 namespace {
@@ -22,7 +23,7 @@ using Quantizers =
                      TernaryAbsMean<PerTensor>, TernaryAbsMean<PerGroup<16>>, Int8AbsMax<PerRow>,
                      Int8AbsMax<PerTensor>, KMeansCodebook<1>, KMeansCodebook<2, PerRow>,
                      KMeansCodebook<4, PerGroup<32>>, KMeansCodebook<8>>;
-TYPED_TEST_SUITE(WeightQuantizerTest, Quantizers);
+TYPED_TEST_SUITE(WeightQuantizerTest, Quantizers, test::TypeNames);
 
 TYPED_TEST(WeightQuantizerTest, SatisfiesTheConcepts) {
   static_assert(WeightQuantizer<TypeParam>);

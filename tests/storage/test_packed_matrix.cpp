@@ -5,6 +5,7 @@
 
 #include <random>
 #include <vector>
+#include "../common/type_names.hpp"
 
 namespace pquant {
 namespace {
@@ -33,7 +34,7 @@ void expect_codes(const M& m, const std::vector<std::uint8_t>& ref) {
 template <class Format>
 class PackedMatrixTest : public ::testing::Test {};
 using Formats = ::testing::Types<SignBit, TernaryCode, CodebookIndex<4>, Int8Code>;
-TYPED_TEST_SUITE(PackedMatrixTest, Formats);
+TYPED_TEST_SUITE(PackedMatrixTest, Formats, test::TypeNames);
 
 TYPED_TEST(PackedMatrixTest, RoundTripsOddShapesInEveryLayout) {
   const std::size_t shapes[][2] = {{1, 1}, {3, 7}, {8, 8}, {17, 65}, {64, 129}, {127, 129}};

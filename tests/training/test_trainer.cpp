@@ -1,10 +1,12 @@
-// Trainer: the gradient hook, loss going down, whole-tail evaluation, and bit-identical resume,
+// Trainer: the gradient hook, loss going down, whole-tail evaluation, bit-identical resume, resume
+// refusing another run's checkpoint, and the divergence guard,
 // on a small model built from the library's FP layers (the transformer variants are tested in
 // tests/model).
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -170,6 +172,149 @@ TEST(Trainer, ResumeIsBitIdenticalToAnUninterruptedRun) {
                         tc.optimizer().second_moment().data(), va.size_bytes()),
             0);
   EXPECT_EQ(ta.data_rng().state(), tc.data_rng().state());
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("pquant_" + name + "_" + std::to_string(::getpid())))
+      .string();
+}
+
+/// The message of the FormatError `f` throws ("" if none).
+template <class F>
+std::string format_error(F&& f) {
+  try {
+    f();
+  } catch (const FormatError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Trainer, ResumeRefusesACheckpointOfAnotherRun) {
+  const ByteDataset data(corpus());
+  const std::string path = temp_path("other_run");
+  TinyModel a(3);
+  Trainer ta(a, data, config(12));
+  for (int i = 0; i < 3; ++i) ta.step();
+  ta.save(path, "meta");
+
+  TinyModel b(5);
+  const std::vector<float> before(b.store().values().begin(), b.store().values().end());
+  auto resume_with = [&](TrainerConfig c) {
+    Trainer tb(b, data, c);
+    return format_error([&] { tb.resume(path); });
+  };
+  TrainerConfig wd = config(12);
+  wd.schedule = TwoPhaseSchedule{
+      .peak_lr = 1e-2f, .warmup_steps = 2, .total_steps = 12, .weight_decay = 0.05f};
+  EXPECT_NE(resume_with(wd).find("/schedule/weight_decay is 0.1"), std::string::npos)
+      << resume_with(wd);
+  TrainerConfig lr = config(12);
+  lr.schedule = CosineSchedule{.peak_lr = 1e-2f, .warmup_steps = 2, .total_steps = 12};
+  EXPECT_NE(resume_with(lr).find("was written with other settings: /schedule/"),
+            std::string::npos);
+  TrainerConfig batch = config(12);
+  batch.batch = 5;
+  EXPECT_NE(resume_with(batch).find("/batch is 4 there, 5 in this run"), std::string::npos);
+  TrainerConfig seed = config(12);
+  seed.data_seed = 8;
+  EXPECT_NE(resume_with(seed).find("/data_seed"), std::string::npos);
+  TrainerConfig adam = config(12);
+  adam.adam.beta2 = 0.99f;
+  EXPECT_NE(resume_with(adam).find("/adamw/beta2"), std::string::npos);
+  // A run shorter than the checkpoint's position: the step is outside [0, steps].
+  TrainerConfig shorter = config(2);
+  shorter.schedule = TwoPhaseSchedule{.peak_lr = 1e-2f, .warmup_steps = 1, .total_steps = 2};
+  EXPECT_NE(resume_with(shorter).find("is at step 3, beyond this run's 2 steps"),
+            std::string::npos);
+  // Nothing was restored by the refused resumes; the matching one works.
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), b.store().values().begin()));
+  EXPECT_EQ(resume_with(config(12)), "");
+  std::filesystem::remove(path);
+}
+
+TEST(Trainer, ADivergedStepIsNeverAppliedAndStopsTheRunNamingTheStep) {
+  const ByteDataset data(corpus());
+  TinyModel m(3);
+  TrainerConfig c = config(12);
+  Trainer t(m, data, c);
+  t.step();
+  t.step();
+  // A limit below the current loss makes the next step "diverge" (the loss is ~5 nats).
+  TrainerConfig strict = c;
+  strict.guard.max_loss = 1.0;
+  TinyModel m2(3);
+  Trainer t2(m2, data, strict);
+  const std::vector<float> fresh(m2.store().values().begin(), m2.store().values().end());
+  try {
+    t2.step();
+    FAIL() << "no DivergenceError";
+  } catch (const DivergenceError& e) {
+    EXPECT_EQ(e.step(), 0u);
+    EXPECT_NE(std::string(e.what()).find("step 1 diverged (loss"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("limit 1;"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(t2.step_index(), 0u);
+  EXPECT_EQ(t2.optimizer().steps(), 0u);
+  EXPECT_TRUE(std::equal(fresh.begin(), fresh.end(), m2.store().values().begin()));
+  // The gradient-norm limit likewise.
+  TrainerConfig grad = c;
+  grad.guard.max_grad_norm = 1e-6;
+  TinyModel m3(3);
+  Trainer t3(m3, data, grad);
+  EXPECT_THROW(t3.step(), DivergenceError);
+  EXPECT_EQ(t3.optimizer().steps(), 0u);
+  // A NaN weight makes the logits NaN: the layer's ValueError becomes a DivergenceError naming
+  // the step (before, it reached the caller without one).
+  t.step();
+  m.store().values()[m.store().infos().back().offset] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    t.step();
+    FAIL() << "no DivergenceError";
+  } catch (const DivergenceError& e) {
+    EXPECT_EQ(e.step(), 3u);
+    EXPECT_NE(std::string(e.what()).find("step 4 failed: "), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(t.step_index(), 3u);
+}
+
+TEST(Trainer, SkippedStepsMoveTheScheduleButNotTheWeights) {
+  const ByteDataset data(corpus());
+  TrainerConfig c = config(12);
+  c.guard.max_loss = 1.0;  // every step diverges
+  c.guard.action = OnDivergence::kSkip;
+  c.guard.max_consecutive_skips = 3;
+  TinyModel m(3);
+  Trainer t(m, data, c);
+  const std::vector<float> fresh(m.store().values().begin(), m.store().values().end());
+  for (std::size_t i = 0; i < 3; ++i) {
+    const StepReport r = t.step();
+    EXPECT_TRUE(r.skipped);
+    EXPECT_EQ(r.step, i);
+  }
+  EXPECT_EQ(t.step_index(), 3u);
+  EXPECT_EQ(t.optimizer().steps(), 0u);
+  EXPECT_TRUE(std::equal(fresh.begin(), fresh.end(), m.store().values().begin()));
+  try {
+    t.step();
+    FAIL() << "no DivergenceError after too many skipped steps";
+  } catch (const DivergenceError& e) {
+    EXPECT_EQ(e.step(), 3u);
+    EXPECT_NE(std::string(e.what()).find("after 3 skipped steps in a row"), std::string::npos)
+        << e.what();
+  }
+  // A healthy run under kSkip skips nothing and matches a kStop run exactly.
+  TrainerConfig skip = config(12);
+  skip.guard.action = OnDivergence::kSkip;
+  TinyModel a(3), b(3);
+  Trainer ta(a, data, config(12)), tb(b, data, skip);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(ta.step().loss, tb.step().loss);
+  }
+  EXPECT_EQ(std::memcmp(a.store().values().data(), b.store().values().data(),
+                        a.store().values().size_bytes()),
+            0);
 }
 
 }  // namespace

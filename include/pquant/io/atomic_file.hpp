@@ -136,7 +136,8 @@ class AtomicFile {
   }
 
  private:
-  [[noreturn]] void fail(const std::string& what, const std::string& on) {
+  // `on` by value: it may be temp_, which abandon() clears.
+  [[noreturn]] void fail(const std::string& what, std::string on) {
     const int err = errno;
     abandon();
     throw IoError(::pquant::detail::concat("pquant: AtomicFile::commit: ", what, " failed for '",
@@ -171,11 +172,21 @@ class ReadOnlyFile {
                                              "': ", errno_text(err)));
     }
     struct ::stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (::fstat(fd_, &st) != 0) {
       const int err = errno;
       ::close(fd_);
-      throw IoError(::pquant::detail::concat(
-          "pquant: ", fn, ": '", path, "' is not a readable regular file: ", errno_text(err)));
+      throw IoError(::pquant::detail::concat("pquant: ", fn, ": cannot stat '", path,
+                                             "': ", errno_text(err)));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd_);
+      const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                         : S_ISCHR(st.st_mode)  ? "a character device"
+                         : S_ISBLK(st.st_mode)  ? "a block device"
+                         : S_ISFIFO(st.st_mode) ? "a pipe"
+                                                : "not a regular file";
+      throw IoError(::pquant::detail::concat("pquant: ", fn, ": '", path, "' is ", kind,
+                                             ", expected a regular file"));
     }
     size_ = static_cast<std::size_t>(st.st_size);
   }

@@ -8,6 +8,7 @@
 // by a layer.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <span>
@@ -41,6 +42,10 @@ struct ParamId {
 
 class ParameterStore {
  public:
+  /// Upper bound on the arena (values; gradients take as much again): 2^40 floats, 4 TiB. Larger
+  /// requests are ShapeErrors before anything is allocated.
+  static constexpr std::size_t kMaxArenaElements = std::size_t{1} << 40;
+
   ParameterStore() = default;
   ParameterStore(const ParameterStore&) = delete;  // layers refer to their store by address
   ParameterStore& operator=(const ParameterStore&) = delete;
@@ -54,8 +59,16 @@ class ParameterStore {
                           "'");
     constexpr std::size_t kLine = kAlignment / sizeof(float);
     const std::size_t offset = (used_ + kLine - 1) / kLine * kLine;
+    // Sizes come from user configs: a product or sum that wraps would register a tensor smaller
+    // than its shape (and the arena's doubling would never reach a wrapped target).
+    std::size_t elements = 0, end = 0;
+    require<ShapeError>(
+        !__builtin_mul_overflow(rows, cols, &elements) &&
+            !__builtin_add_overflow(offset, elements, &end) && end <= kMaxArenaElements,
+        "ParameterStore::add: tensor '", name, "' of ", rows, "x", cols,
+        " would take the parameter arena past its limit of ", kMaxArenaElements, " floats");
     infos_.push_back({std::move(name), offset, rows, cols, role});
-    grow(offset + rows * cols);
+    grow(end);
     return {infos_.size() - 1};
   }
 
@@ -96,8 +109,10 @@ class ParameterStore {
   }
   void grow(std::size_t needed) {
     if (needed > values_.size()) {
+      // Doubling from at most kMaxArenaElements (2^40) cannot wrap; the last step is clamped.
       std::size_t capacity = values_.size() == 0 ? 4096 : values_.size();
       while (capacity < needed) capacity *= 2;
+      capacity = std::min(capacity, kMaxArenaElements);
       AlignedBuffer<float> v(capacity), g(capacity);
       if (used_ != 0) {
         std::memcpy(v.data(), values_.data(), used_ * sizeof(float));

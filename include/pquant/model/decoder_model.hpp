@@ -24,12 +24,12 @@
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"
 #include "pquant/layers/linear.hpp"
+#include "pquant/layers/loss_report.hpp"
 #include "pquant/layers/parameter_store.hpp"
 #include "pquant/layers/rms_norm.hpp"
 #include "pquant/model/model_config.hpp"
 #include "pquant/model/transformer_block.hpp"
 #include "pquant/model/variant.hpp"
-#include "pquant/training/trainer.hpp"
 
 namespace pquant {
 

@@ -21,8 +21,9 @@ namespace pquant {
 
 inline constexpr std::size_t kReduceChunk = 16384;  // fixed chunking: thread-count independent sums
 
-/// sqrt(sum g^2), deterministic for any thread count. Throws ValueError if a gradient is NaN/Inf.
-inline double global_grad_norm(std::span<const float> grads) {
+/// sum g^2 in double, deterministic for any thread count; NaN/Inf when a gradient is (no check:
+/// the trainer's divergence guard reads it).
+inline double grad_sum_of_squares(std::span<const float> grads) {
   const std::size_t chunks = (grads.size() + kReduceChunk - 1) / kReduceChunk;
   std::vector<double> partial(chunks, 0.0);
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, chunks), [&](const auto& r) {
@@ -35,6 +36,12 @@ inline double global_grad_norm(std::span<const float> grads) {
   });
   double total = 0.0;
   for (double s : partial) total += s;
+  return total;
+}
+
+/// sqrt(sum g^2), deterministic for any thread count. Throws ValueError if a gradient is NaN/Inf.
+inline double global_grad_norm(std::span<const float> grads) {
+  const double total = grad_sum_of_squares(grads);
   require<ValueError>(std::isfinite(total),
                       "global_grad_norm: argument 'grads' must be finite, got a NaN/Inf gradient");
   return std::sqrt(total);

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <numbers>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 #include "pquant/core/error.hpp"
@@ -127,6 +128,11 @@ class AnySchedule {
   std::string_view name() const {
     constexpr std::string_view names[] = {"two-phase", "cosine", "constant"};
     return names[s_.index()];
+  }
+  /// Calls f with the schedule held (a TwoPhaseSchedule, CosineSchedule or ConstantSchedule).
+  template <class F>
+  decltype(auto) visit(F&& f) const {
+    return std::visit(std::forward<F>(f), s_);
   }
 
  private:
