@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [extra-package ...]
 set -euo pipefail
 
-packages=(g++ cmake make pkg-config libhwy-dev libtbb-dev nlohmann-json3-dev libcli11-dev googletest libgtest-dev libbenchmark-dev python3 python3-venv "$@")
+packages=(g++ cmake make pkg-config libhwy-dev libtbb-dev nlohmann-json3-dev libcli11-dev googletest libgtest-dev libbenchmark-dev libopenmpi-dev openmpi-bin python3 python3-venv "$@")
 # clang (scripts/test.sh asks for it) also builds the libFuzzer targets: their runtime is a package
 # of its own.
 [[ " $* " == *" clang "* ]] && packages+=(libclang-rt-14-dev)

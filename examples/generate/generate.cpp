@@ -8,7 +8,9 @@
 //
 // Tokens are bytes (byte-level vocabulary, as train_lm). The prompt goes through the batched
 // prefill path, then tokens are decoded one at a time with the KV cache. Generation stops at
-// --tokens or when the context is full. With --json the last stdout line is a JSON object.
+// --tokens or when the model's context is full (the KV cache holds at most the context; a note on
+// stderr says so). Any packed model file runs, whatever variant produced it: the file describes
+// its structure. With --json the last stdout line is a JSON object.
 #include <tbb/global_control.h>
 
 #include <algorithm>
@@ -57,7 +59,7 @@ void declare(CLI::App& app, Options& o) {
   app.add_option("--prompt", o.prompt, "prompt text (bytes are tokens)")->capture_default_str();
   app.add_option("--export", o.export_from,
                  "export this train_lm checkpoint to --model first, then generate");
-  app.add_option("--tokens", o.tokens, "tokens to generate (stops early when the context is full)")
+  app.add_option("--tokens", o.tokens, "tokens to generate (stops at the model's context, said on stderr)")
       ->transform(in_range<std::size_t>(0, std::size_t{1} << 24))
       ->capture_default_str();
   app.add_option("--temperature", o.sampler.temperature, "sampling temperature (0: greedy)")
@@ -127,7 +129,7 @@ int run(const Options& o) {
   const PackedModel model =
       load_packed_model(o.model, o.read ? io::LoadMode::kRead : io::LoadMode::kMap);
   const std::uint64_t file_bytes = std::filesystem::file_size(o.model);
-  const InferenceConfig& c = model.config;
+  const ModelStructure& c = model.structure;
   const ModelAccounting acc = model.accounting();
   std::vector<int> prompt;
   for (unsigned char ch : o.prompt) {
@@ -150,7 +152,14 @@ int run(const Options& o) {
     const int next = sampler.sample(logits);
     text.push_back(static_cast<char>(next));
     ++generated;
-    if (generated == o.tokens || engine.position() == c.context) break;
+    if (generated == o.tokens) break;
+    if (engine.position() == c.context) {  // the policy: stop at the context, and say so
+      std::fprintf(stderr,
+                   "generate: stopped after %zu of %zu tokens: the model's context of %zu "
+                   "positions is full\n",
+                   generated, o.tokens, c.context);
+      break;
+    }
     logits = engine.step(next);
     ++steps;
   }
@@ -164,12 +173,12 @@ int run(const Options& o) {
                "[%s, %zu layers, d %zu] prompt %zu tokens (%.1f tok/s prefill), %zu generated "
                "(%.1f tok/s decode); file %llu bytes (FP32: %zu), %.3f bits/weight (%.3f in linear "
                "layers), %zu weight bytes/token\n",
-               std::string(variant_name(c.variant)).c_str(), c.layers, c.d_model, prompt.size(),
+               c.label.c_str(), c.layers(), c.d_model, prompt.size(),
                prefill_tps, generated, decode_tps, static_cast<unsigned long long>(file_bytes),
                acc.fp32_bytes, acc.bits_per_weight(), acc.linear_bits_per_weight(),
                acc.active_bytes_per_token);
   if (o.json) {
-    const nlohmann::json j = {{"variant", variant_name(c.variant)},
+    const nlohmann::json j = {{"variant", c.label},
                               {"prompt_tokens", prompt.size()},
                               {"generated_tokens", generated},
                               {"prefill_tokens_per_s", prefill_tps},

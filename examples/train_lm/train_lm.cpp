@@ -7,6 +7,9 @@
 // line of stdout with --json is one JSON object: variant, val_loss, val_ppl, train_tokens_per_s,
 // params_total, params_active, steps (and more). Every flag, its range and the JSON fields are
 // listed in docs/tools.md; `train_lm --help` prints the same.
+//
+//   mpirun -np 2 train_lm --distributed ...   data parallel over MPI (docs/distributed.md): --batch
+//                                             is the global batch; rank 0 prints and saves.
 #include <oneapi/tbb/global_control.h>
 #include <unistd.h>
 
@@ -19,6 +22,7 @@
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -31,6 +35,10 @@
 #include "pquant/model.hpp"
 #include "pquant/model/variant_registry.hpp"
 #include "pquant/training.hpp"
+
+#ifdef PQUANT_TRAIN_LM_MPI
+#include "pquant/distributed.hpp"
+#endif
 
 namespace {
 
@@ -56,6 +64,7 @@ struct Options {
   double max_loss = pquant::DivergenceGuard{}.max_loss;
   double max_grad_norm = pquant::DivergenceGuard{}.max_grad_norm;
   bool json = false;
+  bool distributed = false;
 };
 
 using train_lm::kMaxExperts;
@@ -159,6 +168,9 @@ void declare(CLI::App& app, Options& o) {
       ->check(cli::above<double>(0.0, 1e12))
       ->capture_default_str();
   app.add_flag("--json", o.json, "print a JSON summary as the last line of stdout");
+  app.add_flag("--distributed", o.distributed,
+               "data parallel over MPI: run under mpirun; --batch is the global batch, split "
+               "evenly over the ranks; rank 0 prints and writes checkpoints");
 }
 
 /// Refuses sizes whose least memory (16 bytes per parameter: weight, gradient, two AdamW moments;
@@ -217,6 +229,11 @@ void finish(const CLI::App& app, Options& o) {
                                       std::to_string(o.context + 1) +
                                       ") training bytes after the 10% held out, got " +
                                       std::to_string(o.corpus_bytes));
+#ifndef PQUANT_TRAIN_LM_MPI
+  if (o.distributed)
+    cli::reject("--distributed", "this train_lm was built without MPI (configure with "
+                                 "-DPQUANT_WITH_MPI=ON and install libopenmpi-dev openmpi-bin)");
+#endif
   if (o.save_every > 0 && o.save.empty())
     cli::reject("--save-every", "needs --save (the checkpoint file to write)");
   if (!o.save.empty()) {
@@ -300,8 +317,32 @@ std::string format_metrics(const pquant::ModelMetrics& m, std::optional<double> 
   return s.str();
 }
 
+#ifdef PQUANT_TRAIN_LM_MPI
+using Communicator = pquant::distributed::Communicator;
 template <class Model>
-int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDataset& data) {
+using Parallel = pquant::distributed::DataParallel<Model>;
+#else
+// Without MPI, --distributed is refused while parsing: comm is always nullptr and no Parallel is
+// ever constructed. These declarations only let run() compile.
+struct Communicator {
+  std::size_t rank() const { return 0; }
+  std::size_t size() const { return 1; }
+};
+template <class Model>
+struct Parallel {
+  Parallel(Model&, pquant::Trainer<Model>&, const Communicator&) {}
+  pquant::StepReport step() { return {}; }
+  double allreduce_seconds() const { return 0; }
+  void save(const std::string&, const std::string&) const {}
+  std::string resume(const std::string&) { return {}; }
+};
+#endif
+
+// comm: the ranks of a --distributed run (nullptr: one process). Every rank trains; rank 0 alone
+// prints, writes the checkpoint and evaluates.
+template <class Model>
+int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDataset& data,
+        const Communicator* comm) {
   Model model(mc, o.seed);
   pquant::TrainerConfig tc;
   tc.batch = o.batch;
@@ -312,11 +353,18 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   tc.guard.max_grad_norm = o.max_grad_norm;
   tc.guard.action = o.on_divergence == "skip" ? pquant::OnDivergence::kSkip
                                               : pquant::OnDivergence::kStop;
+  if (comm) tc.shard = {comm->rank(), comm->size()};
   pquant::Trainer trainer(model, data, tc);
-  const nlohmann::json meta = identity(o, data);
+  std::optional<Parallel<Model>> parallel;
+  if (comm) parallel.emplace(model, trainer, *comm);
+  const bool root = !comm || comm->rank() == 0;
+  const nlohmann::json meta = identity(o, data);  // no rank count: resume with any
   if (!o.resume.empty()) {
     check_same_run(o.resume, pquant::CheckpointReader::open(o.resume).state().meta, meta);
-    trainer.resume(o.resume);
+    if (parallel)
+      parallel->resume(o.resume);  // every rank reads it
+    else
+      trainer.resume(o.resume);
     std::cout << "resumed from " << o.resume << " at step " << trainer.step_index() << "\n";
   }
   std::cout << "train_lm: " << Model::variant_name() << " | d_model " << mc.d_model << " | layers "
@@ -324,7 +372,9 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   if (o.variant == "pquant") std::cout << " | experts " << mc.experts << " x r " << mc.r;
   std::cout << " | context " << mc.context << " | batch " << o.batch << " | params "
             << model.parameter_count() << " (active " << model.active_parameter_count() << ")"
-            << " | threads " << o.threads << "\n"
+            << " | threads " << o.threads;
+  if (comm) std::cout << " | ranks " << comm->size() << " x batch " << o.batch / comm->size();
+  std::cout << "\n"
             << "data: " << (o.data.empty() ? std::string("generated corpus") : o.data) << ", "
             << data.train_size() << " training bytes, " << data.val_size()
             << " held out | schedule " << o.schedule << ", peak lr " << o.lr << ", warm-up "
@@ -334,28 +384,37 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   std::vector<std::uint8_t> codes;
   model.one_bit_codes(codes);
   flips.update(codes);
-  double window_loss = 0, window_seconds = 0, train_seconds = 0;
-  std::size_t window_steps = 0, window_tokens = 0, trained_tokens = 0;
+  double window_loss = 0, window_seconds = 0, train_seconds = 0, allreduce_seconds = 0;
+  std::size_t window_steps = 0, window_tokens = 0, trained_tokens = 0, steps_run = 0;
   const std::size_t last = o.stop_at ? std::min(o.stop_at, o.steps) : o.steps;
   std::size_t skipped = 0, saved_step = 0;
   bool saved = false;
   auto save = [&] {
-    trainer.save(o.save, meta.dump());
+    if (parallel)
+      parallel->save(o.save, meta.dump());  // rank 0 writes; every rank waits for it
+    else
+      trainer.save(o.save, meta.dump());
     saved = true;
     saved_step = trainer.step_index();
   };
   while (trainer.step_index() < last) {
     pquant::StepReport r;
     try {
-      r = trainer.step();
+      r = parallel ? parallel->step() : trainer.step();
     } catch (const pquant::DivergenceError& e) {
-      std::cerr << "train_lm: " << e.what() << "; see --lr, --warmup, --on-divergence, --max-loss; "
-                << (saved ? "the last checkpoint, " + o.save + ", is of step " +
-                                std::to_string(saved_step) + ", before the divergence"
-                          : std::string("no checkpoint was written"))
-                << "\n";
+      const std::string advice =
+          "; see --lr, --warmup, --on-divergence, --max-loss; " +
+          (saved ? "the last checkpoint, " + o.save + ", is of step " +
+                       std::to_string(saved_step) + ", before the divergence"
+                 : std::string("no checkpoint was written"));
+      // Under --distributed a rank may meet it alone (non-finite values in its shard): main ends
+      // the whole job.
+      if (comm) throw pquant::DivergenceError(e.what() + advice, e.step());
+      std::cerr << "train_lm: " << e.what() << advice << "\n";
       return cli::kRunError;
     }
+    if (parallel) allreduce_seconds += parallel->allreduce_seconds();
+    ++steps_run;
     skipped += r.skipped ? 1 : 0;
     window_loss += r.loss;
     window_seconds += r.seconds;
@@ -363,7 +422,7 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
     ++window_steps;
     train_seconds += r.seconds;
     trained_tokens += r.tokens;
-    if ((r.step + 1) % o.log_every == 0 || r.step + 1 == last) {
+    if (root && ((r.step + 1) % o.log_every == 0 || r.step + 1 == last)) {
       model.one_bit_codes(codes);
       const double loss = window_loss / static_cast<double>(window_steps);
       char ppl[32], line[256];
@@ -390,6 +449,7 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
     save();
     std::cout << "saved checkpoint " << o.save << " at step " << saved_step << "\n";
   }
+  if (!root) return 0;  // the other ranks' work ends with training
   const auto e0 = std::chrono::steady_clock::now();
   const pquant::EvalReport ev = trainer.evaluate();
   const double eval_seconds =
@@ -401,6 +461,13 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                 "tokens/s",
                 ev.loss, ev.ppl, ev.tokens, eval_seconds, tps);
   std::cout << line << "\n";
+  const double allreduce_ms =
+      steps_run ? 1e3 * allreduce_seconds / static_cast<double>(steps_run) : 0.0;
+  if (comm) {
+    std::snprintf(line, sizeof line, "distributed: %zu ranks | all-reduce %.2f ms per step (rank 0)",
+                  comm->size(), allreduce_ms);
+    std::cout << line << "\n";
+  }
   if (o.json) {
     const nlohmann::json j = {{"variant", o.variant},
                               {"model", Model::variant_name()},
@@ -421,6 +488,8 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                               {"lr", o.lr},
                               {"threads", o.threads},
                               {"val_tokens", ev.tokens},
+                              {"ranks", comm ? comm->size() : 1},
+                              {"allreduce_ms_per_step", allreduce_ms},
                               {"skipped_steps", skipped},
                               {"data", o.data.empty() ? std::string("generated") : o.data}};
     // A --data path need not be UTF-8: invalid bytes become U+FFFD.
@@ -458,8 +527,33 @@ int main(int argc, char** argv) {
         mc.r = o.r;
         mc.init_std = o.init_std;
         mc.embed_std = o.embed_std;
-        return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
-          return run<pquant::DecoderModel<V>>(o, mc, data);
-        });
+        const auto train = [&](const Communicator* comm) {
+          return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
+            return run<pquant::DecoderModel<V>>(o, mc, data, comm);
+          });
+        };
+#ifdef PQUANT_TRAIN_LM_MPI
+        if (o.distributed) {
+          pquant::distributed::MpiSession mpi(&argc, &argv);
+          const Communicator comm;
+          if (o.batch % comm.size() != 0) {  // the same answer on every rank: all exit
+            if (comm.rank() == 0)
+              std::cerr << "train_lm: --batch (" << o.batch << ") must be divisible by the "
+                        << comm.size() << " ranks of --distributed\n";
+            return cli::kUsageError;
+          }
+          if (comm.rank() != 0) std::cout.rdbuf(nullptr);  // rank 0 alone prints
+          try {
+            return train(&comm);
+          } catch (const std::exception& e) {
+            // An error one rank sees alone (say, writing the checkpoint) would leave the others
+            // waiting in a collective: end the whole job.
+            std::cerr << "train_lm: rank " << comm.rank() << ": " << e.what() << "\n";
+            if (comm.size() > 1) pquant::distributed::MpiSession::abort(cli::kRunError);
+            throw;
+          }
+        }
+#endif
+        return train(nullptr);
       });
 }

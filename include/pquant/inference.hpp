@@ -1,12 +1,14 @@
 // Packed inference: deployable models (latent weights dropped), export from trained models, model
-// files, the decoding engine (KV cache, batched prefill, W1A8/W2A8/W8A8 GEMVs) and sampling.
+// files, the decoding engine (KV cache, batched prefill, every quantizer's packed form) and
+// sampling.
 // Needs nlohmann-json (model files) and the runtime-dispatched kernels (pquant_dispatch_impl).
 #pragma once
 
 #include "pquant/inference/engine.hpp"
 #include "pquant/inference/export.hpp"
-#include "pquant/inference/model_config.hpp"
+#include "pquant/inference/kv_cache.hpp"
 #include "pquant/inference/model_file.hpp"
+#include "pquant/inference/model_structure.hpp"
 #include "pquant/inference/packed_linear.hpp"
 #include "pquant/inference/packed_model.hpp"
 #include "pquant/inference/random_model.hpp"

@@ -125,6 +125,40 @@ TEST(Trainer, HookRunsBeforeClippingAndTheUpdate) {
   EXPECT_TRUE(std::equal(before.begin(), before.end(), model.store().values().begin()));
 }
 
+TEST(Trainer, DataShardsTogetherAreTheWholeBatch) {
+  // Two shards of the same global batch, each on its own replica: their mean loss and mean
+  // gradient are the whole batch's (up to the order of additions), and a shard that does not
+  // divide the batch is refused.
+  const ByteDataset data(corpus());
+  auto first_step = [&](DataShard shard) {
+    TinyModel model(1);
+    TrainerConfig c = config(3);
+    c.shard = shard;
+    Trainer trainer(model, data, c);
+    std::vector<float> grads;
+    trainer.on_gradients_ready = [&](std::span<float> g) { grads.assign(g.begin(), g.end()); };
+    const StepReport r = trainer.step();
+    EXPECT_EQ(r.tokens, 4u * 16u);  // the global batch
+    return std::pair{r.loss, grads};
+  };
+  const auto [whole_loss, whole] = first_step({0, 1});
+  const auto [loss0, g0] = first_step({0, 2});
+  const auto [loss1, g1] = first_step({1, 2});
+  EXPECT_GT(std::abs(loss0 - loss1), 1e-4);  // the shards did see different rows
+  EXPECT_NEAR((loss0 + loss1) / 2, whole_loss, 1e-6);
+  double scale = 0;
+  for (float v : whole) scale = std::max(scale, static_cast<double>(std::abs(v)));
+  ASSERT_GT(scale, 0);
+  for (std::size_t i = 0; i < whole.size(); ++i)
+    ASSERT_NEAR((g0[i] + g1[i]) / 2, whole[i], 1e-5 * scale) << i;
+  TinyModel model(1);
+  TrainerConfig c = config(3);
+  c.shard = {0, 3};  // 3 does not divide the batch of 4
+  EXPECT_THROW({ Trainer t(model, data, c); }, ValueError);
+  c.shard = {2, 2};
+  EXPECT_THROW({ Trainer t(model, data, c); }, ValueError);
+}
+
 TEST(Trainer, EvaluateCoversTheWholeTail) {
   const ByteDataset data(corpus());
   TinyModel model(1);

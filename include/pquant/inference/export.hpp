@@ -1,11 +1,13 @@
-// export_model: a trained DecoderModel<V> (pquant/model) -> PackedModel, latent weights dropped.
+// export_model: a trained DecoderModel<V> of any exportable variant -> PackedModel, latent weights
+// dropped. Every projection is packed by its quantizer's packed form (quantizers/packed_form.hpp):
+// the same codes and parameters the training forward's fake_quantize / integer path uses; FP
+// projections are copied as FP32; norm gains, alpha, beta, router, embedding and head as FP32.
+// The structure (sizes, per-block forms, FFN kind) is read off the variant's layer types; the
+// variant's name becomes the model's label.
 //
-// Every quantized projection is re-quantized with the very quantizer its training forward uses
-// (Proj::weight_quantizer::quantize: the same codes and scales fake_quantize produced), packed into
-// the kernels' layout; norm gains, alpha, beta, router, embedding and head are copied as FP32.
-// Supported: the paper's four variants (kName fp, bitnet, bitnet158, pquant) with per-tensor or
-// per-row scales and INT8 absmax activations; anything else is a ValueError naming what differs.
-// print_accounting() writes the exact figures issue 5 asks for on export.
+// exportable<V> says at compile time whether every projection of V has a packed form;
+// export_model<V> (and static_assert(exportable<V>) in user code, before training) reports the
+// first projection that has none with its quantizer type in the diagnostic.
 #pragma once
 
 #include <cstddef>
@@ -14,37 +16,147 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "pquant/core/error.hpp"
 #include "pquant/core/matrix.hpp"
-#include "pquant/inference/model_config.hpp"
+#include "pquant/inference/model_structure.hpp"
+#include "pquant/inference/packed_linear.hpp"
 #include "pquant/inference/packed_model.hpp"
 #include "pquant/layers/parameter_store.hpp"
 #include "pquant/model/decoder_model.hpp"
+#include "pquant/model/transformer_block.hpp"
 #include "pquant/quantizers/activation_quantizer.hpp"
-#include "pquant/storage/code_format.hpp"
-#include "pquant/storage/scale_granularity.hpp"
+#include "pquant/quantizers/packed_form.hpp"
 
 namespace pquant::inference {
 
 namespace detail {
 
-/// One projection as integer values + one scale per row (or FP32 weights), before fusing.
-struct ExportedLinear {
-  WeightKind kind = WeightKind::kF32;
-  Matrix<std::int8_t> values;  // integer kinds
-  std::vector<float> scale;    // integer kinds: one per row
-  Matrix<float> f32;           // kF32
-  bool per_tensor = false;
-  std::size_t rows() const { return kind == WeightKind::kF32 ? f32.rows() : values.rows(); }
+// Tags naming a projection in the diagnostic of an unservable variant.
+struct attention_projection {};
+struct ffn_projection {};
+struct decoupled_ffn_expert_projection {};
+struct decoupled_ffn_low_bit_projection {};
+
+template <class Proj>
+struct quantizer_of {
+  using type = void;  // full precision
+};
+template <class Proj>
+  requires(Proj::kQuantized)
+struct quantizer_of<Proj> {
+  using type = typename Proj::weight_quantizer;
 };
 
-inline ParamId find_param(const ParameterStore& s, std::string_view name) {
-  const auto& infos = s.infos();
-  for (std::size_t i = 0; i < infos.size(); ++i)
-    if (infos[i].name == name) return ParamId{i};
-  throw ValueError("pquant: export_model: the model has no tensor '" + std::string(name) + "'");
+/// A projection the engine can serve: full precision, or INT8 per-token activations with a weight
+/// quantizer that has a packed form.
+template <class Proj>
+constexpr bool servable_projection() {
+  if constexpr (!Proj::kQuantized) {
+    return true;
+  } else {
+    return ServableQuantizer<typename Proj::weight_quantizer> &&
+           std::is_same_v<typename Proj::activation_quantizer, Int8AbsMaxPerToken>;
+  }
+}
+
+template <class Where, class Quantizer>
+constexpr bool dependent_false = false;
+
+/// Instantiated only for an unservable projection: the compiler names Where and Quantizer.
+template <class Where, class Quantizer>
+struct no_packed_form_for {
+  static_assert(dependent_false<Where, Quantizer>,
+                "export_model: this projection (first template argument) has no packed form for "
+                "its weight quantizer (second): give the quantizer `using packed_form = P;` with P "
+                "a PackedForm (docs/inference.md), or use INT8 per-token activations");
+  static constexpr bool value = false;
+};
+
+template <class Where, class Proj>
+constexpr bool diagnose() {
+  if constexpr (servable_projection<Proj>())
+    return true;
+  else
+    return no_packed_form_for<Where, typename quantizer_of<Proj>::type>::value;
+}
+
+template <class Ffn>
+concept DecoupledFfnLayer = requires(const Ffn& f) {
+  f.int1_branch();
+  f.expert(std::size_t{0});
+  f.router();
+  f.alpha_value();
+};
+template <class Ffn>
+concept DenseFfnLayer = requires(const Ffn& f) { f.branch().up(); };
+
+template <class Branch>
+using branch_projection = std::remove_cvref_t<decltype(std::declval<const Branch&>().up())>;
+
+template <class Where, class Proj, bool Report>
+constexpr bool check_projection() {
+  if constexpr (Report)
+    return diagnose<Where, Proj>();
+  else
+    return servable_projection<Proj>();
+}
+
+/// Every projection of V servable; with Report, the first one that is not is a static_assert
+/// naming it and its quantizer.
+template <class V, bool Report>
+constexpr bool variant_servable() {
+  using AttnProj = typename V::Attention::projection_type;
+  using Ffn = typename V::Ffn;
+  bool ok = check_projection<attention_projection, AttnProj, Report>();
+  if constexpr (DecoupledFfnLayer<Ffn>) {
+    using P1 = branch_projection<decltype(std::declval<const Ffn&>().int1_branch())>;
+    using P8 = branch_projection<decltype(std::declval<const Ffn&>().expert(0))>;
+    ok = check_projection<decoupled_ffn_expert_projection, P8, Report>() && ok;
+    ok = check_projection<decoupled_ffn_low_bit_projection, P1, Report>() && ok;
+  } else if constexpr (DenseFfnLayer<Ffn>) {
+    using P = branch_projection<decltype(std::declval<const Ffn&>().branch())>;
+    ok = check_projection<ffn_projection, P, Report>() && ok;
+  } else {
+    ok = false;
+  }
+  return ok;
+}
+
+template <class V>
+concept KnownLayers = requires { typename V::Attention::projection_type; } &&
+    (DecoupledFfnLayer<typename V::Ffn> || DenseFfnLayer<typename V::Ffn>);
+
+}  // namespace detail
+
+/// Every projection of V has a packed form (and the FFN is dense or decoupled).
+template <class V>
+concept exportable = ModelVariant<V> && detail::KnownLayers<V> && detail::variant_servable<V, false>();
+
+namespace detail {
+
+/// Packs projections that read one input, stacked row-wise ([Q; K; V], [gate; up]).
+template <class Proj>
+PackedLinear pack_projections(const ParameterStore& s, std::vector<const Proj*> ps,
+                              const char* what) {
+  std::vector<MatrixView<const float>> parts;
+  for (const Proj* p : ps) {
+    if constexpr (requires { p->bias_id(); })
+      require<ValueError>(!p->bias_id().valid(), "export_model: ", what,
+                          " has a bias; packed models have none");
+    parts.push_back(s.value(p->weight_id()));
+  }
+  if constexpr (!Proj::kQuantized) {
+    register_form<Fp32Weights>();
+    return PackedLinear::of(Fp32Weights::pack(parts));
+  } else {
+    using Q = typename Proj::weight_quantizer;
+    using P = packed_form_t<Q>;
+    register_form<P>();
+    return PackedLinear::of(P::template pack<Q>(parts));
+  }
 }
 
 inline std::vector<float> gain_of(const ParameterStore& s, ParamId id) {
@@ -53,188 +165,122 @@ inline std::vector<float> gain_of(const ParameterStore& s, ParamId id) {
   return std::vector<float>(g.data, g.data + g.cols * g.rows);
 }
 
-template <class Proj>
-ExportedLinear export_projection(const ParameterStore& s, const Proj& p, const char* what) {
-  ExportedLinear e;
-  const MatrixView<const float> w = s.value(p.weight_id());
-  if constexpr (!Proj::kQuantized) {
-    if constexpr (requires { p.bias_id(); })
-      require<ValueError>(!p.bias_id().valid(), "export_model: ", what,
-                          " has a bias; packed models have none");
-    e.kind = WeightKind::kF32;
-    e.f32 = Matrix<float>(w.rows, w.cols);
-    for (std::size_t r = 0; r < w.rows; ++r)
-      for (std::size_t c = 0; c < w.cols; ++c) e.f32(r, c) = w(r, c);
-  } else {
-    using WQ = typename Proj::weight_quantizer;
-    using AQ = typename Proj::activation_quantizer;
-    static_assert(std::is_same_v<AQ, Int8AbsMaxPerToken>,
-                  "export_model: quantized projections need INT8 absmax per-token activations");
-    const auto packed = WQ::quantize(w);
-    using Packed = std::remove_cvref_t<decltype(packed)>;
-    using F = typename Packed::format_type;
-    using S = typename Packed::scales_type;
-    static_assert(std::is_same_v<S, PerTensor> || std::is_same_v<S, PerRow>,
-                  "export_model: only per-tensor and per-row weight scales are packed");
-    if constexpr (std::is_same_v<F, SignBit>) {
-      e.kind = WeightKind::kSign1;
-    } else if constexpr (std::is_same_v<F, TernaryCode>) {
-      e.kind = WeightKind::kTernary;
-    } else if constexpr (std::is_same_v<F, Int8Code>) {
-      e.kind = WeightKind::kInt8;
-    } else {
-      static_assert(sizeof(F) == 0, "export_model: unsupported weight code format");
-    }
-    const auto v = packed.view();
-    e.values = Matrix<std::int8_t>(w.rows, w.cols);
-    e.scale.resize(w.rows);
-    for (std::size_t r = 0; r < w.rows; ++r) {
-      e.scale[r] = v.scale(r, 0);
-      for (std::size_t c = 0; c < w.cols; ++c)
-        e.values(r, c) = static_cast<std::int8_t>(v.value(r, c));
-    }
-    e.per_tensor = std::is_same_v<S, PerTensor>;
-  }
-  return e;
-}
-
-/// Stacks parts row-wise ([gate; up]) into one packed linear; each part keeps its own scale.
-inline PackedLinear fuse(const std::vector<const ExportedLinear*>& parts) {
-  const WeightKind kind = parts[0]->kind;
-  std::size_t rows = 0;
-  for (const ExportedLinear* p : parts) {
-    require<ValueError>(p->kind == kind,
-                        "export_model: fused projections must share one weight kind");
-    rows += p->rows();
-  }
-  if (kind == WeightKind::kF32) {
-    const std::size_t cols = parts[0]->f32.cols();
-    Matrix<float> w(rows, cols);
-    std::size_t r0 = 0;
-    for (const ExportedLinear* p : parts)
-      for (std::size_t r = 0; r < p->f32.rows(); ++r, ++r0)
-        for (std::size_t c = 0; c < cols; ++c) w(r0, c) = p->f32(r, c);
-    return make_f32_linear(w.view());
-  }
-  const std::size_t cols = parts[0]->values.cols();
-  Matrix<std::int8_t> v(rows, cols);
-  std::vector<float> scale;
-  std::size_t r0 = 0;
-  for (const ExportedLinear* p : parts) {
-    for (std::size_t r = 0; r < p->values.rows(); ++r, ++r0)
-      for (std::size_t c = 0; c < cols; ++c) v(r0, c) = p->values(r, c);
-    scale.insert(scale.end(), p->scale.begin(), p->scale.end());
-  }
-  // A single per-tensor part keeps one scale (smaller file, same values).
-  if (parts.size() == 1 && parts[0]->per_tensor) scale.resize(1);
-  switch (kind) {
-    case WeightKind::kSign1:
-      return make_sign_linear(v.view(), std::move(scale));
-    case WeightKind::kTernary:
-      return make_ternary_linear(v.view(), std::move(scale));
-    default:
-      return make_int8_linear(v.view(), std::move(scale));
-  }
+inline Matrix<float> copy_of(MatrixView<const float> v) {
+  Matrix<float> out(v.rows, v.cols);
+  for (std::size_t r = 0; r < v.rows; ++r)
+    for (std::size_t c = 0; c < v.cols; ++c) out(r, c) = v(r, c);
+  return out;
 }
 
 template <class Proj>
-PackedLinear export_single(const ParameterStore& s, const Proj& p, const char* what) {
-  const ExportedLinear e = export_projection(s, p, what);
-  return fuse({&e});
+std::vector<float> own_norm(const ParameterStore& s, const Proj& p) {
+  if constexpr (requires { p.norm_gain_id(); })
+    return gain_of(s, p.norm_gain_id());
+  else
+    return {};
 }
 
-/// [gate; up] (SwiGLU) or [up] (ReLU^2), down and down's own norm of an FfnBranch.
+/// An FfnBranch: [gate; up] (SwiGLU) or [up] (ReLU^2), down and down's own norm.
 template <class Branch>
-void export_branch(const ParameterStore& s, const Branch& b, PackedLinear& up, PackedLinear& down,
-                   std::vector<float>& down_norm) {
-  const ExportedLinear u = export_projection(s, b.up(), "ffn up");
-  if (b.gate()) {
-    const ExportedLinear g = export_projection(s, *b.gate(), "ffn gate");
-    up = fuse({&g, &u});
+PackedBranch export_branch(const ParameterStore& s, const Branch& b, BranchSpec& spec,
+                           const char* what) {
+  PackedBranch out;
+  using Proj = branch_projection<Branch>;
+  std::vector<const Proj*> up;
+  if (b.gate()) up.push_back(&*b.gate());
+  up.push_back(&b.up());
+  out.up = pack_projections<Proj>(s, up, what);
+  out.down = pack_projections<Proj>(s, {&b.down()}, what);
+  out.down_norm = own_norm(s, b.down());
+  spec.width = b.config().hidden;
+  spec.up_form = std::string(out.up.id());
+  spec.down_form = std::string(out.down.id());
+  spec.down_norm = !out.down_norm.empty();
+  return out;
+}
+
+/// One block of any exportable variant, packed, and its structure entry.
+template <ModelVariant V>
+std::pair<PackedBlock, BlockSpec> export_block(const ParameterStore& s,
+                                               const TransformerBlock<V>& blk, float rope_theta) {
+  PackedBlock b;
+  BlockSpec spec;
+  const auto& att = blk.attention();
+  require<ValueError>(static_cast<float>(att.config().rope_base) == rope_theta,
+                      "export_model: every block must use the RoPE base ", rope_theta, ", got ",
+                      att.config().rope_base);
+  using AttnProj = typename V::Attention::projection_type;
+  b.attn_norm = gain_of(s, att.norm().gain_id());
+  b.qkv = pack_projections<AttnProj>(s, {&att.q(), &att.k(), &att.v()}, "attention q/k/v");
+  b.o = pack_projections<AttnProj>(s, {&att.o()}, "attention o");
+  b.o_norm = own_norm(s, att.o());
+  spec.qkv_form = std::string(b.qkv.id());
+  spec.o_form = std::string(b.o.id());
+  spec.o_norm = !b.o_norm.empty();
+  const auto& f = blk.ffn();
+  b.ffn_norm = gain_of(s, f.norm().gain_id());
+  if constexpr (DecoupledFfnLayer<typename V::Ffn>) {
+    spec.ffn = FfnKind::kDecoupled;
+    b.branch = export_branch(s, f.int1_branch(), spec.branch, "decoupled FFN low-bit branch");
+    if (f.router()) b.router = copy_of(s.value(f.router()->weight_id()));
+    spec.experts = f.config().experts;
+    for (std::size_t e = 0; e < spec.experts; ++e)
+      b.experts.push_back(export_branch(s, f.expert(e), spec.expert, "decoupled FFN expert"));
+    b.alpha = f.alpha_value();
+    b.beta = f.beta_value();
   } else {
-    up = fuse({&u});
+    spec.ffn = FfnKind::kDense;
+    b.branch = export_branch(s, f.branch(), spec.branch, "FFN");
   }
-  down = export_single(s, b.down(), "ffn down");
-  if constexpr (requires { b.down().norm_gain_id(); })
-    down_norm = gain_of(s, b.down().norm_gain_id());
+  return {std::move(b), std::move(spec)};
+}
+
+template <ModelVariant V>
+ModelStructure base_structure(const ModelConfig& mc) {
+  ModelStructure st;
+  st.label = std::string(V::kName);
+  st.vocab = mc.vocab;
+  st.d_model = mc.d_model;
+  st.heads = mc.heads;
+  st.context = mc.context;
+  st.swiglu = mc.activation == FfnActivation::kSwiGLU;
+  st.rope_theta = static_cast<float>(V::attention_config(mc).rope_base);
+  return st;
+}
+
+template <ModelVariant V>
+constexpr void check_exportable() {
+  static_assert(detail::KnownLayers<V>,
+                "export_model: the variant's attention must be a CausalSelfAttention<Proj> and its "
+                "FFN an Ffn<Proj> or a DecoupledFfn<Proj8, Proj1>");
+  if constexpr (detail::KnownLayers<V>) static_assert(detail::variant_servable<V, true>());
 }
 
 }  // namespace detail
 
 template <ModelVariant V>
 PackedModel export_model(const DecoderModel<V>& model) {
+  detail::check_exportable<V>();
   const ModelConfig& mc = model.config();
   const ParameterStore& s = model.store();
-  PackedModel m;
-  InferenceConfig& c = m.config;
-  c.variant = parse_variant(V::kName);
-  c.vocab = mc.vocab;
-  c.d_model = mc.d_model;
-  c.layers = mc.layers;
-  c.heads = mc.heads;
-  c.d_ff = mc.d_ff;
-  c.r = c.variant == Variant::kPQuant ? mc.r : 0;
-  c.experts = c.variant == Variant::kPQuant ? mc.experts : 1;
-  c.context = mc.context;
-  c.swiglu = mc.activation == FfnActivation::kSwiGLU;
-  c.validate("export_model");
-  auto copy = [&](std::string_view name) {
-    const MatrixView<const float> v = s.value(detail::find_param(s, name));
-    Matrix<float> out(v.rows, v.cols);
-    for (std::size_t r = 0; r < v.rows; ++r)
-      for (std::size_t k = 0; k < v.cols; ++k) out(r, k) = v(r, k);
-    return out;
+  auto find = [&](std::string_view name) {
+    const auto& infos = s.infos();
+    for (std::size_t i = 0; i < infos.size(); ++i)
+      if (infos[i].name == name) return ParamId{i};
+    throw ValueError("pquant: export_model: the model has no tensor '" + std::string(name) + "'");
   };
-  m.embedding = copy("embed.table");
-  m.head = copy("head.weight");
-  m.final_norm = detail::gain_of(s, detail::find_param(s, "final_norm.gain"));
-  m.blocks.resize(c.layers);
-  for (std::size_t l = 0; l < c.layers; ++l) {
-    const auto& blk = model.block(l);
-    PackedBlock& b = m.blocks[l];
-    const auto& att = blk.attention();
-    require<ValueError>(static_cast<float>(att.config().rope_base) == c.rope_theta,
-                        "export_model: RoPE base ", att.config().rope_base, " is not ",
-                        c.rope_theta);
-    b.attn_norm = detail::gain_of(s, att.norm().gain_id());
-    {
-      const auto q = detail::export_projection(s, att.q(), "attention q");
-      const auto k = detail::export_projection(s, att.k(), "attention k");
-      const auto v = detail::export_projection(s, att.v(), "attention v");
-      b.qkv = detail::fuse({&q, &k, &v});
-    }
-    b.o = detail::export_single(s, att.o(), "attention o");
-    if constexpr (requires { att.o().norm_gain_id(); })
-      b.o_norm = detail::gain_of(s, att.o().norm_gain_id());
-    const auto& f = blk.ffn();
-    b.ffn_norm = detail::gain_of(s, f.norm().gain_id());
-    if constexpr (requires { f.int1_branch(); }) {  // DecoupledFfn
-      detail::export_branch(s, f.int1_branch(), b.up, b.down, b.down_norm);
-      if (f.router()) {
-        const MatrixView<const float> rw = s.value(f.router()->weight_id());
-        b.router = Matrix<float>(rw.rows, rw.cols);
-        for (std::size_t r = 0; r < rw.rows; ++r)
-          for (std::size_t k = 0; k < rw.cols; ++k) b.router(r, k) = rw(r, k);
-      }
-      for (std::size_t e = 0; e < c.experts; ++e) {
-        b.expert_up.emplace_back();
-        b.expert_down.emplace_back();
-        b.expert_down_norm.emplace_back();
-        detail::export_branch(s, f.expert(e), b.expert_up.back(), b.expert_down.back(),
-                              b.expert_down_norm.back());
-      }
-      b.alpha = f.alpha_value();
-      b.beta = f.beta_value();
-    } else {
-      detail::export_branch(s, f.branch(), b.up, b.down, b.down_norm);
-    }
+  PackedModel m;
+  m.structure = detail::base_structure<V>(mc);
+  m.embedding = detail::copy_of(s.value(find("embed.table")));
+  m.head = detail::copy_of(s.value(find("head.weight")));
+  m.final_norm = detail::gain_of(s, find("final_norm.gain"));
+  for (std::size_t l = 0; l < mc.layers; ++l) {
+    auto [block, spec] = detail::export_block<V>(s, model.block(l), m.structure.rope_theta);
+    m.blocks.push_back(std::move(block));
+    m.structure.blocks.push_back(std::move(spec));
   }
-  try {
-    validate(m, "export_model");
-  } catch (const ShapeError& e) {
-    throw ValueError(std::string(e.what()) +
-                     " (the variant's structure is not one the engine runs)");
-  }
+  m.structure.validate("export_model");
+  validate(m, "export_model");
   return m;
 }
 
@@ -242,15 +288,15 @@ PackedModel export_model(const DecoderModel<V>& model) {
 /// read per token, and what the same model would take in FP32 / FP16.
 inline void print_accounting(std::ostream& out, const PackedModel& m, std::uint64_t file_bytes) {
   const ModelAccounting a = m.accounting();
-  out << "export: variant " << variant_name(m.config.variant) << ", " << a.total_params
-      << " parameters (" << a.linear_weights << " in linear layers)\n"
+  out << "export: " << m.structure.label << ", " << a.total_params << " parameters ("
+      << a.linear_weights << " in linear layers)\n"
       << "  bytes on disk            " << file_bytes << " (FP32 would need " << a.fp32_bytes
       << ", FP16 " << a.fp32_bytes / 2 << ")\n"
-      << "  bits/weight, linear      " << a.linear_bits_per_weight() << " (codes + scales)\n"
+      << "  bits/weight, linear      " << a.linear_bits_per_weight() << " (codes + parameters)\n"
       << "  bits/weight, whole model " << a.bits_per_weight()
       << " (FP32 embedding, head, norms included)\n"
       << "  weight bytes per token   " << a.active_bytes_per_token
-      << " (one INT8 expert, padded kernel layout)\n";
+      << " (one expert, kernel layout)\n";
 }
 
 }  // namespace pquant::inference

@@ -1,183 +1,226 @@
-// Model files: a PackedModel as safetensors (docs/model-format.md), saved atomically, loaded with
-// every shape and code checked against the config (a hostile file is a FormatError).
+// Model files: a PackedModel as safetensors (docs/model-format.md), written atomically, loaded
+// strictly: the structure JSON is parsed with exact field names and types (no duplicate keys),
+// every tensor it implies is checked for presence, dtype and exact shape, and no other tensor is
+// accepted, all before anything is allocated; FP tensors must be finite. Any problem is a
+// FormatError naming the file and the tensor or field.
 //
-// __metadata__: "pquant.format" = "pquant-packed", "pquant.format_version" = "2",
-//               "pquant.config" = InferenceConfig JSON, "pquant.layout" = packing layout JSON.
-// Tensors (F32 unless noted; optional ones may be absent):
+// __metadata__: "pquant.format" = "pquant-packed", "pquant.format_version" = "3",
+//               "pquant.structure" = the structure JSON (sizes, per-block forms).
+// Tensors (F32 unless the form says otherwise):
 //   embedding [vocab, d], head [vocab, d], final_norm [d]
-//   blocks.{l}.attn_norm [d], blocks.{l}.ffn_norm [d], blocks.{l}.o_norm [d]?, blocks.{l}.down_norm
-//   [h]? <linear>.codes   U8 [tiles, pairs, 32]   sign1 / ternary2 in the kernels' LUT layout
-//   <linear>.values  I8 [rows, cols]         int8 (unpadded)
-//   <linear>.weight  F32 [rows, cols]        fp
-//   <linear>.scale   [1] or [rows]           integer kinds
-//   linears: blocks.{l}.{qkv,o,up,down}, blocks.{l}.experts.{e}.{up,down} (pquant)
-//   blocks.{l}.experts.{e}.down_norm [r]?, blocks.{l}.router [N, d] (N > 1), blocks.{l}.alpha_beta
-//   [2]
+//   blocks.{l}.attn_norm [d], blocks.{l}.qkv.*, blocks.{l}.o.*, blocks.{l}.o_norm [d]?,
+//   blocks.{l}.ffn_norm [d], blocks.{l}.ffn.{up,down}.*, blocks.{l}.ffn.down_norm [w]?,
+//   decoupled: blocks.{l}.router [N, d] (N > 1), blocks.{l}.experts.{e}.{up,down}.*,
+//              blocks.{l}.experts.{e}.down_norm [r]?, blocks.{l}.alpha_beta [2]
+//   <linear>.* are the tensors of the linear's packed form (PackedForm::expected).
 #pragma once
 
-#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "pquant/core/error.hpp"
-#include "pquant/inference/model_config.hpp"
+#include "pquant/inference/model_structure.hpp"
+#include "pquant/inference/packed_linear.hpp"
 #include "pquant/inference/packed_model.hpp"
 #include "pquant/io/safetensors.hpp"
-#include "pquant/kernels/kernel_weights.hpp"
 
 namespace pquant::inference {
 
 inline constexpr const char* kModelFormat = "pquant-packed";
-inline constexpr const char* kModelFormatVersion = "2";  // 2: Q, K, V stored fused as qkv
-
-/// The packing layout recorded in every file, so other readers can decode the codes.
-inline nlohmann::json packing_layout() {
-  return {
-      {"sign1",
-       {{"layout", "lut_tile32"},
-        {"bits", 1},
-        {"code", "bit 1 = +1, bit 0 = -1"},
-        {"group", 4},
-        {"byte",
-         "(tile * pairs + pair) * 32 + row % 32; low nibble = group 2*pair, high = 2*pair+1"},
-        {"nibble", "weight g*G+i at bit i*bits"},
-        {"padding", "rows to 32, columns to 2 groups, zero codes"}}},
-      {"ternary2",
-       {{"layout", "lut_tile32"}, {"bits", 2}, {"code", "0 = -1, 1 = 0, 2 = +1"}, {"group", 2}}},
-      {"int8", {{"layout", "row_major"}, {"value", "scale[row] * code"}}},
-      {"scales", "one float per tensor or per row; y = fma(acc, scale / g, residual)"}};
-}
+inline constexpr const char* kModelFormatVersion = "3";
 
 namespace detail {
 
-inline void put_vec(io::SafetensorsWriter& w, const std::string& name,
-                    const std::vector<float>& v) {
-  if (!v.empty()) w.add<float>(name, {v.size()}, std::span<const float>(v));
+inline nlohmann::json linear_json(const PackedLinear& l) { return l.describe(); }
+
+inline nlohmann::json branch_json(const PackedBranch& b, const BranchSpec& s) {
+  return {{"width", s.width},
+          {"up", linear_json(b.up)},
+          {"down", linear_json(b.down)},
+          {"down_norm", s.down_norm}};
 }
 
-inline void put_matrix(io::SafetensorsWriter& w, const std::string& name, const Matrix<float>& m) {
-  w.add<float>(name, {m.rows(), m.cols()}, m.flat());
-}
+inline std::string block_prefix(std::size_t l) { return "blocks." + std::to_string(l) + "."; }
 
-inline void put_linear(io::SafetensorsWriter& w, const std::string& name, const PackedLinear& l) {
-  switch (l.kind) {
-    case WeightKind::kSign1:
-      w.add<std::uint8_t>(name + ".codes", {l.sign.tiles(), l.sign.pairs(), kernels::kLutTile},
-                          std::span<const std::uint8_t>(l.sign.data(), l.sign.bytes()));
-      break;
-    case WeightKind::kTernary:
-      w.add<std::uint8_t>(name + ".codes",
-                          {l.ternary.tiles(), l.ternary.pairs(), kernels::kLutTile},
-                          std::span<const std::uint8_t>(l.ternary.data(), l.ternary.bytes()));
-      break;
-    case WeightKind::kInt8: {
-      std::vector<std::int8_t> v(l.rows * l.cols);
-      for (std::size_t r = 0; r < l.rows; ++r)
-        for (std::size_t c = 0; c < l.cols; ++c) v[r * l.cols + c] = l.int8.value(r, c);
-      w.add<std::int8_t>(name + ".values", {l.rows, l.cols}, std::span<const std::int8_t>(v));
-      break;
+/// The structure JSON of `m` (validated).
+inline nlohmann::json structure_json(const PackedModel& m) {
+  const ModelStructure& s = m.structure;
+  nlohmann::json blocks = nlohmann::json::array();
+  for (std::size_t l = 0; l < m.blocks.size(); ++l) {
+    const PackedBlock& b = m.blocks[l];
+    const BlockSpec& spec = s.blocks[l];
+    nlohmann::json ffn = {{"kind", spec.ffn == FfnKind::kDense ? "dense" : "decoupled"},
+                          {"branch", branch_json(b.branch, spec.branch)}};
+    if (spec.ffn == FfnKind::kDecoupled) {
+      nlohmann::json e = branch_json(b.experts[0], spec.expert);
+      e["count"] = spec.experts;
+      ffn["experts"] = e;
     }
-    case WeightKind::kF32:
-      put_matrix(w, name + ".weight", l.f32);
-      break;
+    blocks.push_back({{"attention",
+                       {{"qkv", linear_json(b.qkv)},
+                        {"o", linear_json(b.o)},
+                        {"o_norm", spec.o_norm}}},
+                      {"ffn", ffn}});
   }
-  put_vec(w, name + ".scale", l.scale);
+  return {{"label", s.label},
+          {"vocab", s.vocab},
+          {"d_model", s.d_model},
+          {"heads", s.heads},
+          {"context", s.context},
+          {"rope_theta", s.rope_theta},
+          {"norm_eps", s.norm_eps},
+          {"activation", s.swiglu ? "swiglu" : "relu2"},
+          {"blocks", blocks}};
+}
+
+/// A linear's description: a registered form whose description matches field for field.
+inline std::string parse_linear(const nlohmann::json& j, const std::string& path) {
+  const StrictObject o(j, path, {"form", "layout", "code", "bits", "scales", "group", "params"});
+  const std::string form = o.string("form");
+  (void)FormRegistry::global().find(form);
+  require<FormatError>(j == FormRegistry::global().describe(form), "load_model: '", path,
+                       "' does not describe form '", form, "' as the library does: ", j.dump());
+  return form;
+}
+
+inline BranchSpec parse_branch(const nlohmann::json& j, const std::string& path, bool expert) {
+  std::vector<std::string_view> keys{"width", "up", "down", "down_norm"};
+  if (expert) keys.push_back("count");
+  const StrictObject o(j, path, keys);
+  BranchSpec b;
+  b.width = o.size("width", kMaxWidth);
+  b.up_form = parse_linear(o.at("up"), path + ".up");
+  b.down_form = parse_linear(o.at("down"), path + ".down");
+  b.down_norm = o.boolean("down_norm");
+  return b;
+}
+
+inline ModelStructure parse_structure(const nlohmann::json& j) {
+  const StrictObject o(j, "pquant.structure",
+                       {"label", "vocab", "d_model", "heads", "context", "rope_theta", "norm_eps",
+                        "activation", "blocks"});
+  ModelStructure s;
+  s.label = o.string("label");
+  s.vocab = o.size("vocab", kMaxVocab);
+  s.d_model = o.size("d_model", kMaxWidth);
+  s.heads = o.size("heads", kMaxWidth);
+  s.context = o.size("context", kMaxContext);
+  s.rope_theta = o.number("rope_theta");
+  s.norm_eps = o.number("norm_eps");
+  const std::string act = o.string("activation");
+  require<FormatError>(act == "swiglu" || act == "relu2",
+                       "load_model: 'pquant.structure.activation' must be swiglu or relu2, got '",
+                       act, "'");
+  s.swiglu = act == "swiglu";
+  const nlohmann::json& blocks = o.at("blocks");
+  require<FormatError>(blocks.is_array() && !blocks.empty() && blocks.size() <= kMaxLayers,
+                       "load_model: 'pquant.structure.blocks' must be an array of 1 to ",
+                       kMaxLayers, " blocks");
+  for (std::size_t l = 0; l < blocks.size(); ++l) {
+    const std::string path = "pquant.structure.blocks[" + std::to_string(l) + "]";
+    const StrictObject b(blocks[l], path, {"attention", "ffn"});
+    const StrictObject a(b.at("attention"), path + ".attention", {"qkv", "o", "o_norm"});
+    BlockSpec spec;
+    spec.qkv_form = parse_linear(a.at("qkv"), a.path() + ".qkv");
+    spec.o_form = parse_linear(a.at("o"), a.path() + ".o");
+    spec.o_norm = a.boolean("o_norm");
+    const nlohmann::json& fj = b.at("ffn");
+    const StrictObject f0(fj, path + ".ffn", {"kind", "branch", "experts"});
+    const std::string kind = f0.string("kind");
+    require<FormatError>(kind == "dense" || kind == "decoupled", "load_model: '", f0.path(),
+                         ".kind' must be dense or decoupled, got '", kind, "'");
+    spec.branch = parse_branch(f0.at("branch"), f0.path() + ".branch", false);
+    if (kind == "dense") {
+      spec.ffn = FfnKind::kDense;
+      require<FormatError>(!fj.contains("experts"), "load_model: '", f0.path(),
+                           "' is dense and must not list experts");
+    } else {
+      spec.ffn = FfnKind::kDecoupled;
+      const std::string ep = f0.path() + ".experts";
+      spec.expert = parse_branch(f0.at("experts"), ep, true);
+      spec.experts = StrictObject(f0.at("experts"), ep,
+                                  {"width", "up", "down", "down_norm", "count"})
+                         .size("count", kMaxExperts);
+    }
+    s.blocks.push_back(spec);
+  }
+  try {
+    s.validate("load_model");
+  } catch (const ValueError& e) {
+    throw FormatError(e.what());
+  }
+  return s;
+}
+
+/// Every tensor the structure implies, by name.
+inline std::map<std::string, TensorSpec> expected_tensors(const ModelStructure& s) {
+  std::map<std::string, TensorSpec> t;
+  const std::size_t d = s.d_model, g = s.gate();
+  auto vec = [&](const std::string& n, std::size_t size) {
+    t[n] = TensorSpec{n, io::DType::kF32, {size}};
+  };
+  auto mat = [&](const std::string& n, std::size_t r, std::size_t c) {
+    t[n] = TensorSpec{n, io::DType::kF32, {r, c}};
+  };
+  auto lin = [&](const std::string& n, const std::string& form, std::size_t r, std::size_t c) {
+    for (TensorSpec& spec : FormRegistry::global().find(form).expected(n, r, c))
+      t[spec.name] = spec;
+  };
+  auto branch = [&](const std::string& p, const BranchSpec& b) {
+    lin(p + "up", b.up_form, g * b.width, d);
+    lin(p + "down", b.down_form, d, b.width);
+    if (b.down_norm) vec(p + "down_norm", b.width);
+  };
+  mat("embedding", s.vocab, d);
+  mat("head", s.vocab, d);
+  vec("final_norm", d);
+  for (std::size_t l = 0; l < s.layers(); ++l) {
+    const BlockSpec& b = s.blocks[l];
+    const std::string p = block_prefix(l);
+    vec(p + "attn_norm", d);
+    lin(p + "qkv", b.qkv_form, 3 * d, d);
+    lin(p + "o", b.o_form, d, d);
+    if (b.o_norm) vec(p + "o_norm", d);
+    vec(p + "ffn_norm", d);
+    branch(p + "ffn.", b.branch);
+    if (b.ffn == FfnKind::kDecoupled) {
+      if (b.experts > 1) mat(p + "router", b.experts, d);
+      for (std::size_t e = 0; e < b.experts; ++e)
+        branch(p + "experts." + std::to_string(e) + ".", b.expert);
+      vec(p + "alpha_beta", 2);
+    }
+  }
+  return t;
 }
 
 inline std::vector<float> get_vec(const io::SafetensorsView& f, const std::string& name,
-                                  std::size_t n, bool optional = false) {
-  if (optional && f.find(name) == nullptr) return {};
+                                  std::size_t n) {
   std::vector<float> v(n);
-  f.read_into<float>(name, std::span<float>(v), std::vector<std::uint64_t>{n});
+  pquant::detail::read_finite(f, name, v, {n});
   return v;
 }
 
 inline Matrix<float> get_matrix(const io::SafetensorsView& f, const std::string& name,
                                 std::size_t rows, std::size_t cols) {
   Matrix<float> m(rows, cols);
-  f.read_into<float>(name, m.flat(), std::vector<std::uint64_t>{rows, cols});
+  pquant::detail::read_finite(f, name, m.flat(), {rows, cols});
   return m;
 }
 
-/// Reads LUT-layout codes straight into the kernel buffer (the file stores the kernel's layout),
-/// then checks every byte: padding (rows past `rows`, weights past `cols`) must be zero codes, and
-/// ternary codes must not be 3. One pass over the bytes instead of one call per weight.
-template <class F>
-kernels::LutWeights<F> get_lut(const io::SafetensorsView& f, const std::string& name,
-                               std::size_t rows, std::size_t cols) {
-  kernels::LutWeights<F> w(rows, cols);
-  f.read_into<std::uint8_t>(name, std::span<std::uint8_t>(w.data(), w.bytes()),
-                            std::vector<std::uint64_t>{w.tiles(), w.pairs(), kernels::kLutTile});
-  constexpr std::size_t G = kernels::LutWeights<F>::kGroup, T = kernels::kLutTile;
-  constexpr unsigned bits = F::kBits;
-  // Bits of a pair's byte that hold real weights: group 2p in the low nibble, 2p + 1 in the high.
-  std::vector<std::uint8_t> valid(w.pairs(), 0);
-  for (std::size_t p = 0; p < w.pairs(); ++p)
-    for (unsigned half = 0; half < 2; ++half)
-      for (std::size_t i = 0; i < G; ++i)
-        if ((2 * p + half) * G + i < cols)
-          valid[p] |= static_cast<std::uint8_t>(((1u << bits) - 1) << (half * 4 + i * bits));
-  const std::uint8_t* bytes = w.data();
-  for (std::size_t t = 0; t < w.tiles(); ++t)
-    for (std::size_t p = 0; p < w.pairs(); ++p)
-      for (std::size_t r = 0; r < T; ++r) {
-        const unsigned byte = bytes[(t * w.pairs() + p) * T + r];
-        const std::size_t row = t * T + r;
-        const unsigned allowed = row < rows ? valid[p] : 0u;
-        require<FormatError>((byte & ~allowed) == 0, "load_model: tensor '", name,
-                             "' has non-zero padding codes (tile ", t, ", pair ", p, ", row ", row,
-                             ")");
-        if constexpr (bits == 2) {
-          const unsigned three = byte & (byte >> 1) & 0x55u;  // both bits of a 2-bit code set
-          if (three != 0) {
-            const auto k = static_cast<std::size_t>(std::countr_zero(three));
-            const std::size_t col = (2 * p + k / 4) * G + (k % 4) / bits;
-            throw FormatError("pquant: load_model: tensor '" + name +
-                              "' holds the invalid ternary code 3 at (" + std::to_string(row) +
-                              ", " + std::to_string(col) + ")");
-          }
-        }
-      }
-  return w;
+inline void put_vec(io::SafetensorsWriter& w, const std::string& name,
+                    const std::vector<float>& v) {
+  if (!v.empty()) w.add<float>(name, {v.size()}, std::span<const float>(v));
 }
 
-inline PackedLinear get_linear(const io::SafetensorsView& f, const std::string& name,
-                               WeightKind kind, std::size_t rows, std::size_t cols) {
-  PackedLinear l;
-  l.kind = kind;
-  l.rows = rows;
-  l.cols = cols;
-  switch (kind) {
-    case WeightKind::kSign1:
-      l.sign = get_lut<SignBit>(f, name + ".codes", rows, cols);
-      break;
-    case WeightKind::kTernary:
-      l.ternary = get_lut<TernaryCode>(f, name + ".codes", rows, cols);
-      break;
-    case WeightKind::kInt8: {
-      Matrix<std::int8_t> v(rows, cols);
-      f.read_into<std::int8_t>(name + ".values", v.flat(), std::vector<std::uint64_t>{rows, cols});
-      l.int8 = kernels::pack_int8(v.view());
-      break;
-    }
-    case WeightKind::kF32:
-      l.f32 = get_matrix(f, name + ".weight", rows, cols);
-      break;
-  }
-  if (kind != WeightKind::kF32) {
-    const io::TensorInfo& s = f.at(name + ".scale");
-    const std::size_t n = kind == WeightKind::kInt8                     ? rows
-                          : (s.shape.size() == 1 && s.shape[0] == rows) ? rows
-                                                                        : 1;
-    l.scale = get_vec(f, name + ".scale", n);
-    for (float v : l.scale)
-      require<FormatError>(std::isfinite(v), "load_model: tensor '", name, ".scale' is not finite");
-  }
-  return l;
+inline void put_branch(io::SafetensorsWriter& w, const std::string& p, const PackedBranch& b) {
+  b.up.save(w, p + "up");
+  b.down.save(w, p + "down");
+  put_vec(w, p + "down_norm", b.down_norm);
 }
 
 }  // namespace detail
@@ -188,32 +231,25 @@ inline io::SafetensorsWriter model_writer(const PackedModel& m) {
   io::SafetensorsWriter w;
   w.set_metadata("pquant.format", kModelFormat);
   w.set_metadata("pquant.format_version", kModelFormatVersion);
-  w.set_metadata("pquant.config", m.config.to_json().dump());
-  w.set_metadata("pquant.layout", packing_layout().dump());
-  detail::put_matrix(w, "embedding", m.embedding);
-  detail::put_matrix(w, "head", m.head);
+  w.set_metadata("pquant.structure", detail::structure_json(m).dump());
+  w.add<float>("embedding", {m.embedding.rows(), m.embedding.cols()}, m.embedding.flat());
+  w.add<float>("head", {m.head.rows(), m.head.cols()}, m.head.flat());
   detail::put_vec(w, "final_norm", m.final_norm);
   for (std::size_t l = 0; l < m.blocks.size(); ++l) {
     const PackedBlock& b = m.blocks[l];
-    const std::string p = "blocks." + std::to_string(l) + ".";
+    const std::string p = detail::block_prefix(l);
     detail::put_vec(w, p + "attn_norm", b.attn_norm);
+    b.qkv.save(w, p + "qkv");
+    b.o.save(w, p + "o");
     detail::put_vec(w, p + "o_norm", b.o_norm);
     detail::put_vec(w, p + "ffn_norm", b.ffn_norm);
-    detail::put_vec(w, p + "down_norm", b.down_norm);
-    detail::put_linear(w, p + "qkv", b.qkv);
-    detail::put_linear(w, p + "o", b.o);
-    detail::put_linear(w, p + "up", b.up);
-    detail::put_linear(w, p + "down", b.down);
-    if (m.config.variant == Variant::kPQuant) {
-      if (!b.router.empty()) detail::put_matrix(w, p + "router", b.router);
-      for (std::size_t e = 0; e < b.expert_up.size(); ++e) {
-        const std::string x = p + "experts." + std::to_string(e) + ".";
-        detail::put_linear(w, x + "up", b.expert_up[e]);
-        detail::put_linear(w, x + "down", b.expert_down[e]);
-        detail::put_vec(w, x + "down_norm", b.expert_down_norm[e]);
-      }
-      const std::vector<float> ab = {b.alpha, b.beta};
-      detail::put_vec(w, p + "alpha_beta", ab);
+    detail::put_branch(w, p + "ffn.", b.branch);
+    if (m.structure.blocks[l].ffn == FfnKind::kDecoupled) {
+      if (!b.router.empty())
+        w.add<float>(p + "router", {b.router.rows(), b.router.cols()}, b.router.flat());
+      for (std::size_t e = 0; e < b.experts.size(); ++e)
+        detail::put_branch(w, p + "experts." + std::to_string(e) + ".", b.experts[e]);
+      detail::put_vec(w, p + "alpha_beta", std::vector<float>{b.alpha, b.beta});
     }
   }
   return w;
@@ -224,49 +260,68 @@ inline std::uint64_t save_model(const PackedModel& m, const std::string& path) {
   return model_writer(m).save(path);
 }
 
-/// Builds a PackedModel from a parsed file; FormatError on any inconsistency.
+/// Builds a PackedModel from a parsed file; FormatError on any inconsistency (see the header).
 inline PackedModel load_model(const io::SafetensorsView& f) {
+  for (const auto& [key, value] : f.metadata())
+    require<FormatError>(key == "pquant.format" || key == "pquant.format_version" ||
+                             key == "pquant.structure",
+                         "load_model: unknown __metadata__ key '", key, "'");
   require<FormatError>(
       f.metadata().count("pquant.format") && f.meta("pquant.format") == kModelFormat,
       "load_model: not a pquant packed model (__metadata__ 'pquant.format' must be '", kModelFormat,
       "')");
   require<FormatError>(f.meta("pquant.format_version") == kModelFormatVersion,
                        "load_model: unsupported format version '", f.meta("pquant.format_version"),
-                       "', expected ", kModelFormatVersion,
-                       " (version 1 files stored q, k, v separately: export the model again)");
-  nlohmann::json cj = nlohmann::json::parse(f.meta("pquant.config"), nullptr, false);
-  require<FormatError>(!cj.is_discarded() && cj.is_object(),
-                       "load_model: 'pquant.config' is not a JSON object");
+                       "', expected ", kModelFormatVersion, " (export the model again)");
+  const ModelStructure s = detail::parse_structure(
+      detail::parse_strict_json(f.meta("pquant.structure"), "__metadata__ 'pquant.structure'"));
+  // Every tensor present with its exact dtype and shape, none other: checked before allocating,
+  // so every allocation below is bounded by the bytes the file holds.
+  const std::map<std::string, TensorSpec> want = detail::expected_tensors(s);
+  for (const io::TensorInfo& t : f.tensors()) {
+    const auto it = want.find(t.name);
+    require<FormatError>(it != want.end(), "load_model: unknown tensor '", t.name,
+                         "' (not part of the structure)");
+    require<FormatError>(t.dtype == it->second.dtype && t.shape == it->second.shape,
+                         "load_model: tensor '", t.name, "' has dtype ", io::dtype_name(t.dtype),
+                         " and shape ", io::detail::shape_string(t.shape), ", the structure needs ",
+                         io::dtype_name(it->second.dtype), " ",
+                         io::detail::shape_string(it->second.shape));
+  }
+  for (const auto& [name, spec] : want)
+    require<FormatError>(f.find(name) != nullptr, "load_model: missing tensor '", name, "'");
+
   PackedModel m;
-  m.config = InferenceConfig::from_json(cj);
-  const InferenceConfig& c = m.config;
-  const std::size_t d = c.d_model, h = c.lowbit_ff(), gate = c.swiglu ? 2 : 1;
-  const WeightKind low = c.variant == Variant::kFp          ? WeightKind::kF32
-                         : c.variant == Variant::kBitNet158 ? WeightKind::kTernary
-                                                            : WeightKind::kSign1;
-  m.embedding = detail::get_matrix(f, "embedding", c.vocab, d);
-  m.head = detail::get_matrix(f, "head", c.vocab, d);
+  m.structure = s;
+  const std::size_t d = s.d_model, g = s.gate();
+  auto lin = [&](const std::string& n, const std::string& form, std::size_t r, std::size_t c) {
+    return FormRegistry::global().find(form).load(f, n, r, c);
+  };
+  auto branch = [&](const std::string& p, const BranchSpec& b) {
+    PackedBranch out;
+    out.up = lin(p + "up", b.up_form, g * b.width, d);
+    out.down = lin(p + "down", b.down_form, d, b.width);
+    if (b.down_norm) out.down_norm = detail::get_vec(f, p + "down_norm", b.width);
+    return out;
+  };
+  m.embedding = detail::get_matrix(f, "embedding", s.vocab, d);
+  m.head = detail::get_matrix(f, "head", s.vocab, d);
   m.final_norm = detail::get_vec(f, "final_norm", d);
-  m.blocks.resize(c.layers);
-  for (std::size_t l = 0; l < c.layers; ++l) {
+  m.blocks.resize(s.layers());
+  for (std::size_t l = 0; l < s.layers(); ++l) {
+    const BlockSpec& spec = s.blocks[l];
     PackedBlock& b = m.blocks[l];
-    const std::string p = "blocks." + std::to_string(l) + ".";
+    const std::string p = detail::block_prefix(l);
     b.attn_norm = detail::get_vec(f, p + "attn_norm", d);
-    b.o_norm = detail::get_vec(f, p + "o_norm", d, true);
+    b.qkv = lin(p + "qkv", spec.qkv_form, 3 * d, d);
+    b.o = lin(p + "o", spec.o_form, d, d);
+    if (spec.o_norm) b.o_norm = detail::get_vec(f, p + "o_norm", d);
     b.ffn_norm = detail::get_vec(f, p + "ffn_norm", d);
-    b.down_norm = detail::get_vec(f, p + "down_norm", h, true);
-    b.qkv = detail::get_linear(f, p + "qkv", low, 3 * d, d);
-    b.o = detail::get_linear(f, p + "o", low, d, d);
-    b.up = detail::get_linear(f, p + "up", low, gate * h, d);
-    b.down = detail::get_linear(f, p + "down", low, d, h);
-    if (c.variant == Variant::kPQuant) {
-      if (c.experts > 1) b.router = detail::get_matrix(f, p + "router", c.experts, d);
-      for (std::size_t e = 0; e < c.experts; ++e) {
-        const std::string x = p + "experts." + std::to_string(e) + ".";
-        b.expert_up.push_back(detail::get_linear(f, x + "up", WeightKind::kInt8, gate * c.r, d));
-        b.expert_down.push_back(detail::get_linear(f, x + "down", WeightKind::kInt8, d, c.r));
-        b.expert_down_norm.push_back(detail::get_vec(f, x + "down_norm", c.r, true));
-      }
+    b.branch = branch(p + "ffn.", spec.branch);
+    if (spec.ffn == FfnKind::kDecoupled) {
+      if (spec.experts > 1) b.router = detail::get_matrix(f, p + "router", spec.experts, d);
+      for (std::size_t e = 0; e < spec.experts; ++e)
+        b.experts.push_back(branch(p + "experts." + std::to_string(e) + ".", spec.expert));
       const std::vector<float> ab = detail::get_vec(f, p + "alpha_beta", 2);
       b.alpha = ab[0];
       b.beta = ab[1];
@@ -280,6 +335,7 @@ inline PackedModel load_model(const io::SafetensorsView& f) {
   return m;
 }
 
+/// Maps (or reads) the file and loads it; every FormatError names the file.
 inline PackedModel load_model(const std::string& path, io::LoadMode mode = io::LoadMode::kMap) {
   const io::SafetensorsFile f = io::SafetensorsFile::load(path, mode);
   try {

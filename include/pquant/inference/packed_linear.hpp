@@ -1,212 +1,170 @@
-// PackedLinear: one deployable linear layer (latent weights gone), and the fused per-token INT8
-// activation quantizer that feeds it.
+// PackedLinear: one deployable projection of any packed form (quantizers/packed_form.hpp), with
+// its form chosen at run time, and the registry that maps a model file's form ids to form types.
 //
-//   kind     storage                                   product (kernels/gemv.hpp, gemm.hpp)
-//   kSign1   SignWeights (1 bit, LUT layout)           W1A8 table lookup
-//   kTernary TernaryWeights (2 bits, LUT layout)       W2A8 table lookup
-//   kInt8    Int8Weights (rows padded to 64 bytes)     W8A8 widening multiply-add
-//   kF32     Matrix<float>                             FP32 GEMV / GEMM
-// Integer kinds carry `scale`: one float (per-tensor lambda / gamma) or one per row (INT8 row
-// scales; fused matrices such as [gate; up] keep each original matrix's scale by repeating it per
-// row). y = fma(float(acc), scale * (1 / g), residual): the kernels' one epilogue, so every integer
-// path is exact up to that single FP epilogue.
-//
-// The activation side (QuantizedTokens) is computed once per normalized input and shared by every
-// linear reading it (Q/K/V; the gate/up projections of both decoupled-FFN branches):
-//   a = RMSNorm(x) * gain (FP32, same summation order as layers/rms_norm.hpp),
-//   g = 127 / max(max|a|, 1e-5), q = clamp(nearbyint(a * g), -128, 127)  (Int8AbsMaxPerToken).
+//   PackedLinear l = PackedLinear::of(P::pack<Q>(parts));   // any PackedForm P
+//   l.apply(x, y);                                          // gemv for one token, gemm for more
+// The registry knows the library's forms (1-bit, ternary and codebook LUT codes per row and per
+// group of 64, INT8 per row, FP32); register_form<P>() adds a user's form, after which model files
+// that use it load like any other.
 #pragma once
 
-#include <algorithm>
-#include <bit>
-#include <cmath>
 #include <cstddef>
-#include <cstdint>
-#include <span>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "pquant/core/error.hpp"
 #include "pquant/core/matrix.hpp"
-#include "pquant/kernels/gemm.hpp"
-#include "pquant/kernels/gemv.hpp"
-#include "pquant/kernels/kernel_weights.hpp"
-#include "pquant/layers/rms_norm.hpp"
-#include "pquant/quantizers/activation_quantizer.hpp"
+#include "pquant/quantizers/packed_form.hpp"
+#include "pquant/quantizers/packed_fp32.hpp"
+#include "pquant/quantizers/packed_int8.hpp"
+#include "pquant/quantizers/packed_lut.hpp"
 
 namespace pquant::inference {
 
-enum class WeightKind { kSign1, kTernary, kInt8, kF32 };
+class PackedLinear {
+ public:
+  PackedLinear() = default;
 
-inline std::string_view weight_kind_name(WeightKind k) {
-  switch (k) {
-    case WeightKind::kSign1:
-      return "sign1";
-    case WeightKind::kTernary:
-      return "ternary2";
-    case WeightKind::kInt8:
-      return "int8";
-    case WeightKind::kF32:
-      return "f32";
+  template <PackedForm P>
+  static PackedLinear of(P form) {
+    PackedLinear l;
+    l.impl_ = std::make_shared<const Holder<P>>(std::move(form));
+    return l;
   }
-  return "?";
-}
 
-/// Bits of information per weight (codes only) of each kind.
-inline std::size_t weight_kind_bits(WeightKind k) {
-  switch (k) {
-    case WeightKind::kSign1:
-      return 1;
-    case WeightKind::kTernary:
-      return 2;
-    case WeightKind::kInt8:
-      return 8;
-    case WeightKind::kF32:
-      return 32;
+  bool empty() const { return impl_ == nullptr; }
+  std::size_t rows() const { return impl_->rows(); }
+  std::size_t cols() const { return impl_->cols(); }
+  FormInput input() const { return impl_->input(); }
+  std::string_view id() const { return impl_->id(); }
+  nlohmann::json describe() const { return impl_->describe(); }
+  std::size_t payload_bits() const { return impl_->payload_bits(); }
+  std::size_t streamed_bytes() const { return impl_->streamed_bytes(); }
+  void save(io::SafetensorsWriter& w, const std::string& name) const { impl_->save(w, name); }
+
+  /// y [n x rows] = W . x: the GEMV kernels for one token, the GEMMs for several.
+  void apply(const ActivationRows& x, MatrixView<float> y) const {
+    require<ShapeError>(x.a.cols == cols() && y.rows == x.rows() && y.cols == rows() &&
+                            x.rows() > 0,
+                        "PackedLinear::apply: shapes do not match: input ", x.rows(), "x",
+                        x.a.cols, ", weight ", rows(), "x", cols(), ", output ", y.rows, "x",
+                        y.cols);
+    require<ShapeError>(input() == FormInput::kFp32 || x.q.rows == x.rows(),
+                        "PackedLinear::apply: form '", id(), "' needs INT8 activations");
+    if (x.rows() == 1)
+      impl_->gemv(x, y);
+    else
+      impl_->gemm(x, y);
   }
-  return 0;
-}
 
-struct PackedLinear {
-  WeightKind kind = WeightKind::kF32;
-  std::size_t rows = 0, cols = 0;
-  kernels::SignWeights sign;
-  kernels::TernaryWeights ternary;
-  kernels::Int8Weights int8;
-  Matrix<float> f32;
-  std::vector<float> scale;  // integer kinds: 1 or `rows` floats
-
-  bool quantized() const { return kind != WeightKind::kF32; }
-  /// Exact payload: codes at their bit width plus 32 bits per scale.
-  std::size_t payload_bits() const {
-    return rows * cols * weight_kind_bits(kind) + 32 * scale.size();
+  /// The form object, if it is a P (tests, tools).
+  template <PackedForm P>
+  const P* as() const {
+    const auto* h = dynamic_cast<const Holder<P>*>(impl_.get());
+    return h ? &h->form : nullptr;
   }
-  /// Bytes the kernel streams per product (padded storage + scales).
-  std::size_t streamed_bytes() const {
-    switch (kind) {
-      case WeightKind::kSign1:
-        return sign.bytes() + 4 * scale.size();
-      case WeightKind::kTernary:
-        return ternary.bytes() + 4 * scale.size();
-      case WeightKind::kInt8:
-        return int8.rows() * int8.stride() + 4 * scale.size();
-      case WeightKind::kF32:
-        return rows * cols * 4;
+
+ private:
+  struct Base {
+    virtual ~Base() = default;
+    virtual std::size_t rows() const = 0;
+    virtual std::size_t cols() const = 0;
+    virtual FormInput input() const = 0;
+    virtual std::string_view id() const = 0;
+    virtual nlohmann::json describe() const = 0;
+    virtual std::size_t payload_bits() const = 0;
+    virtual std::size_t streamed_bytes() const = 0;
+    virtual void save(io::SafetensorsWriter& w, const std::string& name) const = 0;
+    virtual void gemv(const ActivationRows& x, MatrixView<float> y) const = 0;
+    virtual void gemm(const ActivationRows& x, MatrixView<float> y) const = 0;
+  };
+  template <PackedForm P>
+  struct Holder final : Base {
+    explicit Holder(P f) : form(std::move(f)) {}
+    P form;
+    std::size_t rows() const override { return form.rows(); }
+    std::size_t cols() const override { return form.cols(); }
+    FormInput input() const override { return P::kInput; }
+    std::string_view id() const override { return P::kId; }
+    nlohmann::json describe() const override { return P::describe(); }
+    std::size_t payload_bits() const override { return form.payload_bits(); }
+    std::size_t streamed_bytes() const override { return form.streamed_bytes(); }
+    void save(io::SafetensorsWriter& w, const std::string& name) const override {
+      form.save(w, name);
     }
-    return 0;
-  }
+    void gemv(const ActivationRows& x, MatrixView<float> y) const override { form.gemv(x, y); }
+    void gemm(const ActivationRows& x, MatrixView<float> y) const override { form.gemm(x, y); }
+  };
+  std::shared_ptr<const Base> impl_;
 };
 
-/// Activations of `tokens` rows, normalized and (for quantized consumers) INT8-quantized once.
-struct QuantizedTokens {
-  Matrix<float> a;              // RMSNorm(x) * gain, [tokens x d]
-  Matrix<std::int8_t> q;        // INT8 codes, [tokens x d]
-  std::vector<float> inv_gain;  // 1/g per token (the epilogue's token scale)
-  std::vector<float> inv_rms;   // scratch
+/// Form id -> how to check and load it. Thread-safe; the library's forms are always present.
+class FormRegistry {
+ public:
+  struct Entry {
+    std::function<std::vector<TensorSpec>(const std::string&, std::size_t, std::size_t)> expected;
+    std::function<PackedLinear(const io::SafetensorsView&, const std::string&, std::size_t,
+                               std::size_t)>
+        load;
+    std::function<nlohmann::json()> describe;
+  };
+
+  static FormRegistry& global() {
+    static FormRegistry r;
+    return r;
+  }
+
+  template <PackedForm P>
+  void add() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    entries_[std::string(P::kId)] =
+        Entry{[](const std::string& n, std::size_t r, std::size_t c) { return P::expected(n, r, c); },
+              [](const io::SafetensorsView& f, const std::string& n, std::size_t r,
+                 std::size_t c) { return PackedLinear::of(P::load(f, n, r, c)); },
+              [] { return P::describe(); }};
+  }
+
+  /// The entry of form `id`; FormatError naming the known forms when there is none.
+  /// The description form `id` writes (FormatError when unknown).
+  nlohmann::json describe(std::string_view id) const { return find(id).describe(); }
+
+  Entry find(std::string_view id) const {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = entries_.find(std::string(id));
+    if (it != entries_.end()) return it->second;
+    std::string known;
+    for (const auto& [k, e] : entries_) known += (known.empty() ? "" : ", ") + k;
+    throw FormatError("pquant: load_model: unknown packed form '" + std::string(id) +
+                      "' (known: " + known + "; a user's form is added with register_form<P>())");
+  }
+
+ private:
+  FormRegistry() {
+    add<LutCodes<SignBit, PerRow>>();
+    add<LutCodes<SignBit, PerGroup<64>>>();
+    add<LutCodes<TernaryCode, PerRow>>();
+    add<LutCodes<TernaryCode, PerGroup<64>>>();
+    add<LutCodes<CodebookIndex<1>, PerRow>>();
+    add<LutCodes<CodebookIndex<2>, PerRow>>();
+    add<LutCodes<CodebookIndex<4>, PerRow>>();
+    add<LutCodes<CodebookIndex<2>, PerGroup<64>>>();
+    add<LutCodes<CodebookIndex<4>, PerGroup<64>>>();
+    add<Int8Codes<PerRow>>();
+    add<Fp32Weights>();
+  }
+  mutable std::mutex mutex_;
+  std::map<std::string, Entry> entries_;
 };
 
-/// a = RMSNorm(x) * gain (gain empty: a = x); if `quantize`, q and 1/g per token too.
-// x: [tokens x d], gain: [d] or empty
-inline void normalize_quantize(MatrixView<const float> x, std::span<const float> gain, float eps,
-                               bool quantize, QuantizedTokens& out) {
-  const std::size_t n = x.rows, d = x.cols;
-  if (out.a.rows() != n || out.a.cols() != d) out.a = Matrix<float>(n, d);
-  if (gain.empty()) {
-    for (std::size_t t = 0; t < n; ++t)
-      for (std::size_t c = 0; c < d; ++c) out.a(t, c) = x(t, c);
-  } else {
-    out.inv_rms.resize(n);
-    rmsnorm_forward<float>(x, gain.data(), eps, out.a.view(), out.inv_rms.data());
-  }
-  if (!quantize) return;
-  if (out.q.rows() != n || out.q.cols() != d) out.q = Matrix<std::int8_t>(n, d);
-  out.inv_gain.resize(n);
-  for (std::size_t t = 0; t < n; ++t) {
-    const float* a = out.a.row(t).data();
-    // absmax on the bit patterns of |a|: for non-negative floats the integer order is the float
-    // order and every NaN pattern lies above +Inf, so one vectorisable integer max finds both the
-    // absmax (= fmax over |a|, exactly) and any non-finite value.
-    std::int32_t bits = 0;
-    for (std::size_t c = 0; c < d; ++c) {
-      const std::int32_t b = std::bit_cast<std::int32_t>(a[c]) & 0x7fffffff;
-      bits = b > bits ? b : bits;
-    }
-    // NaN/Inf anywhere: the quantizer's own check names the position (ValueError).
-    if (bits >= 0x7f800000) (void)Int8AbsMaxPerToken::gain(out.a.row(t));
-    const float g = Int8AbsMaxPerToken::gain_from_absmax(std::bit_cast<float>(bits));
-    std::int8_t* q = out.q.row(t).data();
-    for (std::size_t c = 0; c < d; ++c) {
-      // clamp(nearbyint(a g), -128, 127) as Int8AbsMaxPerToken: |a g| <= 127 (1 + 2 ulp), so
-      // adding then subtracting 1.5 * 2^23 rounds half to even in the default rounding mode,
-      // exactly as nearbyint, and the clamp (kept for safety) is on the integer (vectorisable).
-      const float r = (a[c] * g + 12582912.0f) - 12582912.0f;
-      std::int32_t i = static_cast<std::int32_t>(r);
-      i = i < -128 ? -128 : i;
-      i = i > 127 ? 127 : i;
-      q[c] = static_cast<std::int8_t>(i);
-    }
-    out.inv_gain[t] = 1.0f / g;
-  }
-}
-
-/// y[tokens x rows] = W . act (+ residual). Quantized kinds read act.q / act.inv_gain, FP32 reads
-/// act.a (one token: FP32 GEMV; several: the FP32 GEMM).
-inline void apply(const PackedLinear& w, const QuantizedTokens& act, MatrixView<float> y,
-                  MatrixView<const float> residual = {}) {
-  const std::size_t n = act.a.rows();
-  require<ShapeError>(act.a.cols() == w.cols && y.rows == n && y.cols == w.rows,
-                      "inference::apply: shapes do not match: input ", n, "x", act.a.cols(),
-                      ", weight ", w.rows, "x", w.cols, ", output ", y.rows, "x", y.cols);
-  if (w.kind == WeightKind::kF32) {
-    if (n == 1) {
-      kernels::gemv_f32(act.a.row(0), w.f32.view(), y.row(0),
-                        residual.empty() ? std::span<const float>() : residual.row(0));
-    } else {
-      kernels::gemm_forward(act.a.view(), w.f32.view(), y);
-      if (!residual.empty())
-        for (std::size_t t = 0; t < n; ++t)
-          for (std::size_t c = 0; c < w.rows; ++c) y(t, c) += residual(t, c);
-    }
-    return;
-  }
-  // Integer kinds. One token: the GEMV kernels (table lookup, INT8 multiply-add). Several tokens
-  // (prefill): the integer GEMMs, which read every weight tile once for all tokens. Both give the
-  // exact int32 accumulators and apply the one epilogue (kernels/epilogue.hpp) with the same
-  // operands, so prefill and decode agree bit for bit.
-  if (n == 1) {
-    const kernels::GemvEpilogue ep{w.scale, act.inv_gain[0],
-                                   residual.empty() ? std::span<const float>() : residual.row(0)};
-    const std::span<const std::int8_t> q = act.q.row(0);
-    switch (w.kind) {
-      case WeightKind::kSign1:
-        kernels::gemv_w1a8(q, w.sign, ep, y.row(0));
-        break;
-      case WeightKind::kTernary:
-        kernels::gemv_w2a8(q, w.ternary, ep, y.row(0));
-        break;
-      case WeightKind::kInt8:
-        kernels::gemv_w8a8(q, w.int8, ep, y.row(0));
-        break;
-      case WeightKind::kF32:
-        break;
-    }
-    return;
-  }
-  const kernels::Epilogue ep{w.scale, act.inv_gain, residual};
-  const MatrixView<const std::int8_t> q = act.q.view();
-  switch (w.kind) {
-    case WeightKind::kSign1:
-      kernels::gemm_w1a8(q, w.sign, ep, y);
-      break;
-    case WeightKind::kTernary:
-      kernels::gemm_w2a8(q, w.ternary, ep, y);
-      break;
-    case WeightKind::kInt8:
-      kernels::gemm_w8a8(q, w.int8, ep, y);
-      break;
-    case WeightKind::kF32:
-      break;
-  }
+/// Makes model files that use form P loadable (export_model registers the forms it writes).
+template <PackedForm P>
+void register_form() {
+  FormRegistry::global().add<P>();
 }
 
 }  // namespace pquant::inference

@@ -20,6 +20,15 @@
 #define PQUANT_KERNEL_API
 #endif
 
+namespace pquant::kernels {
+
+/// The K slice of the FP32 GEMM (gemm_f32-inl.h): every output of a product whose reduction fits
+/// one slice is one FMA chain in k order, whatever path reads the operands (callers that rely on
+/// that, such as the engine's in-place decode attention, static_assert against it).
+inline constexpr std::size_t kGemmF32KSlice = 256;
+
+}  // namespace pquant::kernels
+
 namespace pquant::kernels::detail {
 
 /// C[M x N] (=, or += when accumulate) A[M x K] * B[K x N] with general strides:

@@ -308,12 +308,14 @@ HWY_NOINLINE bool Int8AbsMaxQuantize(const detail::Int8AbsMaxArgs& a) {
       const auto v = hn::Min(hn::Max(hn::Mul(LoadPadded(df, x + c, count), vg), lo), hi);
       const auto qi = hn::ConvertTo(di, hn::Sub(hn::Add(v, round), round));  // integral: exact
       const auto q8 = hn::DemoteTo(dq, qi);
-      if constexpr (hn::MaxLanes(dq) == 1) {
+      // dq has df's lanes; MaxLanes(dq) is not an upper bound of them everywhere (Highway 1.0.3
+      // gives 1 on SVE2_128, where Lanes(dq) is 4), so the sizes come from df.
+      if constexpr (hn::MaxLanes(df) == 1) {
         hn::StoreU(q8, dq, q + c);  // count is 1
       } else if (count == N) {
         hn::StoreU(q8, dq, q + c);
       } else {
-        HWY_ALIGN std::int8_t buf[hn::MaxLanes(dq)];
+        HWY_ALIGN std::int8_t buf[hn::MaxLanes(df)];
         hn::Store(q8, dq, buf);
         std::memcpy(q + c, buf, count);
       }
@@ -324,13 +326,14 @@ HWY_NOINLINE bool Int8AbsMaxQuantize(const detail::Int8AbsMaxArgs& a) {
 }
 
 // Causal softmax rows: causal_softmax_row_f32 (layers/attention.hpp) operation for operation. The
-// 8 lane sums are one vector on 256-bit targets, two on 128-bit ones, eight scalars on HWY_SCALAR.
+// 8 lane sums are one vector on 256-bit targets, two on 128-bit ones, eight scalars on HWY_SCALAR;
+// SVE's lane count is a run-time value (4 at 128 bits, 8 from 256 bits), so the sums live in a
+// small array rather than in an array of vectors (which SVE's sizeless types cannot form).
 HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
   const hn::CappedTag<float, 8> d8;
   const hn::RebindToSigned<decltype(d8)> di;
-  constexpr std::size_t N = hn::MaxLanes(d8);
-  constexpr std::size_t kVecs = 8 / N;
-  static_assert(N * kVecs == 8, "8 lane sums in whole vectors");
+  const std::size_t N = hn::Lanes(d8);
+  HWY_DASSERT(8 % N == 0);
   const auto scale = hn::Set(d8, a.scale);
   const auto magnitude = hn::Set(di, 0x7fffffff);
   for (std::size_t i = 0; i < a.rows; ++i) {
@@ -361,17 +364,16 @@ HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
     const float mx = std::bit_cast<float>(key ^ ((key >> 31) & 0x7fffffff));
     const auto vmx = hn::Set(d8, mx);
     // e = fast_exp(v - mx), summed into 8 lanes in s order (the tail into the first lanes).
-    hn::Vec<decltype(d8)> acc[kVecs];
-    for (std::size_t j = 0; j < kVecs; ++j) acc[j] = hn::Zero(d8);
+    HWY_ALIGN float lane[8] = {};
     for (std::size_t s = 0; s < n; s += 8)
-      for (std::size_t j = 0; j < kVecs && s + j * N < n; ++j) {
-        const std::size_t at = s + j * N, count = std::min(N, n - at);
+      for (std::size_t j = 0; j < 8 && s + j < n; j += N) {
+        const std::size_t at = s + j, count = std::min(N, n - at);
         const auto e = FastExp(d8, hn::Sub(load(at, count), vmx));
         store(e, at, count);
-        acc[j] = hn::Add(acc[j], hn::IfThenElseZero(hn::FirstN(d8, count), e));
+        const auto sum =
+            hn::Add(hn::LoadU(d8, lane + j), hn::IfThenElseZero(hn::FirstN(d8, count), e));
+        hn::StoreU(sum, d8, lane + j);
       }
-    HWY_ALIGN float lane[8];
-    for (std::size_t j = 0; j < kVecs; ++j) hn::Store(acc[j], d8, lane + j * N);
     const float z =
         ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     const auto inv = hn::Set(d8, 1.0f / z);

@@ -15,7 +15,7 @@
 // (attention per head, the router) run on the calling thread.
 
 inline constexpr std::size_t kMR = 6;
-inline constexpr std::size_t kKC = 256;
+inline constexpr std::size_t kKC = ::pquant::kernels::kGemmF32KSlice;
 inline constexpr std::size_t kPackAhead = 16;  // rows of A prefetched ahead while packing
 inline constexpr std::size_t kGemmSerialWork = std::size_t{1} << 21;
 

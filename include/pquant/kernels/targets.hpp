@@ -13,8 +13,13 @@ namespace pquant::kernels {
 
 /// Targets that are both compiled into the kernels and supported by this CPU, best first.
 inline std::vector<std::int64_t> available_targets() {
+  const std::int64_t supported = hwy::SupportedTargets();
+  // Highway 1.0's SupportedTargets() re-detects the CPU and leaves the dispatch choice without the
+  // vector-length-specific targets it then returns (SVE2_128, SVE_256 on Arm): choose again from
+  // the full set, as the first kernel call does, so that asking does not change the target.
+  hwy::GetChosenTarget().Update(supported);
   std::vector<std::int64_t> out;
-  for (std::int64_t t = hwy::SupportedTargets() & detail::compiled_targets(); t != 0; t &= t - 1)
+  for (std::int64_t t = supported & detail::compiled_targets(); t != 0; t &= t - 1)
     out.push_back(t & -t);
   return out;
 }

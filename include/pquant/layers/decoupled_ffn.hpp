@@ -35,6 +35,34 @@
 
 namespace pquant {
 
+/// Tokens of each expert, in token order: rows[e] = {t : choice[t] == e} (rows resized to
+/// `experts`; clear() keeps each list's capacity). Shared by DecoupledFfn and the inference engine.
+inline void group_by_expert(std::span<const std::uint32_t> choice, std::size_t experts,
+                            std::vector<std::vector<std::size_t>>& rows) {
+  rows.resize(experts);
+  for (auto& r : rows) r.clear();
+  for (std::size_t t = 0; t < choice.size(); ++t) rows[choice[t]].push_back(t);
+}
+
+/// An expert's output rows (out row i belongs to token rows[i]) scaled by the token's router
+/// probability into y8: y8[rows[i]] = prob[rows[i]] * out[i].
+inline void scatter_expert_output(std::span<const std::size_t> rows, std::span<const float> prob,
+                                  MatrixView<const float> out, MatrixView<float> y8) {
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const float p = prob[rows[i]];
+    float* dst = &y8(rows[i], 0);
+    for (std::size_t c = 0; c < out.cols; ++c) dst[c] = p * out(i, c);
+  }
+}
+
+/// Rows [t0, t0 + n) of the decoupled FFN's output: y = alpha * y8 + beta * y1.
+inline void decoupled_combine(float alpha, MatrixView<const float> y8, float beta,
+                              MatrixView<const float> y1, MatrixView<float> y, std::size_t t0,
+                              std::size_t n) {
+  for (std::size_t t = t0; t < t0 + n; ++t)
+    for (std::size_t c = 0; c < y.cols; ++c) y(t, c) = alpha * y8(t, c) + beta * y1(t, c);
+}
+
 template <Projection Int8Proj = Int8BitLinear, Projection Int1Proj = SignBitLinear>
 class DecoupledFfn {
  public:
@@ -192,16 +220,13 @@ class DecoupledFfn {
       detail::ensure_shape(*m, n, d);
     norm_.forward(x, a_.view(), borrowed_input);
     // Routing: tokens of each expert, in token order (clear() keeps the capacity: no allocation).
-    rows_.resize(cfg_.experts);
-    for (auto& r : rows_) r.clear();
     prob_.assign(n, 1.0f);
     if (router_) {
       router_->forward(a_.view());
-      for (std::size_t t = 0; t < n; ++t) {
-        rows_[router_->choices()[t]].push_back(t);
-        prob_[t] = router_->chosen_probability(t);
-      }
+      group_by_expert(router_->choices(), cfg_.experts, rows_);
+      for (std::size_t t = 0; t < n; ++t) prob_[t] = router_->chosen_probability(t);
     } else {
+      rows_.resize(cfg_.experts);
       rows_[0].resize(n);
       for (std::size_t t = 0; t < n; ++t) rows_[0][t] = t;
     }
@@ -223,18 +248,16 @@ class DecoupledFfn {
       const MatrixView<float> out = expert_out_.view().row_range(first_[e], rows.size());
       for (std::size_t i = 0; i < rows.size(); ++i) std::copy_n(&a_(rows[i], 0), d, &in(i, 0));
       experts_[e]->forward(in, out, borrowed_input);  // rows of expert_in_ (ours)
-      for (std::size_t i = 0; i < rows.size(); ++i) {
-        const float p = prob_[rows[i]];
-        float* dst = &y8_(rows[i], 0);
-        for (std::size_t c = 0; c < d; ++c) dst[c] = p * out(i, c);
-      }
+      scatter_expert_output(rows, prob_, out, y8_.view());
     };
     tbb::parallel_invoke([&] { int1_->forward(a_.view(), y1_.view(), borrowed_input); },
                          [&] { tbb::parallel_for(std::size_t{0}, cfg_.experts, run_expert); });
     const float alpha = alpha_value(), beta = beta_value();
-    for_tokens(n, [&](std::size_t t) {
-      for (std::size_t c = 0; c < d; ++c) y(t, c) = alpha * y8_(t, c) + beta * y1_(t, c);
-    });
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 64),
+                      [&](const tbb::blocked_range<std::size_t>& b) {
+                        decoupled_combine(alpha, y8_.view(), beta, y1_.view(), y, b.begin(),
+                                          b.size());
+                      });
   }
 
   static Config checked(Config cfg, const std::string& name) {

@@ -44,29 +44,37 @@ struct RopeTable {
   }
 };
 
+/// Rotates `heads` consecutive head vectors of one row (heads * head_dim values) in place to
+/// position `pos` (< table.seq_len); inverse = true applies the transpose. The one rotation the
+/// training attention (rope_apply) and the inference engine (one position at a time) share.
+template <class T>
+void rope_rotate(T* row, std::size_t heads, const RopeTable<T>& table, std::size_t pos,
+                 bool inverse = false) {
+  const std::size_t hd = table.head_dim, half = hd / 2;
+  const T* c = table.cos.data() + pos * half;
+  const T* s = table.sin.data() + pos * half;
+  for (std::size_t h = 0; h < heads; ++h) {
+    T* v = row + h * hd;
+    for (std::size_t i = 0; i < half; ++i) {
+      const T a = v[i], b = v[i + half];
+      const T si = inverse ? -s[i] : s[i];
+      v[i] = a * c[i] - b * si;
+      v[i + half] = a * si + b * c[i];
+    }
+  }
+}
+
 /// x [batch*seq_len x heads*head_dim], rotated in place; inverse = true applies the transpose
 /// (the backward pass of RoPE).
 template <class T>
 void rope_apply(MatrixView<T> x, std::size_t heads, const RopeTable<T>& table,
                 bool inverse = false) {
-  const std::size_t hd = table.head_dim, half = hd / 2;
+  const std::size_t hd = table.head_dim;
   require<ShapeError>(x.cols == heads * hd && x.rows % table.seq_len == 0,
                       "rope_apply: argument 'x' must be [k*", table.seq_len, " x ", heads * hd,
                       "], got ", x.rows, "x", x.cols);
-  for (std::size_t r = 0; r < x.rows; ++r) {
-    const std::size_t p = r % table.seq_len;
-    const T* c = table.cos.data() + p * half;
-    const T* s = table.sin.data() + p * half;
-    for (std::size_t h = 0; h < heads; ++h) {
-      T* v = &x(r, h * hd);
-      for (std::size_t i = 0; i < half; ++i) {
-        const T a = v[i], b = v[i + half];
-        const T si = inverse ? -s[i] : s[i];
-        v[i] = a * c[i] - b * si;
-        v[i + half] = a * si + b * c[i];
-      }
-    }
-  }
+  for (std::size_t r = 0; r < x.rows; ++r)
+    rope_rotate(&x(r, 0), heads, table, r % table.seq_len, inverse);
 }
 
 }  // namespace pquant

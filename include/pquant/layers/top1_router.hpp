@@ -24,6 +24,23 @@
 
 namespace pquant {
 
+/// One token's router logits [experts] -> softmax probabilities in place (max subtracted); returns
+/// the top-1 expert (the lowest index among equal probabilities). Shared by Top1Router and the
+/// inference engine.
+inline std::uint32_t top1_route(std::span<float> p) {
+  const std::size_t e = p.size();
+  float mx = p[0];
+  for (std::size_t j = 1; j < e; ++j) mx = std::max(mx, p[j]);
+  float z = 0;
+  for (std::size_t j = 0; j < e; ++j) z += (p[j] = std::exp(p[j] - mx));
+  std::uint32_t best = 0;
+  for (std::size_t j = 0; j < e; ++j) {
+    p[j] /= z;
+    if (p[j] > p[best]) best = static_cast<std::uint32_t>(j);  // strict: ties keep the lowest
+  }
+  return best;
+}
+
 class Top1Router {
  public:
   struct Config {
@@ -50,16 +67,7 @@ class Top1Router {
     choice_.assign(n, 0);
     std::fill(usage_.begin(), usage_.end(), 0);
     for (std::size_t t = 0; t < n; ++t) {
-      float* p = &probs_(t, 0);
-      float mx = p[0];
-      for (std::size_t j = 1; j < e; ++j) mx = std::max(mx, p[j]);
-      float z = 0;
-      for (std::size_t j = 0; j < e; ++j) z += (p[j] = std::exp(p[j] - mx));
-      std::uint32_t best = 0;
-      for (std::size_t j = 0; j < e; ++j) {
-        p[j] /= z;
-        if (p[j] > p[best]) best = static_cast<std::uint32_t>(j);  // strict: ties keep the lowest
-      }
+      const std::uint32_t best = top1_route(probs_.row(t));
       choice_[t] = best;
       ++usage_[best];
     }

@@ -21,10 +21,12 @@
 #include <limits>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "pquant/core/matrix.hpp"
 #include "pquant/quantizers/reductions.hpp"
+#include "pquant/quantizers/packed_form.hpp"
 #include "pquant/quantizers/weight_quantizer.hpp"
 #include "pquant/storage/code_format.hpp"
 #include "pquant/storage/packed_matrix.hpp"
@@ -108,5 +110,13 @@ struct Int8AbsMax {
 };
 
 static_assert(ClippableWeightQuantizer<Int8AbsMax<PerRow>>);
+
+/// Packed form (quantizers/packed_int8.hpp): INT8 codes in the W8A8 layout, one scale per row (a
+/// per-tensor scale repeated per row). Per-group INT8 scales have no packed form.
+template <ScaleGranularity S>
+  requires(std::is_same_v<S, PerRow> || std::is_same_v<S, PerTensor>)
+struct packed_form<Int8AbsMax<S>> {
+  using type = Int8Codes<PerRow>;
+};
 
 }  // namespace pquant

@@ -39,6 +39,7 @@
 #include "pquant/core/error.hpp"
 #include "pquant/core/matrix.hpp"
 #include "pquant/quantizers/reductions.hpp"
+#include "pquant/quantizers/packed_form.hpp"
 #include "pquant/quantizers/weight_quantizer.hpp"
 #include "pquant/storage/code_format.hpp"
 #include "pquant/storage/packed_matrix.hpp"
@@ -224,5 +225,14 @@ struct KMeansCodebook {
 };
 
 static_assert(ClippableWeightQuantizer<KMeansCodebook<2>>);
+
+/// Packed form (quantizers/packed_lut.hpp): b-bit LUT codes (b = 1, 2, 4) and a codebook per row
+/// (a per-tensor codebook repeated per row) or per group, decoded to FP32 per product (the
+/// training forward's path). 8-bit codebooks have no packed form.
+template <unsigned Bits, ScaleGranularity S, std::size_t MaxIterations>
+  requires(Bits <= 4)
+struct packed_form<KMeansCodebook<Bits, S, MaxIterations>> {
+  using type = LutCodes<CodebookIndex<Bits>, stored_scales_t<S>>;
+};
 
 }  // namespace pquant

@@ -20,6 +20,7 @@
 
 #include "pquant/core/matrix.hpp"
 #include "pquant/quantizers/reductions.hpp"
+#include "pquant/quantizers/packed_form.hpp"
 #include "pquant/quantizers/weight_quantizer.hpp"
 #include "pquant/storage/code_format.hpp"
 #include "pquant/storage/packed_matrix.hpp"
@@ -121,5 +122,12 @@ struct SignAbsMean {
 
 static_assert(ClippableWeightQuantizer<SignAbsMean<PerTensor>>);
 static_assert(ClippableWeightQuantizer<SignAbsMean<PerGroup<64>>>);
+
+/// Packed form (quantizers/packed_lut.hpp): 1-bit LUT codes, lambda per row (a per-tensor lambda
+/// repeated per row) or per group; served on the W1A8 kernels per row, decoded per group.
+template <ScaleGranularity S>
+struct packed_form<SignAbsMean<S>> {
+  using type = LutCodes<SignBit, stored_scales_t<S>>;
+};
 
 }  // namespace pquant

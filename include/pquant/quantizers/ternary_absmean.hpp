@@ -19,6 +19,7 @@
 
 #include "pquant/core/matrix.hpp"
 #include "pquant/quantizers/reductions.hpp"
+#include "pquant/quantizers/packed_form.hpp"
 #include "pquant/quantizers/weight_quantizer.hpp"
 #include "pquant/storage/code_format.hpp"
 #include "pquant/storage/packed_matrix.hpp"
@@ -92,5 +93,12 @@ struct TernaryAbsMean {
 };
 
 static_assert(ClippableWeightQuantizer<TernaryAbsMean<PerTensor>>);
+
+/// Packed form (quantizers/packed_lut.hpp): ternary LUT codes, gamma per row (a per-tensor gamma
+/// repeated per row) or per group; served on the W2A8 kernels per row, decoded per group.
+template <ScaleGranularity S>
+struct packed_form<TernaryAbsMean<S>> {
+  using type = LutCodes<TernaryCode, stored_scales_t<S>>;
+};
 
 }  // namespace pquant

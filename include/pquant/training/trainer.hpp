@@ -3,10 +3,12 @@
 // One step:  sample B windows (data Rng) -> zero gradients -> forward + backward (model)
 //            -> on_gradients_ready(grads)      <- the one point where gradients are complete
 //            -> global-norm clipping -> schedule(step) -> AdamW update.
-// on_gradients_ready is where a data-parallel run all-reduces the gradient arena (e.g.
-// MPI_Allreduce(MPI_IN_PLACE, grads.data(), grads.size(), MPI_FLOAT, MPI_SUM, comm) then divides
-// by the world size): the arena is one contiguous buffer, nothing else holds gradients, and
-// clipping and the update come after, so every rank then takes the identical step.
+// on_gradients_ready is where a data-parallel run averages the gradient arena over the ranks:
+// the arena is one contiguous buffer, nothing else holds gradients, and clipping and the update
+// come after, so every rank then takes the identical step.
+// TrainerConfig::shard makes the trainer a data-parallel rank: it draws the same global batch as
+// every other rank and trains on its own contiguous block of rows (pquant/distributed/ installs
+// the all-reduce; docs/distributed.md).
 // State that defines the run (latent weights, AdamW moments and step count, schedule position,
 // data Rng) is exactly what save()/resume() store, so a resumed run is bit-identical to an
 // uninterrupted one (as long as the thread count does not change results: see docs/training.md).
@@ -62,6 +64,13 @@ concept LanguageModel = requires(M& m, std::span<const TokenId> inputs,
   { m.evaluate(inputs, targets, shape) } -> std::same_as<CrossEntropyResult>;
 };
 
+/// Which block of each global batch this process trains on (data parallel): rows
+/// [index * batch / count, (index + 1) * batch / count). {0, 1} is the whole batch.
+struct DataShard {
+  std::size_t index = 0;
+  std::size_t count = 1;
+};
+
 enum class OnDivergence { kStop, kSkip };
 
 /// When a step counts as diverged (see the header comment) and what the trainer does then.
@@ -84,7 +93,7 @@ class DivergenceError : public ValueError {
 };
 
 struct TrainerConfig {
-  std::size_t batch = 16;
+  std::size_t batch = 16;  // the global batch: windows per step over all shards
   std::size_t seq_len = 128;
   AnySchedule schedule = TwoPhaseSchedule{};  // its total_steps is the run's length
   AdamWConfig adam{};
@@ -92,6 +101,7 @@ struct TrainerConfig {
   std::uint64_t data_seed = 1;  // seeds the window sampler
   std::size_t eval_batch = 16;  // validation windows per forward pass
   DivergenceGuard guard{};
+  DataShard shard{};            // count must divide batch
 };
 
 namespace detail {
@@ -132,9 +142,9 @@ struct StepReport {
   double grad_norm = 0;  // before clipping
   float lr = 0;
   float weight_decay = 0;
-  std::size_t tokens = 0;
-  double seconds = 0;    // wall time of the step
-  bool skipped = false;  // diverged and not applied (OnDivergence::kSkip)
+  std::size_t tokens = 0;  // of the global batch
+  double seconds = 0;      // wall time of the step
+  bool skipped = false;    // diverged and not applied (OnDivergence::kSkip)
 };
 
 struct EvalReport {
@@ -155,6 +165,10 @@ class Trainer {
     require<ValueError>(cfg_.batch > 0 && cfg_.seq_len > 0 && cfg_.eval_batch > 0,
                         "Trainer: 'batch', 'seq_len' and 'eval_batch' must be > 0");
     require<ValueError>(std::isfinite(cfg_.clip_norm), "Trainer: 'clip_norm' must be finite");
+    require<ValueError>(cfg_.shard.count > 0 && cfg_.shard.index < cfg_.shard.count &&
+                            cfg_.batch % cfg_.shard.count == 0,
+                        "Trainer: 'shard' must have index < count and count dividing 'batch' (",
+                        cfg_.batch, "), got index ", cfg_.shard.index, " of ", cfg_.shard.count);
     require<ValueError>(cfg_.guard.max_loss > 0 && cfg_.guard.max_grad_norm > 0,
                         "Trainer: the divergence guard's limits must be > 0");
   }
@@ -163,6 +177,11 @@ class Trainer {
   /// the hook for a data-parallel all-reduce (see the header comment). Empty by default.
   std::function<void(std::span<float> grads)> on_gradients_ready;
 
+  /// Called with the step's losses right after on_gradients_ready, before the divergence guard
+  /// and the report read them: a data-parallel run replaces its shard's losses with the global
+  /// batch's, so every rank reports and guards alike. Empty by default.
+  std::function<void(LossReport& loss)> on_loss_ready;
+
   std::size_t step_index() const { return step_; }
   std::size_t total_steps() const { return cfg_.schedule.total_steps(); }
   bool done() const { return step_ >= total_steps(); }
@@ -170,16 +189,21 @@ class Trainer {
   AdamW& optimizer() { return opt_; }
   const Rng& data_rng() const { return rng_; }
 
-  /// One optimizer step on a fresh random batch (see the header comment for diverged steps).
+  /// One optimizer step on a fresh random batch: this shard's rows of it (see the header comment
+  /// for diverged steps).
   StepReport step() {
     const auto t0 = std::chrono::steady_clock::now();
     data_->sample_train(rng_, cfg_.batch, cfg_.seq_len, batch_);
     ParameterStore& store = model_->store();
     store.zero_grads();
+    const std::size_t rows = cfg_.batch / cfg_.shard.count;
+    const std::size_t first = cfg_.shard.index * rows * cfg_.seq_len, n = rows * cfg_.seq_len;
     LossReport loss;
     try {
-      loss = model_->forward_backward(batch_.inputs, batch_.targets,
-                                      SequenceShape{cfg_.batch, cfg_.seq_len});
+      loss = model_->forward_backward(
+          std::span<const TokenId>(batch_.inputs).subspan(first, n),
+          std::span<const std::int32_t>(batch_.targets).subspan(first, n),
+          SequenceShape{rows, cfg_.seq_len});
     } catch (const ValueError& e) {
       // A layer met a non-finite value (e.g. NaN logits): the run had diverged. Say when.
       throw DivergenceError(detail::concat("pquant: Trainer::step: step ", step_ + 1,
@@ -187,6 +211,7 @@ class Trainer {
                             step_);
     }
     if (on_gradients_ready) on_gradients_ready(store.grads());
+    if (on_loss_ready) on_loss_ready(loss);
     StepReport r;
     r.step = step_;
     r.loss = loss.loss;
