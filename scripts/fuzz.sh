@@ -43,8 +43,10 @@ else
 fi
 
 cxx="${PQUANT_FUZZ_CXX:-clang++}"
+# Static dispatch: the kernels compiled inline for the baseline target (no separate dispatch unit).
 flags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -I"$root/include" -I"$root/examples/train_lm")
+       -DPQUANT_STATIC_DISPATCH -I"$root/include" -I"$root/examples/train_lm")
+libs=(-ltbb -lhwy)
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 probe="$out/probe"
@@ -61,7 +63,7 @@ for t in "${targets[@]}"; do
   # Rebuild when the target or any header it may include is newer than the binary.
   if [[ ! -x $bin ]] || [[ -n $(find "$src" "$root/include" "$root/examples/train_lm" -newer "$bin" -name '*.[ch]pp' -print -quit) ]]; then
     echo "fuzz.sh: building fuzz_$t"
-    "$cxx" "${flags[@]}" "$src" -o "$bin.new"
+    "$cxx" "${flags[@]}" "$src" -o "$bin.new" "${libs[@]}"
     mv "$bin.new" "$bin"
   fi
 done
