@@ -18,7 +18,7 @@ for v in pquant bitnet bitnet158 fp; do
   extra=()
   [[ $v == pquant ]] && extra=(--experts 2 --r 4)
   "$bin/train_lm/train_lm" --variant "$v" "${extra[@]}" "${tiny[@]}" --save "$tmp/$v.ckpt" >/dev/null
-  "$bin/generate/generate" --export "$tmp/$v.ckpt" --model "$corpus/model_loader/$v.safetensors" >/dev/null
+  "$bin/generate/generate" --export "$tmp/$v.ckpt" --model "$corpus/model_loader/$v.safetensors" >/dev/null 2>&1
 done
 cp "$tmp/pquant.ckpt" "$corpus/checkpoint/pquant.ckpt"
 cp "$tmp/bitnet.ckpt" "$corpus/checkpoint/bitnet.ckpt"
@@ -49,7 +49,7 @@ for v in ('pquant', 'fp'):
     write('config', v + '_train_lm.json', h['__metadata__']['pquant.meta'])
 c = json.loads(open(os.path.join(corpus, 'config', 'pquant_model.json')).read())
 write('config', 'huge_sizes.json', json.dumps(dict(c, vocab=2**24, d_model=2**20, context=2**24)))
-write('config', 'wrong_types.json', json.dumps(dict(c, norm_eps=True, layers="1", experts=-1)))
+write('config', 'wrong_types.json', json.dumps(dict(c, norm_eps=True, vocab="1", d_model=-64)))
 write('config', 'duplicate_key.json', '{"layers": 1, "layers": 2}')
 write('config', 'not_object.json', '[1, 2, 3]')
 
