@@ -86,6 +86,12 @@ void export_from(const Options& o) {
   const CheckpointReader ckpt = CheckpointReader::open(o.export_from);
   const train_lm::ModelSpec spec = train_lm::model_from_json(
       nlohmann::json::parse(ckpt.state().meta, nullptr, false), o.export_from);
+  // The configuration must not ask for more weights than the file holds (checked before the model
+  // is allocated: a crafted configuration cannot make it allocate more than the file's size).
+  const double needed = train_lm::min_parameters(spec.variant, spec.config);
+  require<FormatError>(needed <= static_cast<double>(ckpt.parameter_elements()), "'",
+                       o.export_from, "': its configuration needs at least ", needed,
+                       " weights, the file holds ", ckpt.parameter_elements());
   visit_variant(spec.variant, [&]<class V>(std::type_identity<V>) {
     DecoderModel<V> model(spec.config, 0);
     AdamW opt(model.store());

@@ -24,6 +24,9 @@ expect_exit(2 "--warmup: must be in \\[0, 9\\] \\(below --steps\\), got 10" ${t}
 expect_exit(2 "--stop-at: must be in \\[0, 10\\]" ${t} --steps 10 --stop-at 11)
 expect_exit(2 "--corpus-bytes: must give more than --context \\+ 1" ${t} --corpus-bytes 100)
 expect_exit(2 "not expected: --bogus" ${t} --bogus)
+# Sizes within every flag's range whose least memory no machine has: refused before allocating.
+expect_exit(2 "^train_lm: --d-model/--d-ff/--layers/--batch/--context: the run needs at least [0-9.]+ GiB"
+            ${t} --d-model 65536 --d-ff 65536 --layers 4096 --heads 2)
 # Octal-looking numbers are decimal: --steps 010 is ten steps, so --warmup 9 is allowed, 10 is not.
 expect_exit(2 "--warmup: must be in \\[0, 9\\]" ${t} --steps 010 --warmup 10)
 expect_exit(1 "^train_lm: .*'/dev/zero' is a character device, expected a regular file" ${t} --data /dev/zero)

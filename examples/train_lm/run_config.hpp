@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "pquant/core/error.hpp"
@@ -22,6 +23,17 @@ inline constexpr std::size_t kMaxExperts = 8;
 inline constexpr std::size_t kMaxWidth = 1 << 16;  // d_model, d_ff, r, context, batch
 inline constexpr std::size_t kMaxLayers = 4096;
 inline constexpr std::size_t kMaxSteps = 1'000'000'000;
+
+/// A lower bound of the parameter count of a train_lm model (attention 4 d^2 and SwiGLU FFN
+/// 3 d d_ff per layer, pQuant's experts 3 d r each; the embedding and head V d each; norms and
+/// router left out), in double so that no product overflows. Used to refuse, before allocating,
+/// sizes that cannot fit in memory or that a checkpoint's tensors do not hold.
+inline double min_parameters(std::string_view variant, const pquant::ModelConfig& c) {
+  const double d = static_cast<double>(c.d_model), f = static_cast<double>(c.d_ff);
+  const double r = static_cast<double>(c.r), experts = static_cast<double>(c.experts);
+  const double ffn = variant == "pquant" ? 3 * d * (f - r) + experts * 3 * d * r : 3 * d * f;
+  return 2 * static_cast<double>(c.vocab) * d + static_cast<double>(c.layers) * (4 * d * d + ffn);
+}
 
 /// The model a checkpoint's meta describes: its variant name and configuration.
 struct ModelSpec {

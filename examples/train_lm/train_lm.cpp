@@ -8,6 +8,7 @@
 // params_total, params_active, steps (and more). Every flag, its range and the JSON fields are
 // listed in docs/tools.md; `train_lm --help` prints the same.
 #include <oneapi/tbb/global_control.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -160,6 +161,32 @@ void declare(CLI::App& app, Options& o) {
   app.add_flag("--json", o.json, "print a JSON summary as the last line of stdout");
 }
 
+/// Refuses sizes whose least memory (16 bytes per parameter: weight, gradient, two AdamW moments;
+/// 8 bytes per token and vocabulary entry: logits and their gradient) exceeds the machine's
+/// physical memory, before anything is allocated.
+void check_memory(const Options& o) {
+  pquant::ModelConfig c;
+  c.d_model = o.d_model;
+  c.layers = o.layers;
+  c.d_ff = o.d_ff;
+  c.experts = o.experts;
+  c.r = o.r;
+  const double params = train_lm::min_parameters(o.variant, c);
+  const double bytes = 16 * params + 8 * static_cast<double>(o.batch) *
+                                         static_cast<double>(o.context) *
+                                         static_cast<double>(c.vocab);
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return;  // unknown: let the allocation decide
+  const double memory = static_cast<double>(pages) * static_cast<double>(page);
+  if (bytes <= memory) return;
+  char text[256];
+  std::snprintf(text, sizeof text,
+                "the run needs at least %.1f GiB (%.3g parameters x 16 bytes for weights, "
+                "gradients and AdamW moments, plus the logits), more than this machine's %.1f GiB",
+                bytes / 1073741824.0, params, memory / 1073741824.0);
+  cli::reject("--d-model/--d-ff/--layers/--batch/--context", text);
+}
+
 /// Cross-flag checks and defaults that depend on other flags.
 void finish(const CLI::App& app, Options& o) {
   if (o.d_model % 2 != 0)
@@ -199,6 +226,7 @@ void finish(const CLI::App& app, Options& o) {
       cli::reject("--save", e.what());
     }
   }
+  check_memory(o);
   if (app.count("--lr") == 0) o.lr = o.variant == "fp" ? 1e-3f : 3e-3f;
   if (o.log_every == 0) o.log_every = std::max<std::size_t>(1, o.steps / 10);
 }

@@ -162,6 +162,8 @@ TEST(Checkpoint, IsASafetensorsFileWithTheDocumentedTensorsAndMetadata) {
   EXPECT_TRUE(same(w, a.store.values().first(15)));
   EXPECT_EQ(io::detail::read_u64_le(v.bytes(v.at("training.step")).data()), 9u);
   EXPECT_EQ(io::detail::read_u64_le(v.bytes(v.at("adamw.step")).data()), 1u);
+  // The reader counts the latent weights before anything is restored.
+  EXPECT_EQ(CheckpointReader::parse(bytes).parameter_elements(), 3u * 5 + 1 * 5);
 }
 
 TEST(Checkpoint, CorruptOrTruncatedFilesAreFormatErrors) {

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 #include "../../examples/train_lm/run_config.hpp"
 
@@ -65,6 +67,25 @@ TEST(RunConfig, EveryBadFieldIsAFormatErrorNamingIt) {
             std::string::npos);
   EXPECT_NE(error_of(nlohmann::json::array()).find("records no train_lm configuration"),
             std::string::npos);
+}
+
+TEST(RunConfig, MinParametersIsATightLowerBoundOfEveryVariantsCount) {
+  pquant::ModelConfig c;
+  c.d_model = 32;
+  c.layers = 2;
+  c.heads = 2;
+  c.d_ff = 96;
+  c.context = 16;
+  c.experts = 3;
+  c.r = 16;
+  for (std::string_view name : pquant::PaperVariants::names()) {
+    const std::size_t actual = pquant::visit_variant(name, [&]<class V>(std::type_identity<V>) {
+      return pquant::DecoderModel<V>(c, 1).parameter_count();
+    });
+    const double bound = train_lm::min_parameters(name, c);
+    EXPECT_LE(bound, static_cast<double>(actual)) << name;
+    EXPECT_GE(bound, 0.9 * static_cast<double>(actual)) << name;
+  }
 }
 
 }  // namespace

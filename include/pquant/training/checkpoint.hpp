@@ -251,6 +251,16 @@ class CheckpointReader {
   const std::string& path() const { return path_; }
   const TrainingState& state() const { return state_; }
   std::uint64_t adam_steps() const { return adam_steps_; }
+  /// Elements of the latent-weight tensors (every tensor but the moments and the counters): what
+  /// a model's parameter count must match, known before the model is built.
+  std::uint64_t parameter_elements() const {
+    std::uint64_t n = 0;
+    for (const io::TensorInfo& t : view_.tensors())
+      if (t.dtype == io::DType::kF32 && !t.name.starts_with(detail::kMomentPrefix[0]) &&
+          !t.name.starts_with(detail::kMomentPrefix[1]))
+        n += t.elements();
+    return n;
+  }
 
   /// Restores `store` values and `opt` moments and step count: the checkpoint must hold exactly
   /// the store's parameters with their shapes, all finite. Nothing is modified unless it does.
