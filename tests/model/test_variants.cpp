@@ -116,7 +116,7 @@ TEST(Variants, NamesAndTensorLayout) {
   EXPECT_TRUE(has_alpha && has_int1 && has_expert);
   const ModelMetrics m = p.metrics();
   ASSERT_EQ(m.alpha.size(), 2u);
-  EXPECT_FLOAT_EQ(m.alpha[0], 2.0f);  // method.md initial values
+  EXPECT_FLOAT_EQ(m.alpha[0], 2.0f);  // docs/method.md section 3: initial values
   EXPECT_FLOAT_EQ(m.beta[1], 0.2f);
 }
 

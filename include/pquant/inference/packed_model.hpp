@@ -37,7 +37,7 @@ struct PackedBlock {
   float alpha = 1.0f, beta = 1.0f;    // decoupled
 };
 
-/// Exact accounting of a packed model (method.md section 5; printed on export).
+/// Exact accounting of a packed model (docs/method.md section 5; printed on export).
 struct ModelAccounting {
   std::size_t linear_weights = 0;  // attention + FFN + router weights (all experts)
   std::size_t linear_bits = 0;     // their codes + parameters, exact bits
