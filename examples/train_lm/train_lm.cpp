@@ -40,6 +40,7 @@ struct Options {
   float weight_decay = 0.1f;
   double init_std = 0.0;  // fan-in (ModelConfig)
   double embed_std = -1;  // < 0: follow --init-std
+  std::string fan_in = "uniform";  // distribution of fan-in scaled block weights
   std::string data;
   std::size_t corpus_bytes = 1 << 20;
   std::uint64_t seed = 1;
@@ -118,6 +119,11 @@ void declare(CLI::App& app, Options& o) {
   app.add_option("--embed-std", o.embed_std,
                  "embedding table ~ N(0, S^2) (overrides --init-std for it)")
       ->transform(in_range<double>(0.0, 10.0));
+  app.add_option("--fan-in", o.fan_in,
+                 "with --init-std 0: block weights ~ U(+-1/sqrt(fan_in)) (uniform) or "
+                 "N(0, 1/fan_in) (normal)")
+      ->check(one_of({"uniform", "normal"}, "uniform or normal"))
+      ->capture_default_str();
   app.add_option("--data", o.data, "train on FILE (last 10% held out); default: generated corpus");
   app.add_option("--corpus-bytes", o.corpus_bytes, "size of the generated corpus")
       ->transform(in_range<std::size_t>(64, std::size_t{1} << 32))
@@ -174,7 +180,8 @@ nlohmann::json identity(const Options& o) {
           {"d_model", o.d_model}, {"layers", o.layers},     {"heads", o.heads},
           {"d_ff", o.d_ff},       {"context", o.context},   {"batch", o.batch},
           {"steps", o.steps},     {"lr", o.lr},             {"warmup", o.warmup},
-          {"schedule", o.schedule}, {"init_std", o.init_std}, {"seed", o.seed},
+          {"schedule", o.schedule}, {"init_std", o.init_std}, {"fan_in", o.fan_in},
+          {"seed", o.seed},
           {"data", o.data}};
 }
 
@@ -295,6 +302,7 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                               {"context", mc.context},
                               {"batch", o.batch},
                               {"lr", o.lr},
+                              {"fan_in", o.fan_in},
                               {"threads", o.threads},
                               {"val_tokens", ev.tokens},
                               {"data", o.data.empty() ? std::string("generated") : o.data}};
@@ -333,6 +341,7 @@ int main(int argc, char** argv) {
         mc.r = o.r;
         mc.init_std = o.init_std;
         mc.embed_std = o.embed_std;
+        mc.fan_in = o.fan_in == "normal" ? pquant::FanInInit::kNormal : pquant::FanInInit::kUniform;
         return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
           return run<pquant::DecoderModel<V>>(o, mc, data);
         });

@@ -9,6 +9,10 @@
 
 namespace pquant {
 
+/// The distribution of fan-in scaled weights (ModelConfig::init_std == 0): PyTorch nn.Linear's
+/// U(+-1/sqrt(fan_in)) (std 1/sqrt(3 fan_in)) or N(0, 1/fan_in).
+enum class FanInInit { kUniform, kNormal };
+
 struct ModelConfig {
   std::size_t vocab = 256;  // byte-level by default
   std::size_t d_model = 128;
@@ -24,8 +28,11 @@ struct ModelConfig {
   // ~ U(+-1/sqrt(fan_in)) (PyTorch nn.Linear) and the embedding ~ N(0, 1) (nn.Embedding, a
   // one-hot input has fan-in 1); init_std > 0 = N(0, init_std^2) everywhere, output projections
   // scaled by 1/sqrt(2 layers) (GPT-2). embed_std >= 0 overrides the embedding's std.
+  // fan_in picks the distribution of the fan-in scaled block weights (attention, FFN, router);
+  // the head keeps nn.Linear's uniform default either way.
   double init_std = 0.0;
   double embed_std = -1;
+  FanInInit fan_in = FanInInit::kUniform;
 
   /// Throws ValueError naming the first inconsistent field.
   void validate(const char* fn) const {

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# pQuant vs BitNet on tinyshakespeare at d_model 256 (6 layers, 4 heads, D_ff 768, r 64, context
+# 128, batch 16, LR 3e-3, warm-up 50, two-phase schedule, 1 thread): paired runs (same seed = same
+# initialisation stream and data order) that move one training choice at a time.
+#
+#   DATA=path/to/tinyshakespeare.txt scripts/experiments/pquant_vs_bitnet.sh [REGEX]
+#
+# Runs every planned run whose name matches REGEX (default: all), in plan order. Resumable: a run
+# whose JSON result exists is skipped, and a run another instance of this script is working on
+# (lock directory) is skipped too, so two instances can share the plan. Results:
+#   docs/results/pquant_vs_bitnet/<name>.json   train_lm's --json line (raw)
+#   docs/results/pquant_vs_bitnet/<name>.log    its progress lines (loss curve, alpha/beta)
+# Environment: DATA (required), BUILD (default build/release), NICE (default 10).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build/release}
+BIN=$BUILD/examples/train_lm/train_lm
+OUT=docs/results/pquant_vs_bitnet
+FILTER=${1:-.}
+[[ -n "${DATA:-}" && -r "${DATA:-}" ]] || {
+  echo "pquant_vs_bitnet.sh: set DATA to a readable text file (tinyshakespeare)" >&2; exit 2; }
+[[ -x $BIN ]] || { echo "pquant_vs_bitnet.sh: build train_lm first ($BIN)" >&2; exit 2; }
+mkdir -p "$OUT"
+# A private copy of the binary: rebuilding train_lm during a long plan does not change its runs.
+RUNBIN=$(mktemp "${TMPDIR:-/tmp}/train_lm.XXXXXX")
+cp "$BIN" "$RUNBIN"
+chmod +x "$RUNBIN"
+CURLOCK=
+trap 'rm -f "$RUNBIN"; [[ -n $CURLOCK ]] && rmdir "$CURLOCK" 2>/dev/null; true' EXIT
+trap 'exit 143' TERM INT
+
+COMMON=(--d-model 256 --layers 6 --heads 4 --d-ff 768 --context 128 --batch 16 --lr 3e-3
+        --warmup 50 --schedule two-phase --threads 1 --data "$DATA" --json)
+BITNET=(--variant bitnet)
+PQ1=(--variant pquant --experts 1 --r 64)
+PQ4=(--variant pquant --experts 4 --r 64)
+
+# name|variant array|steps|seed|extra flags. Names: <variant>-<steps>-s<seed>-<choice>.
+PLAN=(
+  # Direction at 300 steps: fan-in uniform (old default) vs fan-in normal.
+  "pq1-300-s1-uniform|PQ1|300|1|--fan-in uniform"
+  "pq1-300-s1-normal|PQ1|300|1|--fan-in normal"
+  "bitnet-300-s1-uniform|BITNET|300|1|--fan-in uniform"
+  "bitnet-300-s1-normal|BITNET|300|1|--fan-in normal"
+  # Decisive, 1000 steps.
+  "pq1-1000-s1-normal|PQ1|1000|1|--fan-in normal"
+  "bitnet-1000-s1-normal|BITNET|1000|1|--fan-in normal"
+)
+
+run_one() {
+  local name=$1 arr=$2 steps=$3 seed=$4 extra=$5
+  local json=$OUT/$name.json lock=$OUT/.lock.$name
+  [[ -e $json ]] && { echo "skip $name (done)"; return; }
+  mkdir "$lock" 2>/dev/null || { echo "skip $name (running elsewhere)"; return; }
+  CURLOCK=$lock
+  local -n variant=$arr
+  local -a flags
+  read -r -a flags <<<"$extra"
+  echo "run  $name: train_lm ${variant[*]} --steps $steps --seed $seed ${flags[*]}"
+  local t0=$SECONDS
+  if nice -n "${NICE:-10}" "$RUNBIN" "${COMMON[@]}" "${variant[@]}" --steps "$steps" --seed "$seed" \
+      "${flags[@]}" >"$OUT/$name.log.tmp" 2>&1; then
+    tail -n 1 "$OUT/$name.log.tmp" >"$json.tmp"
+    sed '$d' "$OUT/$name.log.tmp" >"$OUT/$name.log"
+    rm -f "$OUT/$name.log.tmp"
+    mv "$json.tmp" "$json"
+    echo "done $name in $((SECONDS - t0)) s: $(grep -o '"val_ppl":[0-9.]*' "$json")"
+  else
+    echo "FAILED $name (see $OUT/$name.log.tmp)" >&2
+  fi
+  rmdir "$lock"
+  CURLOCK=
+}
+
+for entry in "${PLAN[@]}"; do
+  IFS='|' read -r name arr steps seed extra <<<"$entry"
+  [[ $name =~ $FILTER ]] || continue
+  run_one "$name" "$arr" "$steps" "$seed" "$extra"
+done
