@@ -41,6 +41,7 @@ struct Options {
   double init_std = 0.0;  // fan-in (ModelConfig)
   double embed_std = -1;  // < 0: follow --init-std
   std::string fan_in = "uniform";  // distribution of fan-in scaled block weights
+  float alpha_init = 2.0f, beta_init = 0.2f;  // pquant branch scales at step 0
   std::string data;
   std::size_t corpus_bytes = 1 << 20;
   std::uint64_t seed = 1;
@@ -124,6 +125,12 @@ void declare(CLI::App& app, Options& o) {
                  "N(0, 1/fan_in) (normal)")
       ->check(one_of({"uniform", "normal"}, "uniform or normal"))
       ->capture_default_str();
+  app.add_option("--alpha-init", o.alpha_init, "pquant: initial scale of the INT8 branch")
+      ->transform(in_range<float>(0.0f, 100.0f))
+      ->capture_default_str();
+  app.add_option("--beta-init", o.beta_init, "pquant: initial scale of the 1-bit branch")
+      ->transform(in_range<float>(0.0f, 100.0f))
+      ->capture_default_str();
   app.add_option("--data", o.data, "train on FILE (last 10% held out); default: generated corpus");
   app.add_option("--corpus-bytes", o.corpus_bytes, "size of the generated corpus")
       ->transform(in_range<std::size_t>(64, std::size_t{1} << 32))
@@ -181,7 +188,7 @@ nlohmann::json identity(const Options& o) {
           {"d_ff", o.d_ff},       {"context", o.context},   {"batch", o.batch},
           {"steps", o.steps},     {"lr", o.lr},             {"warmup", o.warmup},
           {"schedule", o.schedule}, {"init_std", o.init_std}, {"fan_in", o.fan_in},
-          {"seed", o.seed},
+          {"alpha_init", o.alpha_init}, {"beta_init", o.beta_init}, {"seed", o.seed},
           {"data", o.data}};
 }
 
@@ -303,6 +310,8 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                               {"batch", o.batch},
                               {"lr", o.lr},
                               {"fan_in", o.fan_in},
+                              {"alpha_init", o.alpha_init},
+                              {"beta_init", o.beta_init},
                               {"threads", o.threads},
                               {"val_tokens", ev.tokens},
                               {"data", o.data.empty() ? std::string("generated") : o.data}};
@@ -341,6 +350,8 @@ int main(int argc, char** argv) {
         mc.r = o.r;
         mc.init_std = o.init_std;
         mc.embed_std = o.embed_std;
+        mc.alpha_init = o.alpha_init;
+        mc.beta_init = o.beta_init;
         mc.fan_in = o.fan_in == "normal" ? pquant::FanInInit::kNormal : pquant::FanInInit::kUniform;
         return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
           return run<pquant::DecoderModel<V>>(o, mc, data);

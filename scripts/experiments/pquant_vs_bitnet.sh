@@ -42,6 +42,9 @@ PLAN=(
   "pq1-300-s1-normal|PQ1|300|1|--fan-in normal"
   "bitnet-300-s1-uniform|BITNET|300|1|--fan-in uniform"
   "bitnet-300-s1-normal|BITNET|300|1|--fan-in normal"
+  # The branch scales at step 0 (alpha / beta; the 1-bit branch's beta shrinks from 0.2 in training).
+  "pq1-300-s1-a2b1|PQ1|300|1|--alpha-init 2 --beta-init 1"
+  "pq1-300-s1-a1b1|PQ1|300|1|--alpha-init 1 --beta-init 1"
   # Decisive, 1000 steps.
   "pq1-1000-s1-normal|PQ1|1000|1|--fan-in normal"
   "bitnet-1000-s1-normal|BITNET|1000|1|--fan-in normal"

@@ -121,6 +121,16 @@ TEST(Variants, NamesAndTensorLayout) {
   ASSERT_EQ(m.alpha.size(), 2u);
   EXPECT_FLOAT_EQ(m.alpha[0], 2.0f);  // method.md initial values
   EXPECT_FLOAT_EQ(m.beta[1], 0.2f);
+  // ModelConfig::alpha_init / beta_init reach every layer's scalars.
+  ModelConfig c = small();
+  c.alpha_init = 1.5f;
+  c.beta_init = 0.7f;
+  PQuant<> q(c, 1);
+  const ModelMetrics mq = q.metrics();
+  for (std::size_t l = 0; l < 2; ++l) {
+    EXPECT_FLOAT_EQ(mq.alpha[l], 1.5f);
+    EXPECT_FLOAT_EQ(mq.beta[l], 0.7f);
+  }
 }
 
 // Sample std and largest magnitude of a tensor.

@@ -24,6 +24,8 @@ struct ModelConfig {
   std::size_t r = 32;         // pQuant: hidden width of each INT8 expert
   FfnActivation activation = FfnActivation::kSwiGLU;
   float aux_loss_coef = 0.01f;  // pQuant with experts > 1: Switch load-balancing loss weight
+  float alpha_init = 2.0f;      // pQuant: initial INT8-branch scale (method.md section 3)
+  float beta_init = 0.2f;       // pQuant: initial 1-bit-branch scale
   // Initialisation (docs/training.md): init_std 0 (default) = fan-in scaled, every linear weight
   // ~ U(+-1/sqrt(fan_in)) (PyTorch nn.Linear) and the embedding ~ N(0, 1) (nn.Embedding, a
   // one-hot input has fan-in 1); init_std > 0 = N(0, init_std^2) everywhere, output projections

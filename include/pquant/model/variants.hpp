@@ -120,6 +120,8 @@ struct PQuant {
     f.experts = c.experts;
     f.activation = c.activation;
     f.load_balance_coef = c.aux_loss_coef;
+    f.alpha_init = c.alpha_init;
+    f.beta_init = c.beta_init;
     f.init_std = init_std(c);
     f.out_init_std = out_init_std(c);
     return f;
