@@ -4,6 +4,8 @@
 //   build/release/examples/quickstart
 #include <pquant/pquant.hpp>
 
+#include "common/cli.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -53,9 +55,7 @@ Row evaluate(const pquant::Matrix<float>& w) {
           err / static_cast<double>(w.size()), std::sqrt(err / norm)};
 }
 
-}  // namespace
-
-int main() {
+int run() {
   using namespace pquant;
   constexpr std::size_t kRows = 512, kCols = 1024;
   constexpr float kSigma = 0.02f;  // a typical initialisation scale
@@ -91,4 +91,13 @@ int main() {
   std::printf("\nactivations: %s on 8 x %zu tokens of N(0, 1): rel.err %.2f%%\n",
               std::string(Int8AbsMaxPerToken::kName).c_str(), kCols, 100.0 * std::sqrt(err / norm));
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("Quantizes one random weight matrix with every quantizer and compares error and "
+               "memory (no flags besides --help).",
+               "quickstart");
+  return cli::run(app, argc, argv, [] {}, run);
 }

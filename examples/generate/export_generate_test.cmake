@@ -1,14 +1,15 @@
 # ctest: a model trained with train_lm is exported (generate --export), reloaded from the
-# safetensors file and generates text; --json's last line has the keys issue 5 requires.
+# safetensors file and generates text; --json's last line has the documented keys. A checkpoint
+# given where a model belongs, and a model given to --resume, are refused saying what they are.
 # Greedy decoding twice (read vs mmap loading) must give the same text.
 # Invoked as: cmake -DTRAIN_LM=<binary> -DGENERATE=<binary> -DWORK=<dir> -P export_generate_test.cmake
 file(MAKE_DIRECTORY "${WORK}")
 set(ckpt "${WORK}/model.ckpt")
 set(model "${WORK}/model.safetensors")
 file(REMOVE "${ckpt}" "${model}")
-execute_process(COMMAND "${TRAIN_LM}" --variant pquant --experts 2 --r 16 --d-model 32 --layers 2
-                        --heads 2 --d-ff 64 --context 32 --batch 4 --steps 6 --warmup 2
-                        --corpus-bytes 30000 --save "${ckpt}"
+set(train_args --variant pquant --experts 2 --r 16 --d-model 32 --layers 2 --heads 2 --d-ff 64
+               --context 32 --batch 4 --steps 6 --warmup 2 --corpus-bytes 30000)
+execute_process(COMMAND "${TRAIN_LM}" ${train_args} --save "${ckpt}"
                 OUTPUT_VARIABLE train RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "train_lm failed (${rc}):\n${train}")
@@ -52,4 +53,10 @@ execute_process(COMMAND "${GENERATE}" --model "${WORK}/bad.safetensors" --prompt
 if(NOT rc EQUAL 1 OR NOT err MATCHES "bad.safetensors")
   message(FATAL_ERROR "a corrupt file should fail cleanly naming it (rc ${rc}): ${err}")
 endif()
+# Files of the wrong kind: each message says what the file is and what to do.
+include("${CMAKE_CURRENT_LIST_DIR}/../common/expect_exit.cmake")
+expect_exit(1 "^generate: .*'${ckpt}' is a training checkpoint, not a packed model; export it first: generate --export ${ckpt} --model"
+            "${GENERATE}" --model "${ckpt}" --prompt "x")
+expect_exit(1 "^train_lm: .*'${model}' is a packed model file \\(for inference\\), not a training checkpoint.*resume from the checkpoint it was exported from"
+            "${TRAIN_LM}" ${train_args} --resume "${model}")
 message(STATUS "exported and generated: '${first_text}'")

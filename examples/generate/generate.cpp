@@ -4,6 +4,8 @@
 //            [--seed S] [--threads N] [--mmap|--read] [--json]
 //   generate --export CKPT --model FILE [--prompt TEXT ...]   export a train_lm checkpoint first
 //
+// Every flag, its range and the JSON fields are listed in docs/tools.md.
+//
 // Tokens are bytes (byte-level vocabulary, as train_lm). The prompt goes through the batched
 // prefill path, then tokens are decoded one at a time with the KV cache. Generation stops at
 // --tokens or when the context is full. With --json the last stdout line is a JSON object.
@@ -12,7 +14,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <limits>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "../common/cli.hpp"
+#include "../train_lm/run_config.hpp"
 #include "pquant/inference/engine.hpp"
 #include "pquant/inference/export.hpp"
 #include "pquant/inference/model_file.hpp"
@@ -48,6 +50,8 @@ struct Options {
 /// Declares every flag once: name, type, default, range, help (docs/tools.md lists them).
 void declare(CLI::App& app, Options& o) {
   using cli::in_range;
+  // A repeated flag overrides the earlier one (scripts append to a base command line).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--model", o.model, "packed model file (safetensors); with --export: the output")
       ->required();
   app.add_option("--prompt", o.prompt, "prompt text (bytes are tokens)")->capture_default_str();
@@ -76,62 +80,46 @@ void declare(CLI::App& app, Options& o) {
   app.add_flag("--json", o.json, "print a JSON summary as the last line of stdout");
 }
 
-/// The JSON meta string of a train_lm checkpoint (layout in pquant/training/checkpoint.hpp:
-/// "PQCKPT01", u32 version, u64 length, meta bytes).
-nlohmann::json checkpoint_meta(const AlignedBuffer<std::uint8_t>& bytes, const std::string& path) {
-  require<FormatError>(bytes.size() >= 20 && std::memcmp(bytes.data(), "PQCKPT01", 8) == 0,
-                       "generate: '", path, "' is not a pquant checkpoint");
-  std::uint64_t n = 0;
-  std::memcpy(&n, bytes.data() + 12, 8);
-  require<FormatError>(n <= bytes.size() - 20, "generate: '", path,
-                       "' has a truncated meta string");
-  const std::string meta(reinterpret_cast<const char*>(bytes.data()) + 20, n);
-  nlohmann::json j = nlohmann::json::parse(meta, nullptr, false);
-  require<FormatError>(j.is_object() && j.contains("variant"), "generate: checkpoint '", path,
-                       "' has no train_lm configuration in its meta data");
-  return j;
-}
-
-template <class Model>
-std::uint64_t export_checkpoint(const ModelConfig& mc, const std::string& ckpt,
-                                const std::string& out) {
-  Model model(mc, 0);
-  AdamW opt(model.store());
-  (void)load_checkpoint(ckpt, model.store(), opt);
-  const PackedModel packed = export_model(model);
-  const std::uint64_t bytes = save_model(packed, out);
-  std::cout << "exported " << ckpt << " -> " << out << "\n";
-  print_accounting(std::cout, packed, bytes);
-  return bytes;
-}
-
+/// Exports a train_lm checkpoint: the model's shape comes from the checkpoint's meta (checked
+/// field by field before anything is allocated), the weights through the checkpoint reader.
 void export_from(const Options& o) {
-  const AlignedBuffer<std::uint8_t> bytes = io::read_file(o.export_from);
-  const nlohmann::json j = checkpoint_meta(bytes, o.export_from);
-  ModelConfig mc;
-  try {
-    mc.d_model = j.at("d_model").get<std::size_t>();
-    mc.layers = j.at("layers").get<std::size_t>();
-    mc.heads = j.at("heads").get<std::size_t>();
-    mc.d_ff = j.at("d_ff").get<std::size_t>();
-    mc.context = j.at("context").get<std::size_t>();
-    mc.experts = j.at("experts").get<std::size_t>();
-    mc.r = j.at("r").get<std::size_t>();
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(std::string("pquant: generate: bad checkpoint configuration: ") + e.what());
-  }
-  if (!j.at("variant").is_string())
-    throw FormatError("pquant: generate: checkpoint '" + o.export_from +
-                      "' has a non-string variant in its configuration");
-  visit_variant(j.at("variant").get<std::string>(), [&]<class V>(std::type_identity<V>) {
-    export_checkpoint<DecoderModel<V>>(mc, o.export_from, o.model);
+  const CheckpointReader ckpt = CheckpointReader::open(o.export_from);
+  const train_lm::ModelSpec spec = train_lm::model_from_json(
+      nlohmann::json::parse(ckpt.state().meta, nullptr, false), o.export_from);
+  visit_variant(spec.variant, [&]<class V>(std::type_identity<V>) {
+    DecoderModel<V> model(spec.config, 0);
+    AdamW opt(model.store());
+    ckpt.restore(model.store(), opt);
+    const PackedModel packed = export_model(model);
+    const std::uint64_t bytes = save_model(packed, o.model);
+    std::cout << "exported " << o.export_from << " -> " << o.model << "\n";
+    print_accounting(std::cout, packed, bytes);
   });
+}
+
+/// load_model, with a message that says what to do when the file is a training checkpoint.
+PackedModel load_packed_model(const std::string& path, io::LoadMode mode) {
+  try {
+    return load_model(path, mode);
+  } catch (const FormatError&) {
+    bool checkpoint = false;
+    try {
+      (void)CheckpointReader::open(path);
+      checkpoint = true;
+    } catch (const Error&) {
+    }
+    if (!checkpoint) throw;
+    throw FormatError("pquant: '" + path +
+                      "' is a training checkpoint, not a packed model; export it first: "
+                      "generate --export " + path + " --model MODEL.safetensors");
+  }
 }
 
 int run(const Options& o) {
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism, o.threads);
   if (!o.export_from.empty()) export_from(o);
-  const PackedModel model = load_model(o.model, o.read ? io::LoadMode::kRead : io::LoadMode::kMap);
+  const PackedModel model =
+      load_packed_model(o.model, o.read ? io::LoadMode::kRead : io::LoadMode::kMap);
   const std::uint64_t file_bytes = std::filesystem::file_size(o.model);
   const InferenceConfig& c = model.config;
   const ModelAccounting acc = model.accounting();

@@ -9,6 +9,7 @@ expect_exit(2 "^train_lm: --steps: must be an integer in \\[1, 1000000000\\], go
 expect_exit(2 "--steps: must be an integer" ${t} --steps 1.5)
 expect_exit(2 "--heads: must divide --d-model \\(128\\) into even head widths; allowed: 1, 2, 4, 8, 16, 32, 64, got 3"
             ${t} --heads 3 --d-model 128)
+expect_exit(2 "--d-model: must be even" ${t} --d-model 33 --heads 1)
 expect_exit(2 "--experts: must be an integer in \\[1, 8\\], got '65'" ${t} --experts 65)
 expect_exit(2 "--embed-std: must be a finite number in \\[0, 10\\], got 'nan'" ${t} --embed-std nan)
 expect_exit(2 "--lr: must be a finite number in \\(0, 100\\], got 'inf'" ${t} --lr inf)

@@ -10,6 +10,7 @@
 #include <oneapi/tbb/global_control.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -19,11 +20,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <type_traits>
 #include <vector>
 
 #include "../common/cli.hpp"
 #include "corpus.hpp"
+#include "run_config.hpp"
 #include "pquant/model.hpp"
 #include "pquant/model/variant_registry.hpp"
 #include "pquant/training.hpp"
@@ -49,14 +52,17 @@ struct Options {
   std::string save, resume;
   std::size_t stop_at = 0;    // stop (and --save) after this step, to be resumed later
   std::size_t log_every = 0;  // 0: about ten progress lines per run
+  std::size_t save_every = 0;  // 0: only at the end (or --stop-at)
+  std::string on_divergence = "stop";
+  double max_loss = pquant::DivergenceGuard{}.max_loss;
+  double max_grad_norm = pquant::DivergenceGuard{}.max_grad_norm;
   bool json = false;
 };
 
-// Largest sizes accepted on the command line (beyond them a run cannot fit in memory anyway, and
-// products of sizes stay far from overflowing 64 bits).
-constexpr std::size_t kMaxWidth = 1 << 16;
-constexpr std::size_t kMaxLayers = 4096;
-constexpr std::size_t kMaxSteps = 1'000'000'000;
+using train_lm::kMaxExperts;
+using train_lm::kMaxLayers;
+using train_lm::kMaxSteps;
+using train_lm::kMaxWidth;
 
 CLI::Validator one_of(const std::vector<std::string_view>& names, const std::string& text) {
   return CLI::Validator(
@@ -71,12 +77,14 @@ CLI::Validator one_of(const std::vector<std::string_view>& names, const std::str
 /// Declares every flag once: name, type, default, range, help. New flags go here.
 void declare(CLI::App& app, Options& o) {
   using cli::in_range;
+  // A repeated flag overrides the earlier one (scripts append to a base command line).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   const std::string variants = pquant::PaperVariants::names_text();
   app.add_option("--variant", o.variant, "model variant: " + variants)
       ->check(one_of(pquant::PaperVariants::names(), variants))
       ->capture_default_str();
   app.add_option("--experts", o.experts, "pQuant INT8 experts")
-      ->transform(in_range<std::size_t>(1, 8))
+      ->transform(in_range<std::size_t>(1, kMaxExperts))
       ->capture_default_str();
   app.add_option("--r", o.r, "width of each INT8 expert (pquant; below --d-ff)")
       ->transform(in_range<std::size_t>(1, kMaxWidth))
@@ -147,11 +155,29 @@ void declare(CLI::App& app, Options& o) {
       ->transform(in_range<std::size_t>(0, kMaxSteps));
   app.add_option("--log-every", o.log_every, "progress line every N steps (0: ten per run)")
       ->transform(in_range<std::size_t>(0, kMaxSteps));
+  app.add_option("--save-every", o.save_every,
+                 "also write the --save checkpoint every N steps (0: only at the end)")
+      ->transform(in_range<std::size_t>(0, kMaxSteps));
+  app.add_option("--on-divergence", o.on_divergence,
+                 "a step whose loss or gradient norm is non-finite or above the limits: stop the "
+                 "run, or skip the step (at most 10 in a row)")
+      ->check(one_of({"stop", "skip"}, "stop or skip"))
+      ->capture_default_str();
+  app.add_option("--max-loss", o.max_loss, "divergence limit on a step's loss (nats per byte)")
+      ->check(cli::above<double>(0.0, 1e6))
+      ->capture_default_str();
+  app.add_option("--max-grad-norm", o.max_grad_norm,
+                 "divergence limit on a step's gradient norm before clipping")
+      ->check(cli::above<double>(0.0, 1e12))
+      ->capture_default_str();
   app.add_flag("--json", o.json, "print a JSON summary as the last line of stdout");
 }
 
 /// Cross-flag checks and defaults that depend on other flags.
 void finish(const CLI::App& app, Options& o) {
+  if (o.d_model % 2 != 0)
+    cli::reject("--d-model", "must be even (RoPE rotates pairs of each head's dimensions), got " +
+                                 std::to_string(o.d_model));
   if (o.d_model % o.heads != 0 || (o.d_model / o.heads) % 2 != 0) {
     std::string allowed;
     for (std::size_t h = 1; h <= o.d_model / 2; ++h)
@@ -177,19 +203,65 @@ void finish(const CLI::App& app, Options& o) {
                                       std::to_string(o.context + 1) +
                                       ") training bytes after the 10% held out, got " +
                                       std::to_string(o.corpus_bytes));
+  if (o.save_every > 0 && o.save.empty())
+    cli::reject("--save-every", "needs --save (the checkpoint file to write)");
+  if (!o.save.empty()) {
+    try {
+      pquant::check_checkpoint_target(o.save);  // refuse a bad target before training
+    } catch (const pquant::IoError& e) {
+      cli::reject("--save", e.what());
+    }
+  }
   if (app.count("--lr") == 0) o.lr = o.variant == "fp" ? 1e-3f : 3e-3f;
   if (o.log_every == 0) o.log_every = std::max<std::size_t>(1, o.steps / 10);
 }
 
-// The options that define the model and the data stream: a checkpoint must match them.
-nlohmann::json identity(const Options& o) {
-  return {{"variant", o.variant}, {"experts", o.experts},   {"r", o.r},
-          {"d_model", o.d_model}, {"layers", o.layers},     {"heads", o.heads},
-          {"d_ff", o.d_ff},       {"context", o.context},   {"batch", o.batch},
-          {"steps", o.steps},     {"lr", o.lr},             {"warmup", o.warmup},
-          {"schedule", o.schedule}, {"init_std", o.init_std}, {"fan_in", o.fan_in},
-          {"alpha_init", o.alpha_init}, {"beta_init", o.beta_init}, {"seed", o.seed},
-          {"data", o.data}};
+// The options that shape the run (model, initialisation, data, schedule): a checkpoint resumed
+// must have been written with the same. Keys are the flags' names with '_' for '-'.
+nlohmann::json identity(const Options& o, const pquant::ByteDataset& data) {
+  return {{"variant", o.variant},
+          {"experts", o.experts},
+          {"r", o.r},
+          {"d_model", o.d_model},
+          {"layers", o.layers},
+          {"heads", o.heads},
+          {"d_ff", o.d_ff},
+          {"context", o.context},
+          {"batch", o.batch},
+          {"steps", o.steps},
+          {"lr", pquant::detail::json_float(o.lr)},
+          {"warmup", o.warmup},
+          {"schedule", o.schedule},
+          {"weight_decay", pquant::detail::json_float(o.weight_decay)},
+          {"init_std", o.init_std},
+          {"fan_in", o.fan_in},
+          {"alpha_init", pquant::detail::json_float(o.alpha_init)},
+          {"beta_init", pquant::detail::json_float(o.beta_init)},
+          {"embed_std", o.embed_std < 0 ? nlohmann::json() : nlohmann::json(o.embed_std)},
+          {"seed", o.seed},
+          {"data", o.data},
+          {"corpus_bytes", o.data.empty() ? o.corpus_bytes : 0},
+          {"data_bytes", data.size()}};
+}
+
+/// Throws FormatError naming the first option in which a checkpoint's run differs from this one.
+void check_same_run(const std::string& path, const std::string& saved_text,
+                    const nlohmann::json& now) {
+  const nlohmann::json saved = nlohmann::json::parse(saved_text, nullptr, false);
+  pquant::require<pquant::FormatError>(saved.is_object(), "--resume '", path,
+                                       "' records no train_lm options (not written by train_lm)");
+  for (const auto& [key, value] : now.items()) {
+    const auto it = saved.find(key);
+    if (it != saved.end() && *it == value) continue;
+    std::string flag = "--" + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    if (key == "data_bytes") flag = "the size of the training data";
+    auto text = [](const nlohmann::json& v) { return v.is_null() ? "unset" : v.dump(); };
+    throw pquant::FormatError("pquant: --resume '" + path + "' was written with " + flag + " " +
+                              (it == saved.end() ? std::string("absent") : text(*it)) +
+                              ", this run has " + text(value) +
+                              " (resume with the options of the run that wrote it)");
+  }
 }
 
 std::string format_metrics(const pquant::ModelMetrics& m, std::optional<double> flip) {
@@ -224,15 +296,15 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   tc.seq_len = o.context;
   tc.schedule = pquant::make_schedule(o.schedule, o.lr, o.warmup, o.steps, o.weight_decay);
   tc.data_seed = o.seed ^ 0x9e3779b97f4a7c15ULL;
+  tc.guard.max_loss = o.max_loss;
+  tc.guard.max_grad_norm = o.max_grad_norm;
+  tc.guard.action = o.on_divergence == "skip" ? pquant::OnDivergence::kSkip
+                                              : pquant::OnDivergence::kStop;
   pquant::Trainer trainer(model, data, tc);
-  const std::string meta = identity(o).dump();
+  const nlohmann::json meta = identity(o, data);
   if (!o.resume.empty()) {
-    const std::string saved = trainer.resume(o.resume);
-    if (saved != meta) {
-      std::cerr << "train_lm: --resume " << o.resume << " was written with other options:\n  "
-                << saved << "\nthis run:\n  " << meta << "\n";
-      return 2;
-    }
+    check_same_run(o.resume, pquant::CheckpointReader::open(o.resume).state().meta, meta);
+    trainer.resume(o.resume);
     std::cout << "resumed from " << o.resume << " at step " << trainer.step_index() << "\n";
   }
   std::cout << "train_lm: " << Model::variant_name() << " | d_model " << mc.d_model << " | layers "
@@ -253,8 +325,26 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   double window_loss = 0, window_seconds = 0, train_seconds = 0;
   std::size_t window_steps = 0, window_tokens = 0, trained_tokens = 0;
   const std::size_t last = o.stop_at ? std::min(o.stop_at, o.steps) : o.steps;
+  std::size_t skipped = 0, saved_step = 0;
+  bool saved = false;
+  auto save = [&] {
+    trainer.save(o.save, meta.dump());
+    saved = true;
+    saved_step = trainer.step_index();
+  };
   while (trainer.step_index() < last) {
-    const pquant::StepReport r = trainer.step();
+    pquant::StepReport r;
+    try {
+      r = trainer.step();
+    } catch (const pquant::DivergenceError& e) {
+      std::cerr << "train_lm: " << e.what() << "; see --lr, --warmup, --on-divergence, --max-loss; "
+                << (saved ? "the last checkpoint, " + o.save + ", is of step " +
+                                std::to_string(saved_step) + ", before the divergence"
+                          : std::string("no checkpoint was written"))
+                << "\n";
+      return cli::kRunError;
+    }
+    skipped += r.skipped ? 1 : 0;
     window_loss += r.loss;
     window_seconds += r.seconds;
     window_tokens += r.tokens;
@@ -264,21 +354,29 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
     if ((r.step + 1) % o.log_every == 0 || r.step + 1 == last) {
       model.one_bit_codes(codes);
       const double loss = window_loss / static_cast<double>(window_steps);
-      char line[256];
+      char ppl[32], line[256];
+      // A diverging loss would print a 100-digit perplexity in fixed notation.
+      std::snprintf(ppl, sizeof ppl, loss < 13 ? "%7.3f" : "%.3e", std::exp(loss));
       std::snprintf(line, sizeof line,
-                    "step %5zu/%zu | loss %.4f | ppl %7.3f | lr %.2e | wd %.2f | gnorm %.2f | "
+                    "step %5zu/%zu | loss %.4f | ppl %s | lr %.2e | wd %.2f | gnorm %.2f | "
                     "%.0f tok/s",
-                    r.step + 1, o.steps, loss, std::exp(loss), static_cast<double>(r.lr),
+                    r.step + 1, o.steps, loss, ppl, static_cast<double>(r.lr),
                     static_cast<double>(r.weight_decay), r.grad_norm,
                     static_cast<double>(window_tokens) / window_seconds);
-      std::cout << line << format_metrics(model.metrics(), flips.update(codes)) << std::endl;
+      std::cout << line << format_metrics(model.metrics(), flips.update(codes));
+      if (skipped > 0) std::cout << " | skipped " << skipped;
+      std::cout << std::endl;
       window_loss = window_seconds = 0;
       window_steps = window_tokens = 0;
     }
+    if (o.save_every > 0 && (r.step + 1) % o.save_every == 0 && r.step + 1 < last) {
+      save();
+      std::cout << "saved checkpoint " << o.save << " at step " << saved_step << "\n";
+    }
   }
   if (!o.save.empty()) {
-    trainer.save(o.save, meta);
-    std::cout << "saved checkpoint " << o.save << " at step " << trainer.step_index() << "\n";
+    save();
+    std::cout << "saved checkpoint " << o.save << " at step " << saved_step << "\n";
   }
   const auto e0 = std::chrono::steady_clock::now();
   const pquant::EvalReport ev = trainer.evaluate();
@@ -314,6 +412,7 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                               {"beta_init", o.beta_init},
                               {"threads", o.threads},
                               {"val_tokens", ev.tokens},
+                              {"skipped_steps", skipped},
                               {"data", o.data.empty() ? std::string("generated") : o.data}};
     // A --data path need not be UTF-8: invalid bytes become U+FFFD.
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;

@@ -217,9 +217,6 @@ TEST(Trainer, ResumeRefusesACheckpointOfAnotherRun) {
   TrainerConfig batch = config(12);
   batch.batch = 5;
   EXPECT_NE(resume_with(batch).find("/batch is 4 there, 5 in this run"), std::string::npos);
-  TrainerConfig seed = config(12);
-  seed.data_seed = 8;
-  EXPECT_NE(resume_with(seed).find("/data_seed"), std::string::npos);
   TrainerConfig adam = config(12);
   adam.adam.beta2 = 0.99f;
   EXPECT_NE(resume_with(adam).find("/adamw/beta2"), std::string::npos);

@@ -5,10 +5,11 @@
 //   out[m][n] = float(double(float(acc[m][n])) * double(s) + double(residual[m][n]))
 //
 // row_scale is lambda (or gamma, or the INT8 row scale), token_scale is 1/g of the activation
-// quantizer (method.md sections 2, 5). The double product of two floats is exact, so the double
-// sum rounds once and the cast once more; a compiler that contracts the double a*b+c into an FMA
-// computes the same value (the product is exact). Every kernel, target and the scalar reference
-// use this formula, so integer paths are bit-identical end to end (and no libm fma call is needed).
+// quantizer (docs/method.md sections 2, 5). The double product of two floats is exact, so the
+// double sum rounds once and the cast once more; a compiler that contracts the double a*b+c into
+// an FMA computes the same value (the product is exact). Every kernel, target and the scalar
+// reference use this formula, so integer paths are bit-identical end to end (and no libm fma call
+// is needed).
 #pragma once
 
 #include <cmath>

@@ -13,7 +13,7 @@
 
 namespace pquant {
 
-/// Which nonlinearity an FFN uses (method.md: SwiGLU default, ReLU^2 an option).
+/// Which nonlinearity an FFN uses (docs/method.md section 3: SwiGLU default, ReLU^2 an option).
 enum class FfnActivation { kSwiGLU, kReLU2 };
 
 template <class T>

@@ -1,6 +1,6 @@
 // BitLinear<WeightQuantizer, ActivationQuantizer, SteRule>: the quantization-aware linear layer.
 //
-// Forward (method.md section 3):  Y = (lambda / g) * (W_q . Q(RMSNorm(X)))
+// Forward (docs/method.md section 3):  Y = (lambda / g) * (W_q . Q(RMSNorm(X)))
 //   a   = RMSNorm(X) with a learnable gain when Config::normalize_input (default), else a = X
 //         (composites that feed ONE normalized input to several projections, e.g. Q/K/V or the
 //         two branches of the decoupled FFN, own that RMSNorm and pass normalize_input = false);
@@ -12,8 +12,8 @@
 //         the engine's LUT GEMM (gemm_w1a8, repacked every forward), ternary and INT8 on
 //         gemm_int8_values (equal to the W2A8/W8A8 kernels), so QAT's forward equals inference
 //         bit for bit; other policies use the dequantized FP32 product.
-// Backward (STE, method.md section 2): every quantizer is the identity and the products use the
-// quantized operands:  dX_q = dY W_q  (flows on as dA, then through RMSNorm),
+// Backward (STE, docs/method.md section 2): every quantizer is the identity and the products use
+// the quantized operands:  dX_q = dY W_q  (flows on as dA, then through RMSNorm),
 //                      dW_q = dY^T X_q, dW_latent += Ste::backward(W, dW_q).
 // Scales (lambda, g) get no gradient.
 #pragma once

@@ -1,4 +1,4 @@
-// DecoupledFfn: pQuant's FFN (method.md section 3).
+// DecoupledFfn: pQuant's FFN (docs/method.md section 3).
 //
 //   a = RMSNorm(x)                                      ONE norm, shared by every branch
 //   Y = alpha * p_t * FFN_int8^(e_t)(a) + beta * FFN_int1(a)

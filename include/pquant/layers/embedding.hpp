@@ -1,4 +1,5 @@
-// Embedding: token ids -> rows of a full-precision table (method.md: embeddings stay FP).
+// Embedding: token ids -> rows of a full-precision table (embeddings stay FP: docs/method.md
+// section 3).
 #pragma once
 
 #include <cstddef>

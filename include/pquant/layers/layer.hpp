@@ -31,7 +31,7 @@
 // Quantization-aware layers (BitLinear, DecoupledFfn, attention projections) keep FP32 latent
 // weights, quantize them on every forward, and backpropagate with the straight-through estimator:
 // every quantizer is the identity in the backward pass and the backward products use the quantized
-// operands (method.md section 2): for Y = X_q W_q^T, dX = dY W_q and dW = dY^T X_q.
+// operands (docs/method.md section 2): for Y = X_q W_q^T, dX = dY W_q and dW = dY^T X_q.
 //
 // Errors: wrong shapes are ShapeError, NaN/Inf input to forward is ValueError; messages name the
 // layer ("Linear::forward"), the argument and what was expected. Thread safety: a layer object is
@@ -101,7 +101,8 @@ concept SequenceLayer = requires(L& layer, const L& clayer, Rng& rng, MatrixView
 /// A linear map [tokens x in] -> [tokens x out] that composite layers (attention, FFNs) take as a
 /// policy: Linear (full precision) or BitLinear<...> (quantized). make_config builds its config
 /// from the sizes; `normalize_input` asks a quantized projection to RMS-normalize its own input
-/// (method.md section 3); full-precision Linear ignores it (FP models normalize once, LLaMA-style).
+/// (docs/method.md section 3); full-precision Linear ignores it (FP models normalize once,
+/// LLaMA-style).
 template <class P>
 concept Projection = TokenwiseLayer<P> &&
     requires(std::size_t n, bool normalize_input, double init_std) {

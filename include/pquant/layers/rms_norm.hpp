@@ -1,4 +1,5 @@
-// RMSNorm with a learnable gain: y = x / sqrt(mean(x^2) + eps) * gain, eps = 1e-5 (method.md).
+// RMSNorm with a learnable gain: y = x / sqrt(mean(x^2) + eps) * gain, eps = 1e-5
+// (docs/method.md section 3).
 #pragma once
 
 #include <algorithm>

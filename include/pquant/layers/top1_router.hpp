@@ -1,4 +1,5 @@
-// Top1Router: FP32 linear router d -> N, softmax, top-1 expert per token (method.md section 3).
+// Top1Router: FP32 linear router d -> N, softmax, top-1 expert per token (docs/method.md
+// section 3).
 //
 //   logits = a Wr^T,  p = softmax(logits) (max subtracted),  e_t = argmax_j p_tj (ties -> lowest j)
 // The owner scales expert e_t's output by p_{t,e_t}, so the router gets a gradient through it.

@@ -2,7 +2,7 @@
 //
 //   tokens -> Embedding (FP) -> L x TransformerBlock<Variant> -> RMSNorm -> Linear head (FP) ->
 //   logits
-// Embeddings and the output head stay full precision in every variant (method.md section 3).
+// Embeddings and the output head stay full precision in every variant (docs/method.md section 3).
 // All parameters live in the model's one ParameterStore; initialisation is deterministic by seed
 // (construction order = registration order = initialisation order).
 #pragma once

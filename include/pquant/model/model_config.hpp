@@ -1,5 +1,6 @@
-// ModelConfig: the runtime sizes of a decoder-only model (a plain struct, style.md: model sizes
-// are values, only kernel-shaping choices are types).
+// ModelConfig: the runtime sizes of a decoder-only model. A plain struct: model sizes are values,
+// only kernel-shaping choices are types (sizes as template arguments would multiply
+// instantiations and compile time without making any kernel faster).
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,5 @@
-// The paper's four variants (method.md section 6) as variant policies and model type aliases.
+// The paper's four variants (docs/method.md sections 3 and 6) as variant policies and model type
+// aliases.
 // Each is a plain struct a user could have written (docs/variants.md writes a fifth):
 //
 //   FP        all projections full precision (BitNet's blocks with the identity as quantizer)
@@ -7,9 +8,10 @@
 //   PQuant<N, r>  1-bit attention; decoupled FFN: N INT8 experts of width r (top-1 router) beside
 //             a 1-bit branch of width d_ff - r, scaled by learnable alpha, beta
 //
-// Why PQuant<N, r> takes its numbers as template arguments at all, when style.md says sizes are
-// runtime values: N and r are the variant's *name* in the paper ("pQuant N=8"), so a user can
-// spell the exact variant as a type, but they shape no kernel. They are therefore only defaults:
+// Why PQuant<N, r> takes its numbers as template arguments at all, when model sizes are otherwise
+// runtime values (sizes as types multiply instantiations and compile time): N and r are the
+// variant's *name* in the paper ("pQuant N=8"), so a user can spell the exact variant as a type,
+// but they shape no kernel. They are therefore only defaults:
 // PQuant<N, r> fills ModelConfig::experts / ::r with N and r (a config that already sets other
 // non-default values is a ValueError, so the type never lies), and PQuant<> (= PQuant<0, 0>)
 // takes both from the runtime config, which is what train_lm uses. Both instantiate the same

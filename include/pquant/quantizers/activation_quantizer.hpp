@@ -1,4 +1,5 @@
-// ActivationQuantizer: per-token INT8 absmax quantization of activations (method.md section 2).
+// ActivationQuantizer: per-token INT8 absmax quantization of activations (docs/method.md
+// section 2).
 //
 // An activation policy is stateless (all members static) and provides
 //   kName, kQuantizes             kQuantizes == false means the identity (full precision)

@@ -1,5 +1,6 @@
 // Int8AbsMax<Scales>: INT8 weights of pQuant's high-precision branch, absmax per scale group
-// (per output row by default: method.md says "identically to activations", per row is ours).
+// (per output row by default, our choice: the paper says "identically to activations";
+// docs/method.md section 2).
 //
 // Per scale group:
 //   a = max(max |W|, eps),  gain = 127 / a,  q = clamp(nearbyint(W * gain), -128, 127),

@@ -3,7 +3,7 @@
 // Per scale group (the whole tensor for PerTensor, a row for PerRow, G columns of a row for
 // PerGroup<G>):
 //   mu = mean(W),  lambda = mean(|W|),  code = sign(W - mu) in {-1, +1} with sign(0) = +1,
-//   value = lambda * code          (mu is not added back, method.md section 2)
+//   value = lambda * code          (mu is not added back, docs/method.md section 2)
 // Reductions in double in row-major order, rounded once to float. sign(W - mu) is evaluated as
 // W >= mu, which is exact and cannot overflow (W - mu could for |W| near FLT_MAX).
 // All-zero group: lambda = 0, codes +1, values +0. Constant group c: mu = c, codes +1, value |c|.

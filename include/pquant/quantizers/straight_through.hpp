@@ -1,4 +1,5 @@
-// Straight-through estimators (STE): the backward pass of every quantizer (method.md section 2).
+// Straight-through estimators (STE): the backward pass of every quantizer (docs/method.md
+// section 2).
 //
 // The forward pass uses Q(W); the backward pass treats Q as the identity, so
 //   StraightThrough:            dL/dW_latent = dL/dW_q

@@ -1,4 +1,4 @@
-// WeightQuantizer: what a weight quantization policy provides (method.md section 2).
+// WeightQuantizer: what a weight quantization policy provides (docs/method.md section 2).
 //
 // A quantizer is a stateless policy type (all members static), so layers take it as a template
 // parameter and users plug in their own:

@@ -6,7 +6,8 @@
 //   kHasCodebook     codes index a learned table of 2^kBits floats instead of fixed integers
 //   decode(code)     the integer a code stands for (formats without a codebook)
 //   encode(value)    the code of an integer value (formats without a codebook)
-// Code fields are unsigned kBits-wide integers; bit 1 of SignBit means +1 (method.md section 2).
+// Code fields are unsigned kBits-wide integers; bit 1 of SignBit means +1 (docs/method.md
+// section 2).
 #pragma once
 
 #include <concepts>

@@ -5,9 +5,9 @@
 //   m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
 //   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 // which is PyTorch's torch.optim.AdamW arithmetic. Defaults b1 = 0.9, b2 = 0.95, eps = 1e-8
-// (method.md section 4). By default only ParamRole::kWeight decays: norms, scalars (alpha, beta),
-// embeddings and biases do not. The loop is elementwise, so results are bit-identical for any
-// number of threads.
+// (docs/method.md section 4). By default only ParamRole::kWeight decays: norms, scalars (alpha,
+// beta), embeddings and biases do not. The loop is elementwise, so results are bit-identical for
+// any number of threads.
 #pragma once
 
 #include <oneapi/tbb/blocked_range.h>

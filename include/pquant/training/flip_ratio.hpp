@@ -1,7 +1,7 @@
 // FlipRatio: the fraction of 1-bit weight codes (signs) that changed since the previous report.
 //
-// The quantity the two-phase schedule is meant to calm (method.md section 4): with a high LR and
-// weight decay many latent weights hover around their group mean and their signs oscillate.
+// The quantity the two-phase schedule is meant to calm (docs/method.md section 4): with a high LR
+// and weight decay many latent weights hover around their group mean and their signs oscillate.
 // The model supplies the current codes (one byte per 1-bit weight, 0 or 1) in a fixed order.
 #pragma once
 

@@ -44,7 +44,7 @@ inline float lerp(double a, double b, double t) {
 }
 }  // namespace detail
 
-/// method.md section 4: warm-up, then phase 1 decays linearly from peak_lr (at the end of the
+/// docs/method.md section 4: warm-up, then phase 1 decays linearly from peak_lr (at the end of the
 /// warm-up) to phase1_end * peak_lr (at the midpoint) with weight decay `weight_decay`; phase 2
 /// restarts at phase2_start * peak_lr and decays linearly to phase2_end * peak_lr at the end, with
 /// weight decay 0. Ratios are ours (the paper gives no numbers at our scale): 0.5, 0.4, 0.0.

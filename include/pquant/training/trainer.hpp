@@ -11,7 +11,7 @@
 // data Rng) is exactly what save()/resume() store, so a resumed run is bit-identical to an
 // uninterrupted one (as long as the thread count does not change results: see docs/training.md).
 // The checkpoint also records the trainer's settings (schedule, batch, sequence length, clipping,
-// AdamW, data seed); resume() refuses a checkpoint written with other settings or at a step
+// AdamW); resume() refuses a checkpoint written with other settings or at a step
 // beyond the run's length.
 //
 // Divergence guard: before clipping and the update, a step whose loss or gradient norm is not
@@ -22,6 +22,7 @@
 // than max_consecutive_skips such steps throws DivergenceError.
 #pragma once
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -31,6 +32,7 @@
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -92,21 +94,32 @@ struct TrainerConfig {
   DivergenceGuard guard{};
 };
 
+namespace detail {
+/// A float as the double of its shortest decimal form, so JSON shows 0.1, not 0.100000001.
+inline double json_float(float v) {
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  double d = v;
+  if (ec == std::errc()) std::from_chars(buf, end, d);
+  return d;
+}
+}  // namespace detail
+
 /// A schedule's parameters as JSON (recorded in checkpoints and compared on resume).
 inline nlohmann::json schedule_json(const AnySchedule& schedule) {
   return schedule.visit([&](const auto& s) {
     using S = std::decay_t<decltype(s)>;
     nlohmann::json j = {{"name", schedule.name()},
-                        {"peak_lr", s.peak_lr},
+                        {"peak_lr", detail::json_float(s.peak_lr)},
                         {"warmup_steps", s.warmup_steps},
                         {"total_steps", s.total_steps},
-                        {"weight_decay", s.weight_decay}};
+                        {"weight_decay", detail::json_float(s.weight_decay)}};
     if constexpr (std::is_same_v<S, TwoPhaseSchedule>) {
-      j["phase1_end"] = s.phase1_end;
-      j["phase2_start"] = s.phase2_start;
-      j["phase2_end"] = s.phase2_end;
+      j["phase1_end"] = detail::json_float(s.phase1_end);
+      j["phase2_start"] = detail::json_float(s.phase2_start);
+      j["phase2_end"] = detail::json_float(s.phase2_end);
     } else if constexpr (std::is_same_v<S, CosineSchedule>) {
-      j["min_lr"] = s.min_lr;
+      j["min_lr"] = detail::json_float(s.min_lr);
     }
     return j;
   });
@@ -200,8 +213,8 @@ class Trainer {
                                ? detail::concat(" after ", consecutive_skips_ - 1,
                                                 " skipped steps in a row")
                                : std::string(),
-                           "; it was not applied. Lower the learning rate (now ", sv.lr,
-                           ") or raise the warm-up"),
+                           "; it was not applied (lower the learning rate, now ", sv.lr,
+                           ", or lengthen the warm-up)"),
             step_);
       r.skipped = true;
     } else {
@@ -246,18 +259,19 @@ class Trainer {
     return e;
   }
 
-  /// The settings that shape the run besides the model (recorded in checkpoints).
+  /// The settings that shape the run besides the model (recorded in checkpoints). The data seed
+  /// is not among them: the checkpoint carries the data Rng's state itself, and data-parallel
+  /// ranks differ in it.
   nlohmann::json settings() const {
     const AdamWConfig& a = cfg_.adam;
     return {{"batch", cfg_.batch},
             {"seq_len", cfg_.seq_len},
-            {"clip_norm", cfg_.clip_norm},
-            {"data_seed", cfg_.data_seed},
+            {"clip_norm", detail::json_float(cfg_.clip_norm)},
             {"schedule", schedule_json(cfg_.schedule)},
             {"adamw",
-             {{"beta1", a.beta1},
-              {"beta2", a.beta2},
-              {"eps", a.eps},
+             {{"beta1", detail::json_float(a.beta1)},
+              {"beta2", detail::json_float(a.beta2)},
+              {"eps", detail::json_float(a.eps)},
               {"decay_weights", a.decay_weights},
               {"decay_embeddings", a.decay_embeddings},
               {"decay_norm_gains", a.decay_norm_gains},
