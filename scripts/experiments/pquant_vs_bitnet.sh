@@ -63,8 +63,11 @@ run_one() {
   local t0=$SECONDS
   if nice -n "${NICE:-10}" "$RUNBIN" "${COMMON[@]}" "${variant[@]}" --steps "$steps" --seed "$seed" \
       "${flags[@]}" >"$OUT/$name.log.tmp" 2>&1; then
-    tail -n 1 "$OUT/$name.log.tmp" >"$json.tmp"
-    sed '$d' "$OUT/$name.log.tmp" >"$OUT/$name.log"
+    # The results name the data file, not where it was on the machine that ran them.
+    local base
+    base=$(basename "$DATA")
+    tail -n 1 "$OUT/$name.log.tmp" | sed "s|$DATA|$base|g" >"$json.tmp"
+    sed '$d' "$OUT/$name.log.tmp" | sed "s|$DATA|$base|g" >"$OUT/$name.log"
     rm -f "$OUT/$name.log.tmp"
     mv "$json.tmp" "$json"
     echo "done $name in $((SECONDS - t0)) s: $(grep -o '"val_ppl":[0-9.]*' "$json")"
