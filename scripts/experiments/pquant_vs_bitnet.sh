@@ -42,6 +42,9 @@ PLAN=(
   "pq1-300-s1-normal|PQ1|300|1|--fan-in normal"
   "bitnet-300-s1-uniform|BITNET|300|1|--fan-in uniform"
   "bitnet-300-s1-normal|BITNET|300|1|--fan-in normal"
+  # Seed spread of the regression pair.
+  "pq1-300-s2-uniform|PQ1|300|2|--fan-in uniform"
+  "bitnet-300-s2-uniform|BITNET|300|2|--fan-in uniform"
   # The branch scales at step 0 (alpha / beta; the 1-bit branch's beta shrinks from 0.2 in training).
   "pq1-300-s1-a2b1|PQ1|300|1|--alpha-init 2 --beta-init 1"
   "pq1-300-s1-a1b1|PQ1|300|1|--alpha-init 1 --beta-init 1"
@@ -83,3 +86,17 @@ for entry in "${PLAN[@]}"; do
   [[ $name =~ $FILTER ]] || continue
   run_one "$name" "$arr" "$steps" "$seed" "$extra"
 done
+
+# Summary: every result so far, and the regression pair (pQuant N=1 / BitNet, 300 steps, seed 1,
+# defaults). Expected range: docs/results/pquant_vs_bitnet/README.md.
+echo "results (validation perplexity over the held-out tail):"
+for j in "$OUT"/*.json; do
+  [[ -e $j ]] || continue
+  printf '  %-28s %s\n' "$(basename "$j" .json)" "$(grep -o '"val_ppl":[0-9.]*' "$j" | cut -d: -f2)"
+done
+pq=$OUT/pq1-300-s1-uniform.json bn=$OUT/bitnet-300-s1-uniform.json
+if [[ -e $pq && -e $bn ]]; then
+  awk -v a="$(grep -o '"val_ppl":[0-9.]*' "$pq" | cut -d: -f2)" \
+      -v b="$(grep -o '"val_ppl":[0-9.]*' "$bn" | cut -d: -f2)" \
+      'BEGIN { printf "regression pair: pQuant N=1 / BitNet = %.4f (%+.1f%%)\n", a / b, 100 * (a / b - 1) }'
+fi
