@@ -48,7 +48,17 @@ PLAN=(
   # The branch scales at step 0 (alpha / beta; the 1-bit branch's beta shrinks from 0.2 in training).
   "pq1-300-s1-a2b1|PQ1|300|1|--alpha-init 2 --beta-init 1"
   "pq1-300-s1-a1b1|PQ1|300|1|--alpha-init 1 --beta-init 1"
-  # Decisive, 1000 steps.
+  # Decisive, 1000 steps: alpha = beta = 1.0 against BitNet, three seeds each.
+  "pq1-1000-s1-a1b1|PQ1|1000|1|--alpha-init 1 --beta-init 1"
+  "bitnet-1000-s1-uniform|BITNET|1000|1|--fan-in uniform"
+  "pq4-1000-s1-a1b1|PQ4|1000|1|--alpha-init 1 --beta-init 1"
+  "pq1-1000-s2-a1b1|PQ1|1000|2|--alpha-init 1 --beta-init 1"
+  "bitnet-1000-s2-uniform|BITNET|1000|2|--fan-in uniform"
+  "pq4-1000-s2-a1b1|PQ4|1000|2|--alpha-init 1 --beta-init 1"
+  "pq1-1000-s3-a1b1|PQ1|1000|3|--alpha-init 1 --beta-init 1"
+  "bitnet-1000-s3-uniform|BITNET|1000|3|--fan-in uniform"
+  "pq4-1000-s3-a1b1|PQ4|1000|3|--alpha-init 1 --beta-init 1"
+  "pq1-1000-s1-uniform|PQ1|1000|1|--fan-in uniform"
   "pq1-1000-s1-normal|PQ1|1000|1|--fan-in normal"
   "bitnet-1000-s1-normal|BITNET|1000|1|--fan-in normal"
 )
