@@ -548,7 +548,8 @@ int main(int argc, char** argv) {
         mc.embed_std = o.embed_std;
         mc.alpha_init = o.alpha_init;
         mc.beta_init = o.beta_init;
-        mc.fan_in = o.fan_in == "normal" ? pquant::FanInInit::kNormal : pquant::FanInInit::kUniform;
+        mc.fan_in =
+            o.fan_in == "normal" ? pquant::FanInInit::kNormal : pquant::FanInInit::kUniform;
         const auto train = [&](const Communicator* comm) {
           return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
             return run<pquant::DecoderModel<V>>(o, mc, data, comm);
