@@ -52,6 +52,8 @@ struct Options {
   float weight_decay = 0.1f;
   double init_std = 0.0;  // fan-in (ModelConfig)
   double embed_std = -1;  // < 0: follow --init-std
+  std::string fan_in = "uniform";  // distribution of fan-in scaled block weights
+  float alpha_init = 2.0f, beta_init = 0.2f;  // pquant branch scales at step 0
   std::string data;
   std::size_t corpus_bytes = 1 << 20;
   std::uint64_t seed = 1;
@@ -136,6 +138,17 @@ void declare(CLI::App& app, Options& o) {
   app.add_option("--embed-std", o.embed_std,
                  "embedding table ~ N(0, S^2) (overrides --init-std for it)")
       ->transform(in_range<double>(0.0, 10.0));
+  app.add_option("--fan-in", o.fan_in,
+                 "with --init-std 0: block weights ~ U(+-1/sqrt(fan_in)) (uniform) or "
+                 "N(0, 1/fan_in) (normal)")
+      ->check(one_of({"uniform", "normal"}, "uniform or normal"))
+      ->capture_default_str();
+  app.add_option("--alpha-init", o.alpha_init, "pquant: initial scale of the INT8 branch")
+      ->transform(in_range<float>(0.0f, 100.0f))
+      ->capture_default_str();
+  app.add_option("--beta-init", o.beta_init, "pquant: initial scale of the 1-bit branch")
+      ->transform(in_range<float>(0.0f, 100.0f))
+      ->capture_default_str();
   app.add_option("--data", o.data, "train on FILE (last 10% held out); default: generated corpus");
   app.add_option("--corpus-bytes", o.corpus_bytes, "size of the generated corpus")
       ->transform(in_range<std::size_t>(64, std::size_t{1} << 32))
@@ -266,6 +279,9 @@ nlohmann::json identity(const Options& o, const pquant::ByteDataset& data) {
           {"schedule", o.schedule},
           {"weight_decay", pquant::detail::json_float(o.weight_decay)},
           {"init_std", o.init_std},
+          {"fan_in", o.fan_in},
+          {"alpha_init", pquant::detail::json_float(o.alpha_init)},
+          {"beta_init", pquant::detail::json_float(o.beta_init)},
           {"embed_std", o.embed_std < 0 ? nlohmann::json() : nlohmann::json(o.embed_std)},
           {"seed", o.seed},
           {"data", o.data},
@@ -486,6 +502,9 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
                               {"context", mc.context},
                               {"batch", o.batch},
                               {"lr", o.lr},
+                              {"fan_in", o.fan_in},
+                              {"alpha_init", o.alpha_init},
+                              {"beta_init", o.beta_init},
                               {"threads", o.threads},
                               {"val_tokens", ev.tokens},
                               {"ranks", comm ? comm->size() : 1},
@@ -527,6 +546,10 @@ int main(int argc, char** argv) {
         mc.r = o.r;
         mc.init_std = o.init_std;
         mc.embed_std = o.embed_std;
+        mc.alpha_init = o.alpha_init;
+        mc.beta_init = o.beta_init;
+        mc.fan_in =
+            o.fan_in == "normal" ? pquant::FanInInit::kNormal : pquant::FanInInit::kUniform;
         const auto train = [&](const Communicator* comm) {
           return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
             return run<pquant::DecoderModel<V>>(o, mc, data, comm);

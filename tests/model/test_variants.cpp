@@ -7,6 +7,9 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
+#include <algorithm>
 
 #include "pquant/layers/bit_linear.hpp"
 #include "pquant/layers/decoupled_ffn.hpp"
@@ -118,6 +121,74 @@ TEST(Variants, NamesAndTensorLayout) {
   ASSERT_EQ(m.alpha.size(), 2u);
   EXPECT_FLOAT_EQ(m.alpha[0], 2.0f);  // docs/method.md section 3: initial values
   EXPECT_FLOAT_EQ(m.beta[1], 0.2f);
+  // ModelConfig::alpha_init / beta_init reach every layer's scalars.
+  ModelConfig c = small();
+  c.alpha_init = 1.5f;
+  c.beta_init = 0.7f;
+  PQuant<> q(c, 1);
+  const ModelMetrics mq = q.metrics();
+  for (std::size_t l = 0; l < 2; ++l) {
+    EXPECT_FLOAT_EQ(mq.alpha[l], 1.5f);
+    EXPECT_FLOAT_EQ(mq.beta[l], 0.7f);
+  }
+}
+
+// Sample std and largest magnitude of a tensor.
+std::pair<double, double> spread(const ParameterStore& s, const std::string& name) {
+  for (const ParamInfo& p : s.infos()) {
+    if (p.name != name) continue;
+    const float* w = s.values().data() + p.offset;
+    double ss = 0, mx = 0;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      ss += double(w[i]) * w[i];
+      mx = std::max(mx, std::fabs(double(w[i])));
+    }
+    return {std::sqrt(ss / double(p.size())), mx};
+  }
+  ADD_FAILURE() << "no tensor " << name;
+  return {0, 0};
+}
+
+TEST(Variants, FanInInitDrawsBlockWeightsFromTheChosenDistribution) {
+  // init_std 0: block weights ~ U(+-1/sqrt(in)) (std 1/sqrt(3 in)) or N(0, 1/in); the head keeps
+  // nn.Linear's uniform default either way. Tensors of 2k-16k draws: sample std within 6%.
+  ModelConfig c = small();
+  c.d_model = 64;
+  c.d_ff = 192;
+  c.r = 32;
+  c.experts = 2;
+  for (const FanInInit f : {FanInInit::kUniform, FanInInit::kNormal}) {
+    c.fan_in = f;
+    PQuant<> m(c, 3);
+    const double k = f == FanInInit::kNormal ? 1.0 : 1.0 / std::sqrt(3.0);
+    for (const auto& [name, in] : std::vector<std::pair<std::string, double>>{
+             {"blocks.0.attn.q.weight", 64},
+             {"blocks.1.attn.o.weight", 64},
+             {"blocks.0.ffn.int1.up.weight", 64},
+             {"blocks.1.ffn.int1.down.weight", 160},
+             {"blocks.0.ffn.experts.1.down.weight", 32}}) {
+      const auto [sd, mx] = spread(m.store(), name);
+      EXPECT_NEAR(sd, k / std::sqrt(in), 0.06 * k / std::sqrt(in)) << name;
+      // Uniform: never beyond the bound; normal: a third of the draws are.
+      if (f == FanInInit::kUniform)
+        EXPECT_LE(mx, 1.0 / std::sqrt(in)) << name;
+      else
+        EXPECT_GT(mx, 2.0 / std::sqrt(in)) << name;
+    }
+    const auto [head_sd, head_max] = spread(m.store(), "head.weight");
+    EXPECT_NEAR(head_sd, 1.0 / std::sqrt(3.0 * 64), 0.06 / std::sqrt(3.0 * 64));
+    EXPECT_LE(head_max, 1.0 / std::sqrt(64.0));
+  }
+  // An explicit init_std ignores fan_in.
+  c.init_std = 0.05;
+  c.fan_in = FanInInit::kNormal;
+  EXPECT_NEAR(spread(PQuant<>(c, 3).store(), "blocks.0.attn.q.weight").first, 0.05, 0.003);
+  // The fan-in sentinels are the only negative init_std values a layer accepts.
+  ParameterStore store;
+  const ParamId w = store.add("w", 8, 8, ParamRole::kWeight);
+  Rng rng(1);
+  EXPECT_THROW(init::linear_weight(store.value(w), rng, -2.0), ValueError);
+  EXPECT_NO_THROW(init::linear_weight(store.value(w), rng, kFanInNormalInit));
 }
 
 TEST(Variants, PQuantParametersTotalAndActive) {

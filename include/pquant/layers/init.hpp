@@ -55,8 +55,10 @@ class Rng {
   std::uint64_t state_;
 };
 
-/// `init_std` value that asks for fan-in scaled initialisation (see init::linear_weight).
+/// `init_std` values that ask for fan-in scaled initialisation (see init::linear_weight):
+/// uniform U[-1/sqrt(in), 1/sqrt(in)) (PyTorch nn.Linear) or normal N(0, 1/in).
 inline constexpr double kFanInInit = 0.0;
+inline constexpr double kFanInNormalInit = -1.0;
 
 namespace init {
 
@@ -79,10 +81,15 @@ inline void uniform(MatrixView<float> w, Rng& rng, double bound) {
 /// A linear weight [out x in] drawn by the layers' `init_std` convention:
 ///   init_std > 0: N(0, init_std^2);
 ///   init_std == 0 (kFanInInit): fan-in scaled, U[-1/sqrt(in), 1/sqrt(in)) (std 1/sqrt(3 in)),
-///     PyTorch nn.Linear's default: the output variance does not depend on the width.
+///     PyTorch nn.Linear's default: the output variance does not depend on the width;
+///   init_std == -1 (kFanInNormalInit): fan-in scaled, N(0, 1/in) (std 1/sqrt(in), sqrt(3) x the
+///     uniform one: a unit-RMS input gives a unit-RMS output).
+/// Other negative values are a ValueError.
 inline void linear_weight(MatrixView<float> w, Rng& rng, double init_std) {
-  if (init_std == 0.0)
+  if (init_std == kFanInInit)
     uniform(w, rng, 0.0);
+  else if (init_std == kFanInNormalInit)
+    normal(w, rng, 1.0 / std::sqrt(static_cast<double>(w.cols)));
   else
     normal(w, rng, init_std);
 }

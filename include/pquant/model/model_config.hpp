@@ -10,6 +10,10 @@
 
 namespace pquant {
 
+/// The distribution of fan-in scaled weights (ModelConfig::init_std == 0): PyTorch nn.Linear's
+/// U(+-1/sqrt(fan_in)) (std 1/sqrt(3 fan_in)) or N(0, 1/fan_in).
+enum class FanInInit { kUniform, kNormal };
+
 struct ModelConfig {
   std::size_t vocab = 256;  // byte-level by default
   std::size_t d_model = 128;
@@ -21,12 +25,17 @@ struct ModelConfig {
   std::size_t r = 32;         // pQuant: hidden width of each INT8 expert
   FfnActivation activation = FfnActivation::kSwiGLU;
   float aux_loss_coef = 0.01f;  // pQuant with experts > 1: Switch load-balancing loss weight
+  float alpha_init = 2.0f;      // pQuant: initial INT8-branch scale (method.md section 3)
+  float beta_init = 0.2f;       // pQuant: initial 1-bit-branch scale
   // Initialisation (docs/training.md): init_std 0 (default) = fan-in scaled, every linear weight
   // ~ U(+-1/sqrt(fan_in)) (PyTorch nn.Linear) and the embedding ~ N(0, 1) (nn.Embedding, a
   // one-hot input has fan-in 1); init_std > 0 = N(0, init_std^2) everywhere, output projections
   // scaled by 1/sqrt(2 layers) (GPT-2). embed_std >= 0 overrides the embedding's std.
+  // fan_in picks the distribution of the fan-in scaled block weights (attention, FFN, router);
+  // the head keeps nn.Linear's uniform default either way.
   double init_std = 0.0;
   double embed_std = -1;
+  FanInInit fan_in = FanInInit::kUniform;
 
   /// Throws ValueError naming the first inconsistent field.
   void validate(const char* fn) const {

@@ -36,9 +36,17 @@ namespace pquant {
 
 namespace variants {
 
+/// The layers' init_std for the block weights: ModelConfig::init_std when > 0, else the fan-in
+/// value of ModelConfig::fan_in (kFanInInit or kFanInNormalInit, init.hpp).
+inline double init_std(const ModelConfig& c) {
+  if (c.init_std > 0) return c.init_std;
+  return c.fan_in == FanInInit::kNormal ? kFanInNormalInit : kFanInInit;
+}
+
 /// GPT-2's residual-output scaling: output projections start at init_std / sqrt(2 * layers)
-/// (init_std 0, fan-in: stays 0, i.e. fan-in as well).
+/// (fan-in: stays fan-in, whose scale already follows the width).
 inline double out_init_std(const ModelConfig& c) {
+  if (c.init_std <= 0) return init_std(c);
   return c.init_std / std::sqrt(2.0 * static_cast<double>(c.layers));
 }
 
@@ -51,14 +59,14 @@ struct Dense {
     return {.d_model = c.d_model,
             .heads = c.heads,
             .rope_base = kRopeBase,
-            .init_std = c.init_std,
+            .init_std = init_std(c),
             .out_init_std = out_init_std(c)};
   }
   static typename Ffn::Config ffn_config(const ModelConfig& c) {
     return {.d_model = c.d_model,
             .hidden = c.d_ff,
             .activation = c.activation,
-            .init_std = c.init_std,
+            .init_std = init_std(c),
             .out_init_std = out_init_std(c)};
   }
 };
@@ -114,7 +122,9 @@ struct PQuant {
     f.experts = c.experts;
     f.activation = c.activation;
     f.load_balance_coef = c.aux_loss_coef;
-    f.init_std = c.init_std;
+    f.alpha_init = c.alpha_init;
+    f.beta_init = c.beta_init;
+    f.init_std = init_std(c);
     f.out_init_std = out_init_std(c);
     return f;
   }
