@@ -27,7 +27,7 @@ field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$2"; }
 declare -A ppl tps params active
 for variant in bitnet pquant; do
   extra=()
-  [[ $variant == pquant ]] && extra=(--experts 4 --save "$out/pquant.ckpt")
+  [[ $variant == pquant ]] && extra=(--experts 4 --save "$out/pquant.checkpoint.safetensors")
   echo
   echo "== 2. training $variant (${common[*]:0:20})"
   summary=$("$bin/train_lm/train_lm" --variant "$variant" "${extra[@]}" "${common[@]}" | tee /dev/stderr | tail -n 1)
@@ -47,5 +47,5 @@ printf '%-28s %10.3f %14s %14s %12.0f\n' "pQuant (N=4 experts, r=32)" "${ppl[pqu
 
 echo
 echo "== 3. export the pQuant model (latent weights dropped, 1-bit packed 8 per byte) and generate"
-"$bin/generate/generate" --export "$out/pquant.ckpt" --model "$out/pquant.safetensors" \
+"$bin/generate/generate" --export "$out/pquant.checkpoint.safetensors" --model "$out/pquant.safetensors" \
   --prompt "The " --tokens 200 --temperature 0.8 --top-k 40 --seed 1 --json
