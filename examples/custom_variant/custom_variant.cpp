@@ -35,29 +35,8 @@ using TernaryProj = BitLinear<TernaryAbsMean<PerTensor>>;
 using KMeansExpertProj = BitLinear<KMeansCodebook<4, PerRow>>;
 using SignPerRowProj = BitLinear<SignAbsMean<PerRow>>;
 
-struct TernaryKMeansPQuant {
+struct TernaryKMeansPQuant : variants::Decoupled<TernaryProj, KMeansExpertProj, SignPerRowProj> {
   static constexpr std::string_view kName = "ternary-kmeans-pquant";
-  using Attention = CausalSelfAttention<TernaryProj>;
-  using Ffn = DecoupledFfn<KMeansExpertProj, SignPerRowProj>;
-  static Attention::Config attention_config(const ModelConfig& c) {
-    return {.d_model = c.d_model,
-            .heads = c.heads,
-            .rope_base = kRopeBase,
-            .init_std = c.init_std,
-            .out_init_std = variants::out_init_std(c)};
-  }
-  static Ffn::Config ffn_config(const ModelConfig& c) {
-    Ffn::Config f;
-    f.d_model = c.d_model;
-    f.d_ff = c.d_ff;
-    f.r = c.r;
-    f.experts = c.experts;
-    f.activation = c.activation;
-    f.load_balance_coef = c.aux_loss_coef;
-    f.init_std = c.init_std;
-    f.out_init_std = variants::out_init_std(c);
-    return f;
-  }
 };
 // Checked before any training: every projection has a packed form.
 static_assert(inference::exportable<TernaryKMeansPQuant>);

@@ -17,27 +17,7 @@ namespace test_variants {
 
 using namespace pquant;
 
-/// Ternary attention (or any AttnProj) + a decoupled FFN of experts P8 and low-bit branch P1.
-template <class AttnProj, class P8, class P1>
-struct Decoupled {
-  using Attention = CausalSelfAttention<AttnProj>;
-  using Ffn = DecoupledFfn<P8, P1>;
-  static typename Attention::Config attention_config(const ModelConfig& c) {
-    return variants::Dense<AttnProj>::attention_config(c);
-  }
-  static typename Ffn::Config ffn_config(const ModelConfig& c) {
-    typename Ffn::Config f;
-    f.d_model = c.d_model;
-    f.d_ff = c.d_ff;
-    f.r = c.r;
-    f.experts = c.experts;
-    f.activation = c.activation;
-    f.load_balance_coef = c.aux_loss_coef;
-    f.init_std = c.init_std;
-    f.out_init_std = variants::out_init_std(c);
-    return f;
-  }
-};
+using variants::Decoupled;
 
 using KMeans4Row = BitLinear<KMeansCodebook<4, PerRow>>;
 using KMeans2Tensor = BitLinear<KMeansCodebook<2, PerTensor>>;

@@ -71,6 +71,33 @@ struct Dense {
   }
 };
 
+/// Decoupled variants: attention on AttnProj; a decoupled FFN whose INT8 branch is N experts on
+/// Int8Proj (top-1 router) beside a low-bit branch on Int1Proj, scaled by learnable alpha, beta.
+/// pQuant is Decoupled<SignBitLinear, Int8BitLinear, SignBitLinear>; a user's variant derives from
+/// it with other projections (docs/variants.md).
+template <Projection AttnProj, Projection Int8Proj, Projection Int1Proj>
+struct Decoupled {
+  using Attention = CausalSelfAttention<AttnProj>;
+  using Ffn = DecoupledFfn<Int8Proj, Int1Proj>;
+  static typename Attention::Config attention_config(const ModelConfig& c) {
+    return Dense<AttnProj>::attention_config(c);
+  }
+  static typename Ffn::Config ffn_config(const ModelConfig& c) {
+    typename Ffn::Config f;
+    f.d_model = c.d_model;
+    f.d_ff = c.d_ff;
+    f.r = c.r;
+    f.experts = c.experts;
+    f.activation = c.activation;
+    f.load_balance_coef = c.aux_loss_coef;
+    f.alpha_init = c.alpha_init;
+    f.beta_init = c.beta_init;
+    f.init_std = init_std(c);
+    f.out_init_std = out_init_std(c);
+    return f;
+  }
+};
+
 /// FP is BitNet's network with every quantizer the identity (NormedLinear: the O and down
 /// projections keep BitLinear's input RMSNorm), so it differs from the quantized variants only in
 /// precision. A LLaMA-style FP (one norm per sublayer) is Dense<Linear> (docs/variants.md).
@@ -91,10 +118,8 @@ struct BitNet158 : Dense<TernaryBitLinear> {
 /// pQuant: 1-bit attention, decoupled FFN with N INT8 experts of width r beside a 1-bit branch.
 /// N, R = 0 take experts / r from the runtime ModelConfig (see the header comment).
 template <std::size_t N = 0, std::size_t R = 0>
-struct PQuant {
+struct PQuant : Decoupled<SignBitLinear, Int8BitLinear, SignBitLinear> {
   static constexpr std::string_view kName = "pquant";
-  using Attention = CausalSelfAttention<SignBitLinear>;
-  using Ffn = DecoupledFfn<Int8BitLinear, SignBitLinear>;
 
   /// Fills experts / r from N / R; a config that asks for other non-default values is refused.
   static ModelConfig configure(ModelConfig c) {
@@ -110,23 +135,6 @@ struct PQuant {
       c.r = R;
     }
     return c;
-  }
-  static typename Attention::Config attention_config(const ModelConfig& c) {
-    return Dense<SignBitLinear>::attention_config(c);
-  }
-  static typename Ffn::Config ffn_config(const ModelConfig& c) {
-    typename Ffn::Config f;
-    f.d_model = c.d_model;
-    f.d_ff = c.d_ff;
-    f.r = c.r;
-    f.experts = c.experts;
-    f.activation = c.activation;
-    f.load_balance_coef = c.aux_loss_coef;
-    f.alpha_init = c.alpha_init;
-    f.beta_init = c.beta_init;
-    f.init_std = init_std(c);
-    f.out_init_std = out_init_std(c);
-    return f;
   }
   /// 1-bit tensors: the attention projections and the FFN's 1-bit branch.
   static bool one_bit(std::string_view tensor) {
