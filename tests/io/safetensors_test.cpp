@@ -170,6 +170,35 @@ TEST(Safetensors, OversizedAndLyingHeaderLengths) {
   EXPECT_NO_THROW((void)SafetensorsView::parse(raw_file(h, {1, 2})));
 }
 
+TEST(Safetensors, HeaderPaddingIsSpacesOnly) {
+  const std::string h = R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})";
+  // The format pads with spaces (0x20), and a header may be pretty-printed inside the object.
+  EXPECT_EQ(SafetensorsView::parse(raw_file(h + "      ", {1, 2})).header_bytes(), h.size() + 6);
+  EXPECT_NO_THROW((void)SafetensorsView::parse(
+      raw_file("{\n \"a\":\t{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}\r\n} ", {1, 2})));
+  // NUL padding: the JSON parser would stop at the first NUL and ignore the rest of the header.
+  expect_format_error(raw_file(h + std::string(6, '\0'), {1, 2}), "NUL byte at file offset " +
+                                                                     std::to_string(8 + h.size()));
+  expect_format_error(raw_file(h + "  " + std::string(1, '\0') + "  ", {1, 2}), "NUL byte");
+  expect_format_error(raw_file(std::string("{}") + '\0' + h.substr(1), {1, 2}), "NUL byte");
+  // Other whitespace after the object is not padding.
+  for (const char* pad : {"\n", " \t", "\r\n  "})
+    expect_format_error(raw_file(h + pad, {1, 2}), "must be spaces (0x20)");
+  // Through SafetensorsFile::load the message names the file.
+  std::string pattern = (fs::temp_directory_path() / "pquant_st_pad_XXXXXX").string();
+  const fs::path dir = ::mkdtemp(pattern.data());
+  const std::string p = (dir / "nul.safetensors").string();
+  write_file_atomic(p, raw_file(h + std::string(6, '\0'), {1, 2}));
+  try {
+    (void)SafetensorsFile::load(p);
+    ADD_FAILURE() << "a NUL-padded header was accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("NUL byte"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 TEST(Safetensors, LyingOverlappingAndMalformedEntries) {
   const Bytes d4(4, 7);
   auto entry = [](const std::string& name, const std::string& dtype, const std::string& shape,

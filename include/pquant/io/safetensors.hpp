@@ -11,7 +11,8 @@
 // oversized, overlapping or lying file is a FormatError, never an out-of-bounds read:
 //   - file >= 8 bytes; N <= kMaxHeaderBytes (100 MB); 8 + N <= file size (checked arithmetic)
 //   - the header is a JSON object (parsed by nlohmann-json) starting with '{'; duplicate keys
-//     anywhere are rejected (JSON parsers silently keep the last one: a name could be smuggled)
+//     anywhere are rejected (JSON parsers silently keep the last one: a name could be smuggled);
+//     only spaces (0x20) may follow the object, and no byte of the header may be NUL
 //   - every entry has exactly dtype/shape/data_offsets; dtype known; shape and offsets are
 //     non-negative integers; elements * dtype size computed with overflow checks equals end - begin
 //   - sorted by offset, the tensors are contiguous, non-overlapping and cover the byte buffer
@@ -182,6 +183,12 @@ class SafetensorsView {
     if (n < 2 || file[8] != '{')
       detail::format_error("header must be a JSON object starting with '{'");
     const auto* text = reinterpret_cast<const char*>(file.data() + 8);
+    // nlohmann-json takes a NUL byte for the end of its input: whatever follows one would go
+    // unread. No NUL belongs in a header (JSON has none outside escapes; padding is spaces).
+    if (const void* nul = std::memchr(text, '\0', static_cast<std::size_t>(n)))
+      detail::format_error("header has a NUL byte at file offset ",
+                           8 + (static_cast<const char*>(nul) - text),
+                           " (only spaces, 0x20, may pad the header)");
 
     // Duplicate keys: one set of keys per open object.
     std::vector<std::vector<std::string>> open_objects;
@@ -209,6 +216,14 @@ class SafetensorsView {
     }
     if (!duplicate.empty()) detail::format_error("duplicate key '", duplicate, "' in the header");
     if (!header.is_object()) detail::format_error("header must be a JSON object");
+    // The JSON parser also skips tabs and line breaks after the object; the format pads with
+    // spaces only.
+    std::uint64_t json_end = n;
+    while (text[json_end - 1] == ' ') --json_end;
+    if (text[json_end - 1] != '}')
+      detail::format_error("header padding after the JSON object must be spaces (0x20), found byte value ",
+                           static_cast<int>(static_cast<unsigned char>(text[json_end - 1])),
+                           " at file offset ", 8 + json_end - 1);
 
     for (auto it = header.begin(); it != header.end(); ++it) {
       const std::string& name = it.key();
