@@ -10,7 +10,9 @@
 #      deb-src; the system's apt state is not touched, no root needed), then built with its CMake
 #      option TBB_SANITIZE=thread and installed into build/tsan/onetbb/;
 #   2. `cmake --preset tsan` (which points TBB_DIR there) and the threaded test binaries;
-#   3. each binary run with TSAN_OPTIONS=halt_on_error=1; a report fails the script.
+#   3. scripts/tsan_check.cpp: a race through tbb::parallel_for must be reported, the race-free
+#      loop must not;
+#   4. each binary run with TSAN_OPTIONS=halt_on_error=1; a report fails the script.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -67,11 +69,30 @@ cmake --preset tsan >/dev/null
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 
 # The instrumented libtbb must be the one loaded (the binaries carry its path as RUNPATH).
-if ! ldd "$build/tests/kernels/test_kernels" | grep -q "$tbb_prefix/lib/libtbb"; then
+if [[ $(ldd "$build/tests/kernels/test_kernels") != *"$tbb_prefix/lib/libtbb"* ]]; then
   echo "tsan.sh: test_kernels does not load $tbb_prefix's libtbb" >&2
   exit 1
 fi
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 ${TSAN_OPTIONS:-}"
+
+# The toolchain first: a race through tbb::parallel_for is reported, the race-free loop is not.
+check="$build/tsan_check"
+if [[ ! -x $check || $root/scripts/tsan_check.cpp -nt $check ]]; then
+  g++ -std=c++20 -O1 -g -fsanitize=thread -Wno-tsan -I"$tbb_prefix/include" \
+    "$root/scripts/tsan_check.cpp" -o "$check" -L"$tbb_prefix/lib" -Wl,-rpath,"$tbb_prefix/lib" -ltbb
+fi
+if ! "$check" >"$build/tsan_check.log" 2>&1; then
+  cat "$build/tsan_check.log"
+  echo "tsan.sh: ThreadSanitizer reports a race-free parallel_for: is libtbb instrumented?" >&2
+  exit 1
+fi
+if "$check" race >"$build/tsan_check_race.log" 2>&1 ||
+   ! grep -q 'WARNING: ThreadSanitizer: data race' "$build/tsan_check_race.log"; then
+  cat "$build/tsan_check_race.log"
+  echo "tsan.sh: ThreadSanitizer missed the race in scripts/tsan_check.cpp" >&2
+  exit 1
+fi
+echo "tsan.sh: toolchain check: the race is reported, the race-free loop is clean ($(grep -o 'threads that ran chunks: [0-9]*' "$build/tsan_check.log"))"
 status=0
 for t in "${targets[@]}"; do
   bin="$(find "$build/tests" -type f -name "$t" -perm -u+x | head -n 1)"
@@ -80,12 +101,12 @@ for t in "${targets[@]}"; do
     # Two ranks over shared memory, as the distributed tests run (tests/distributed/CMakeLists.txt).
     cmd=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
          OMPI_MCA_btl_vader_single_copy_mechanism=none mpiexec -n 2 --oversubscribe
-         -x TSAN_OPTIONS "$bin" --gtest_filter="$filter")
+         -x TSAN_OPTIONS "$bin" --gtest_filter="$filter" --gtest_color=no)
   else
-    cmd=("$bin" --gtest_filter="$filter")
+    cmd=("$bin" --gtest_filter="$filter" --gtest_color=no)
   fi
   if "${cmd[@]}" >"$build/$t.log" 2>&1; then
-    grep -E '^\[  PASSED  \]' "$build/$t.log" | tail -n 1
+    grep -E '^\[  PASSED  \]' "$build/$t.log" | tail -n 1 || true
   else
     status=1
     grep -m 1 -A 40 'WARNING: ThreadSanitizer' "$build/$t.log" || tail -n 30 "$build/$t.log"
