@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Golden files for pquant's Hugging Face importer, made by an independent implementation.
 
-Builds a tiny BitNet b1.58 (BitNetForCausalLM, BF16, tied embeddings) and a tiny pQuant model
+Builds a tiny BitNet b1.58 (BitNetForCausalLM, BF16, tied embeddings; also in transformers'
+packed offline form: U8 ternary codes and weight_scale) and a tiny pQuant model
 (PQuantForCausalLM, pquant's naming extension, F16, two INT8 experts) with random weights in the
 Hugging Face naming, runs its own quantized forward written from docs/method.md (sections 2 and 3)
 on fixed tokens, and writes, per model, a directory with
@@ -86,15 +87,34 @@ def int8_rows(w, m):
     return torch.clamp(torch.round(t), -128, 127), a / 127.0
 
 
+PACKED = {}  # id(latent weight) -> (codes, weight_scale) of the packed checkpoint, when served
+
+
 def bitlinear(x, w, quantizer, m, norm=None):
     """Y = (scale / g) * (W_code . q), q = INT8(RMSNorm(x)) where the projection owns a norm."""
     if norm is not None:
         x = rmsnorm(x, norm)
     q, g = act_quant(x, m)
+    if id(w) in PACKED:  # transformers' BitLinear: y = (codes . q) / (input_scale * weight_scale)
+        codes, ws = PACKED[id(w)]
+        return f32(q.double() @ codes.double().t()) / (g * ws)
     codes, scale = quantizer(w, m)
     acc = q.double() @ codes.double().t()          # integer-valued: exact
     s = f32(scale)[None, :] * f32(1.0 / g)           # float: row scale times 1/g
     return f32(acc * s.double())
+
+
+def pack_ternary(codes):
+    """transformers' pack_weights: four codes (value + 1) per byte along the output dimension;
+    row r sits in bits 2 (r // R4) of byte row r % R4, R4 = ceil(rows / 4)."""
+    rows, cols = codes.shape
+    r4 = (rows + 3) // 4
+    packed = torch.zeros(r4, cols, dtype=torch.uint8)
+    u = (codes + 1).to(torch.uint8)
+    for i in range(4):
+        part = u[i * r4:(i + 1) * r4]
+        packed[:part.shape[0]] |= part << (2 * i)
+    return packed
 
 
 def rope(x, pos):  # x [T, heads, hd]; pairs (i, i + hd/2), angle p * base^(-2i/hd)
@@ -135,9 +155,13 @@ def ffn(a, p, prefix, quant, m):
                      norm=p[prefix + "ffn_sub_norm.weight"])
 
 
-def forward(tensors, cfg, tokens, kind, m):
-    """The quantized forward of docs/method.md section 3 (FP32; integer products exact)."""
+def forward(tensors, cfg, tokens, kind, m, packed=None):
+    """The quantized forward of docs/method.md section 3 (FP32; integer products exact). With
+    `packed` ({name: (codes, weight_scale)}) those projections run as transformers' BitLinear."""
     w = {k: f32(v) for k, v in tensors.items()}
+    PACKED.clear()
+    for k, cw in (packed or {}).items():
+        PACKED[id(w[k])] = cw
     x = w["model.embed_tokens.weight"][tokens]
     attn_quant = ternary if kind == "bitnet158" else sign1
     for layer in range(cfg["num_hidden_layers"]):
@@ -251,6 +275,37 @@ def build(kind, out_dir, seed0):
     save_file({"tokens": tokens.to(torch.int32), "logits": logits.contiguous()},
               os.path.join(d, "golden.safetensors"))
     print("hf_golden: %s seed %d, smallest rounding margin %.2e -> %s" % (kind, seed, m.min, d))
+    if kind == "bitnet158":
+        build_packed(cfg, tensors, tokens, out_dir)
+
+
+def build_packed(cfg, tensors, tokens, out_dir):
+    """The same BitNet b1.58 in transformers' offline (packed) form: U8 codes, weight_scale =
+    1 / absmean (F32), the other tensors as they were; logits of transformers' BitLinear."""
+    m = Margins()
+    packed, out = {}, {}
+    for k, v in tensors.items():
+        if k.endswith("_proj.weight"):
+            codes, gamma = ternary(f32(v), m)
+            ws = (1.0 / gamma[:1]).to(torch.float32)
+            packed[k] = (codes, ws)
+            out[k] = pack_ternary(codes)
+            out[k[:-len("weight")] + "weight_scale"] = ws
+        else:
+            out[k] = v
+    with torch.no_grad():
+        logits = forward(tensors, cfg, tokens, "bitnet158", Margins(), packed)
+    c = dict(cfg, quantization_config={"quant_method": "bitnet", "linear_class": "bitlinear",
+                                       "quantization_mode": "offline"})
+    d = os.path.join(out_dir, "bitnet158_packed")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(c, f, indent=2)
+        f.write("\n")
+    save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(d, "model.safetensors"))
+    save_file({"tokens": tokens.to(torch.int32), "logits": logits.contiguous()},
+              os.path.join(d, "golden.safetensors"))
+    print("hf_golden: bitnet158_packed -> %s" % d)
 
 
 def main():

@@ -1,6 +1,7 @@
 // convert: models between the Hugging Face naming (config.json + model.safetensors) and pquant.
 //
-//   convert --import-hf DIR --model OUT.safetensors    latent HF checkpoint -> packed pquant model
+//   convert --import-hf DIR --model OUT.safetensors    HF checkpoint -> packed pquant model
+//           [--hf-weight-scale divide|multiply]         (latent, or transformers' packed BitNet)
 //   convert --export-hf CKPT --out DIR                 train_lm checkpoint -> latent HF checkpoint
 //
 // The naming, its pQuant extension and every conversion are in docs/model-format.md ("HF naming");
@@ -28,7 +29,7 @@ using namespace pquant;
 using namespace pquant::inference;
 
 struct Options {
-  std::string import_hf, model, export_hf, out;
+  std::string import_hf, model, export_hf, out, weight_scale = "divide";
 };
 
 void declare(CLI::App& app, Options& o) {
@@ -43,6 +44,11 @@ void declare(CLI::App& app, Options& o) {
   CLI::Option* out = app.add_option("--out", o.out,
                                     "with --export-hf: the directory to write config.json and "
                                     "model.safetensors to");
+  app.add_option("--hf-weight-scale", o.weight_scale,
+                 "packed BitNet checkpoints: weight = code / weight_scale (transformers) or "
+                 "code * weight_scale")
+      ->check(CLI::IsMember({"divide", "multiply"}))
+      ->capture_default_str();
   imp->excludes(exp)->needs(model);
   exp->needs(out);
   model->needs(imp);
@@ -51,7 +57,9 @@ void declare(CLI::App& app, Options& o) {
 
 int run(const Options& o) {
   if (!o.import_hf.empty()) {
-    const PackedModel packed = import_hf_packed(o.import_hf);
+    const PackedModel packed = import_hf_packed(
+        o.import_hf, o.weight_scale == "divide" ? HfWeightScale::kReciprocal
+                                                : HfWeightScale::kMultiply);
     const std::uint64_t bytes = save_model(packed, o.model);
     std::cout << "imported " << o.import_hf << " -> " << o.model << "\n";
     print_accounting(std::cout, packed, bytes);

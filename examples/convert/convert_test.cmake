@@ -6,11 +6,12 @@
 include("${CMAKE_CURRENT_LIST_DIR}/../common/expect_exit.cmake")
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
-foreach(kind bitnet158 pquant)
+foreach(kind bitnet158 bitnet158_packed pquant)
   expect_exit(0 "imported .* -> .*bits/weight, linear" "${CONVERT}" --import-hf "${DATA}/${kind}"
               --model "${WORK}/${kind}.safetensors")
   # The golden models have a vocabulary of 16: a tab (byte 9) is a valid prompt.
-  expect_exit(0 "\\[${kind}, 2 layers, d 16\\]" "${GENERATE}" --model "${WORK}/${kind}.safetensors"
+  string(REGEX REPLACE "_packed" "" label "${kind}")
+  expect_exit(0 "\\[${label}, 2 layers, d 16\\]" "${GENERATE}" --model "${WORK}/${kind}.safetensors"
               --prompt "\t" --tokens 4)
 endforeach()
 
@@ -48,6 +49,7 @@ expect_exit(0 "\\[pquant, 2 layers, d 32\\]" "${GENERATE}" --model "${WORK}/back
 expect_exit(2 "give --import-hf DIR --model OUT or --export-hf CKPT --out DIR" "${CONVERT}")
 expect_exit(2 "--import-hf excludes --export-hf" "${CONVERT}" --import-hf a --model b
             --export-hf c --out d)
+expect_exit(2 "--hf-weight-scale: .*times" "${CONVERT}" --import-hf a --model b --hf-weight-scale times)
 expect_exit(2 "--import-hf requires --model" "${CONVERT}" --import-hf a)
 expect_exit(1 "^convert: .*${WORK}/none: has no config.json" "${CONVERT}" --import-hf
             "${WORK}/none" --model "${WORK}/x.safetensors")

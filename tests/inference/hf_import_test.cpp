@@ -23,6 +23,7 @@
 #include "pquant/inference/hf_export.hpp"
 #include "pquant/inference/hf_import.hpp"
 #include "pquant/inference/model_file.hpp"
+#include "pquant/training/adamw.hpp"
 
 using namespace pquant;
 using namespace pquant::inference;
@@ -60,7 +61,7 @@ double relative_error(std::span<const float> a, std::span<const float> b) {
 void check_against_golden(const std::string& dir, std::string_view variant) {
   const Golden g = read_golden(dir);
   ASSERT_FALSE(g.tokens.empty());
-  visit_hf_checkpoint(dir, [&]<class V>(DecoderModel<V>& model) {
+  visit_hf_checkpoint(dir, [&]<class V>(DecoderModel<V>& model, const HfConfig&) {
     EXPECT_EQ(V::kName, variant);
     const std::size_t vocab = model.config().vocab;
     EXPECT_EQ(g.logits.size(), g.tokens.size() * vocab);
@@ -84,6 +85,28 @@ void check_against_golden(const std::string& dir, std::string_view variant) {
 
 TEST(HfImport, GoldenBitNet158MatchesPyTorch) { check_against_golden(kData + "/bitnet158", "bitnet158"); }
 TEST(HfImport, GoldenPQuantMatchesPyTorch) { check_against_golden(kData + "/pquant", "pquant"); }
+
+/// A packed checkpoint is served (engine) with its own codes and scales.
+void check_packed_against_golden(const std::string& dir) {
+  const Golden g = read_golden(dir);
+  const PackedModel packed = import_hf_packed(dir);
+  EXPECT_EQ(packed.structure.blocks.at(0).qkv_form, "ternary2.row");
+  Engine engine(packed);
+  const Matrix<float>& served = engine.forward_all(g.tokens);
+  const double err = relative_error({served.data(), served.size()}, g.logits);
+  EXPECT_LE(err, 1e-4) << dir << ": packed checkpoint vs PyTorch";
+  std::printf("%s: max|diff|/max|logit| %.3g\n", dir.c_str(), err);
+}
+
+TEST(HfImport, GoldenPackedBitNet158MatchesPyTorch) {
+  check_packed_against_golden(kData + "/bitnet158_packed");
+  // weight_scale read as a multiplier instead of transformers' divisor: far off.
+  const Golden g = read_golden(kData + "/bitnet158_packed");
+  const PackedModel wrong = import_hf_packed(kData + "/bitnet158_packed", HfWeightScale::kMultiply);
+  Engine engine(wrong);
+  const Matrix<float>& served = engine.forward_all(g.tokens);
+  EXPECT_GT(relative_error({served.data(), served.size()}, g.logits), 1e-2);
+}
 
 TEST(HfImport, PackedImportSavesAndServes) {
   const PackedModel packed = import_hf_packed(kData + "/pquant");
@@ -114,6 +137,7 @@ TEST(HfImport, RegeneratedWithTorchMatches) {
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   check_against_golden((out / "bitnet158").string(), "bitnet158");
   check_against_golden((out / "pquant").string(), "pquant");
+  check_packed_against_golden((out / "bitnet158_packed").string());
   fs::remove_all(out);
 }
 
@@ -122,7 +146,7 @@ TEST(HfImport, ExportReimportsBitForBit) {
   for (const char* name : {"bitnet158", "pquant"}) {
     std::vector<float> first;
     ModelConfig config;
-    visit_hf_checkpoint(kData + "/" + name, [&]<class V>(DecoderModel<V>& model) {
+    visit_hf_checkpoint(kData + "/" + name, [&]<class V>(DecoderModel<V>& model, const HfConfig&) {
       first.assign(model.store().values().begin(), model.store().values().end());
       config = model.config();
       save_hf(model, out.string());
@@ -153,7 +177,7 @@ TEST(HfImport, ExportReimportsBitForBit) {
     } else {
       EXPECT_EQ(c["architectures"][0], "BitNetForCausalLM");
     }
-    visit_hf_checkpoint(out.string(), [&]<class V>(DecoderModel<V>& model) {
+    visit_hf_checkpoint(out.string(), [&]<class V>(DecoderModel<V>& model, const HfConfig&) {
       EXPECT_EQ(V::kName, std::string_view(name));
       const std::span<const float> again = model.store().values();
       EXPECT_TRUE(std::equal(again.begin(), again.end(), first.begin(), first.end()));
@@ -161,6 +185,26 @@ TEST(HfImport, ExportReimportsBitForBit) {
     });
   }
   fs::remove_all(out);
+}
+
+// The imported latent weights train further (QAT): the loss on a fixed sequence falls.
+TEST(HfImport, ImportedModelTrainsFurther) {
+  const Golden g = read_golden(kData + "/pquant");
+  visit_hf_checkpoint(kData + "/pquant", [&]<class V>(DecoderModel<V>& model, const HfConfig&) {
+    const std::vector<TokenId> in(g.tokens.begin(), g.tokens.end() - 1);
+    const std::vector<std::int32_t> target(g.tokens.begin() + 1, g.tokens.end());
+    const SequenceShape shape{1, in.size()};
+    AdamW opt(model.store());
+    double first = 0, last = 0;
+    for (int step = 0; step < 30; ++step) {
+      model.store().zero_grads();
+      last = model.forward_backward(in, target, shape).loss;
+      if (step == 0) first = last;
+      opt.step(model.store(), 1e-2f, 0.0f);
+    }
+    EXPECT_LT(last, 0.5 * first) << "loss " << first << " -> " << last;
+    return 0;
+  });
 }
 
 TEST(HfImport, HalfAndBfloat16Conversion) {
@@ -320,6 +364,54 @@ TEST_F(BadCheckpoint, MissingFilesAreNamed) {
 struct Other : variants::Dense<TernaryBitLinear> {
   static constexpr std::string_view kName = "other";
 };
+
+/// A copy of the packed golden checkpoint with one tensor's bytes or dtype edited.
+std::string packed_import_error(const fs::path& dir,
+                                const std::function<void(io::TensorInfo&, std::vector<std::uint8_t>&)>& edit) {
+  fs::create_directories(dir);
+  fs::copy_file(kData + "/bitnet158_packed/config.json", dir / "config.json",
+                fs::copy_options::overwrite_existing);
+  const io::SafetensorsFile f = io::SafetensorsFile::load(kData + "/bitnet158_packed/model.safetensors");
+  io::SafetensorsWriter w;
+  for (io::TensorInfo t : f->tensors()) {
+    const auto b = f->bytes(t);
+    std::vector<std::uint8_t> bytes(b.begin(), b.end());
+    edit(t, bytes);
+    w.add(t.name, t.dtype, t.shape, bytes);
+  }
+  w.save((dir / "model.safetensors").string());
+  std::string e;
+  try {
+    (void)import_hf_packed(dir.string());
+  } catch (const FormatError& x) {
+    e = x.what();
+  }
+  fs::remove_all(dir);
+  return e;
+}
+
+TEST(HfImport, PackedCheckpointErrors) {
+  const fs::path dir = fs::temp_directory_path() / ("pquant_hf_packed_bad_" + std::to_string(getpid()));
+  const std::string q = "model.layers.0.self_attn.q_proj.weight";
+  std::string e = packed_import_error(dir, [&](io::TensorInfo& t, std::vector<std::uint8_t>& b) {
+    if (t.name == q) b[5] |= 0x30;  // code 3 at byte row 0, column 5, row 2 * 4 = 8
+  });
+  EXPECT_NE(e.find("'" + q + "' holds the invalid ternary code 3 (row 8, column 5)"),
+            std::string::npos) << e;
+  e = packed_import_error(dir, [&](io::TensorInfo& t, std::vector<std::uint8_t>&) {
+    if (t.name == q) t.dtype = io::DType::kI8;
+  });
+  EXPECT_NE(e.find("'" + q + "' has dtype I8; packed ternary weights are read from U8"),
+            std::string::npos) << e;
+  e = packed_import_error(dir, [&](io::TensorInfo& t, std::vector<std::uint8_t>& b) {
+    if (t.name == q + "_scale") std::fill(b.begin(), b.end(), 0);  // 1 / 0
+  });
+  EXPECT_NE(e.find("'" + q + "_scale' is 0"), std::string::npos) << e;
+  e = packed_import_error(dir, [&](io::TensorInfo& t, std::vector<std::uint8_t>&) {
+    if (t.name == q) t.shape = {2, 32};
+  });
+  EXPECT_NE(e.find("'" + q + "' has shape [2, 32], expected [4, 16]"), std::string::npos) << e;
+}
 
 TEST(HfExport, VariantWithoutArchitectureIsRefused) {
   ModelConfig c{.vocab = 8, .d_model = 8, .layers = 1, .heads = 2, .d_ff = 8, .context = 8};

@@ -49,6 +49,9 @@ struct HfConfig {
   std::string variant;       // a name of HfVariants
   ModelConfig model;
   bool tied_embeddings = false;  // lm_head.weight is model.embed_tokens.weight
+  // transformers' offline BitNet quantization: projections stored as U8 ternary codes (four per
+  // byte along the output dimension) with a weight_scale each (hf_import.hpp).
+  bool packed_ternary = false;
 };
 
 namespace detail {
@@ -184,6 +187,23 @@ inline HfConfig parse_hf_config(const std::string& text, const std::string& wher
                      "false");
   }
   out.tied_embeddings = c.boolean("tie_word_embeddings", false);
+  if (c.has("quantization_config") && !c.at("quantization_config").is_null()) {
+    const detail::HfJson q(c.at("quantization_config"), where + ": quantization_config");
+    if (!c.at("quantization_config").is_object() || !q.has("quant_method") ||
+        q.string("quant_method") != "bitnet")
+      detail::hf_error(where, "'quantization_config' is ", c.at("quantization_config").dump(),
+                       ": only transformers' BitNet quantization (quant_method 'bitnet') is read");
+    // "online" (AutoBitLinear): latent weights quantized at every forward, like pquant's layers;
+    // otherwise ("offline", the default) the projections are stored packed.
+    const std::string mode = q.has("quantization_mode") ? q.string("quantization_mode") : "offline";
+    if (mode != "online" && mode != "offline")
+      detail::hf_error(where, "quantization_config 'quantization_mode' is '", mode,
+                       "', expected 'online' or 'offline'");
+    out.packed_ternary = mode == "offline";
+    if (out.variant != "bitnet158")
+      detail::hf_error(where, "quantization_config (BitNet b1.58's ternary weights) needs the "
+                       "bitnet158 variant, config.json selects '", out.variant, "'");
+  }
   const bool decoupled = out.variant == "pquant";
   if (decoupled) {
     m.experts = c.size("pquant_num_experts", kMaxExperts);

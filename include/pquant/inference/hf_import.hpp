@@ -3,7 +3,7 @@
 // DecoderModel<V> holding those weights as its latent weights, which trains further like any
 // model, or is packed by export_model and served.
 //
-//   visit_hf_checkpoint(dir, [&]<class V>(DecoderModel<V>& model) { ... });
+//   visit_hf_checkpoint(dir, [&]<class V>(DecoderModel<V>& model, const HfConfig&) { ... });
 //   PackedModel packed = import_hf_packed(dir);
 //
 // Everything is checked before the model is allocated: config.json (hf_config.hpp), then every
@@ -11,6 +11,7 @@
 // other tensor. Every failure is a FormatError naming the file and the tensor or field.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -28,6 +29,11 @@
 #include "pquant/io/atomic_file.hpp"
 #include "pquant/io/safetensors.hpp"
 #include "pquant/model/decoder_model.hpp"
+#include "pquant/quantizers/packed_form.hpp"
+#include "pquant/quantizers/ternary_absmean.hpp"
+#include "pquant/storage/code_format.hpp"
+#include "pquant/storage/packed_matrix.hpp"
+#include "pquant/storage/scale_granularity.hpp"
 
 namespace pquant::inference {
 
@@ -95,12 +101,13 @@ inline bool hf_shape_matches(const std::vector<std::uint64_t>& got,
   return got == want;
 }
 
-/// Weights a model of config `m` needs at least (embedding and attention): compared with what
-/// the file holds before the model is allocated, so a crafted config cannot allocate more than
-/// the file's size justifies.
-inline double hf_min_elements(const ModelConfig& m) {
-  const double d = static_cast<double>(m.d_model);
-  return static_cast<double>(m.vocab) * d + static_cast<double>(m.layers) * 4.0 * d * d;
+/// Tensor elements a checkpoint of `c` holds at least (embedding and attention; packed: four
+/// codes per byte): compared with what the file holds before the model is allocated, so a
+/// crafted config cannot allocate more than the file's size justifies.
+inline double hf_min_elements(const HfConfig& c) {
+  const double d = static_cast<double>(c.model.d_model);
+  const double attention = c.packed_ternary ? d * d : 4.0 * d * d;
+  return static_cast<double>(c.model.vocab) * d + static_cast<double>(c.model.layers) * attention;
 }
 
 }  // namespace detail
@@ -125,7 +132,7 @@ class HfCheckpoint {
     c.file_ = io::SafetensorsFile::load(weights_path, io::LoadMode::kMap);
     std::uint64_t elements = 0;
     for (const io::TensorInfo& t : c.file_->tensors()) elements += t.elements();
-    const double needed = detail::hf_min_elements(c.config_.model);
+    const double needed = detail::hf_min_elements(c.config_);
     if (needed > static_cast<double>(elements))
       detail::hf_error(config_path, "declares a model of at least ", needed,
                        " weights, model.safetensors holds ", elements);
@@ -142,50 +149,153 @@ class HfCheckpoint {
   io::SafetensorsFile file_;
 };
 
+/// How a packed checkpoint's weight_scale relates to the ternary codes: transformers' BitLinear
+/// divides (y = (codes . q) / (input_scale * weight_scale), so weight_scale = 1 / absmean), the
+/// default; kMultiply reads weight = code * weight_scale (docs/model-format.md).
+enum class HfWeightScale { kReciprocal, kMultiply };
+
+/// A WeightQuantizer that reads back weights that are already ternary: every value is -s, 0 or
+/// +s for one s per tensor (a packed checkpoint's code * scale); codes and s are kept exactly.
+struct ExactTernary {
+  using format_type = TernaryCode;
+  using scales_type = PerTensor;
+  using packed_type = PackedMatrix<TernaryCode, PerTensor>;
+  static constexpr std::string_view kName = "exact_ternary";
+  static packed_type quantize(MatrixView<const float> w) {
+    float s = 0;
+    for (std::size_t r = 0; r < w.rows; ++r)
+      for (std::size_t c = 0; c < w.cols; ++c) s = std::max(s, std::abs(w(r, c)));
+    packed_type p(w.rows, w.cols);
+    p.params()[0] = s;
+    for (std::size_t r = 0; r < w.rows; ++r)
+      for (std::size_t c = 0; c < w.cols; ++c)
+        p.set_code(r, c, TernaryCode::encode(w(r, c) > 0 ? 1 : (w(r, c) < 0 ? -1 : 0)));
+    return p;
+  }
+  static void fake_quantize(MatrixView<const float> w, MatrixView<float> out) {
+    for (std::size_t r = 0; r < w.rows; ++r)
+      for (std::size_t c = 0; c < w.cols; ++c) out(r, c) = w(r, c);
+  }
+};
+
+namespace detail {
+
+enum class HfKind { kFloat, kCodes, kScale };
+
+struct HfExpect {
+  std::string name;
+  std::vector<std::uint64_t> shape;
+  HfKind kind = HfKind::kFloat;
+  std::size_t param = 0;
+};
+
+inline bool hf_float_dtype(io::DType t) {
+  return t == io::DType::kF32 || t == io::DType::kBF16 || t == io::DType::kF16;
+}
+
+/// The tensors a checkpoint of `cfg` holds for the parameters of `store`.
+inline std::vector<HfExpect> hf_expected(const ParameterStore& store, const HfConfig& cfg) {
+  std::vector<HfExpect> out;
+  for (std::size_t i = 0; i < store.infos().size(); ++i) {
+    const ParamInfo& p = store.infos()[i];
+    const HfTensor t = hf_tensor(p);
+    if (cfg.tied_embeddings && t.name == "lm_head.weight") continue;
+    if (cfg.packed_ternary && p.role == ParamRole::kWeight && p.name.starts_with("blocks.")) {
+      // transformers' pack_weights: [ceil(rows / 4), cols] bytes, row r in bits 2(r / R4) of
+      // byte row r % R4 (R4 = ceil(rows / 4)), code = value + 1.
+      out.push_back({t.name, {(p.rows + 3) / 4, p.cols}, HfKind::kCodes, i});
+      std::string scale = t.name;
+      scale.replace(scale.size() - 6, 6, "weight_scale");
+      out.push_back({scale, {}, HfKind::kScale, i});
+    } else {
+      out.push_back({t.name, t.shape, HfKind::kFloat, i});
+    }
+  }
+  return out;
+}
+
+/// code * s of a packed projection into `dst` [rows x cols].
+inline void hf_unpack_ternary(std::span<const std::uint8_t> bytes, float s, MatrixView<float> dst,
+                              const std::string& name, const std::string& where) {
+  const std::size_t r4 = (dst.rows + 3) / 4;
+  for (std::size_t j = 0; j < r4; ++j)
+    for (std::size_t c = 0; c < dst.cols; ++c) {
+      const std::uint8_t b = bytes[j * dst.cols + c];
+      for (std::size_t i = 0; i < 4; ++i) {
+        const int code = (b >> (2 * i)) & 3;
+        const std::size_t r = i * r4 + j;
+        if (r >= dst.rows) {
+          if (code != 0)
+            hf_error(where, "tensor '", name, "' has a non-zero padding code at byte row ", j,
+                     ", column ", c);
+          continue;
+        }
+        if (code == 3)
+          hf_error(where, "tensor '", name, "' holds the invalid ternary code 3 (row ", r,
+                   ", column ", c, ")");
+        dst(r, c) = static_cast<float>(code - 1) * s;
+      }
+    }
+}
+
+}  // namespace detail
+
 /// Copies the checkpoint's tensors into `model` (whose layers and sizes must be those of the
 /// checkpoint's config). Checks the whole tensor set first: a tensor the model needs is missing,
 /// a tensor it does not have is present, a shape or dtype differs -> FormatError naming it.
+/// A packed checkpoint's projections become code * s (s from weight_scale by `scale`).
 template <ModelVariant V>
 void load_hf_weights(const io::SafetensorsView& f, const HfConfig& cfg, DecoderModel<V>& model,
-                     const std::string& where) {
+                     const std::string& where,
+                     HfWeightScale scale = HfWeightScale::kReciprocal) {
   ParameterStore& store = model.store();
-  std::map<std::string, std::size_t> wanted;  // HF name -> parameter index
-  std::vector<HfTensor> names;
-  for (std::size_t i = 0; i < store.infos().size(); ++i) {
-    names.push_back(hf_tensor(store.infos()[i]));
-    if (cfg.tied_embeddings && names.back().name == "lm_head.weight") continue;
-    wanted.emplace(names.back().name, i);
+  const std::vector<detail::HfExpect> want = detail::hf_expected(store, cfg);
+  std::set<std::string> names;
+  for (const detail::HfExpect& e : want) {
+    names.insert(e.name);
+    if (f.find(e.name) == nullptr)
+      detail::hf_error(where, "missing tensor '", e.name, "' (shape ", detail::shape_text(e.shape),
+                       ") that the ", cfg.variant, " layers need");
   }
-  for (const auto& [name, index] : wanted)
-    if (f.find(name) == nullptr)
-      detail::hf_error(where, "missing tensor '", name, "' (shape ",
-                       detail::shape_text(names[index].shape), ") that the ", cfg.variant,
-                       " layers need");
   for (const io::TensorInfo& t : f.tensors()) {
     if (cfg.tied_embeddings && t.name == "lm_head.weight") continue;  // checked equal below
-    if (!wanted.contains(t.name))
+    if (!names.contains(t.name))
       detail::hf_error(where, "unexpected tensor '", t.name, "': the ", cfg.variant,
                        " layers of config.json have no such parameter");
   }
-  for (const auto& [name, index] : wanted) {
-    const io::TensorInfo& t = *f.find(name);
-    if (!detail::hf_shape_matches(t.shape, names[index].shape))
-      detail::hf_error(where, "tensor '", name, "' has shape ", detail::shape_text(t.shape),
-                       ", expected ", detail::shape_text(names[index].shape));
-    if (t.dtype != io::DType::kF32 && t.dtype != io::DType::kBF16 && t.dtype != io::DType::kF16)
-      detail::hf_error(where, "tensor '", name, "' has dtype ", io::dtype_name(t.dtype),
-                       "; latent weights are read from F32, BF16 or F16");
+  for (const detail::HfExpect& e : want) {
+    const io::TensorInfo& t = *f.find(e.name);
+    if (!detail::hf_shape_matches(t.shape, e.shape))
+      detail::hf_error(where, "tensor '", e.name, "' has shape ", detail::shape_text(t.shape),
+                       ", expected ", detail::shape_text(e.shape));
+    if (e.kind == detail::HfKind::kCodes ? t.dtype != io::DType::kU8
+                                         : !detail::hf_float_dtype(t.dtype))
+      detail::hf_error(where, "tensor '", e.name, "' has dtype ", io::dtype_name(t.dtype),
+                       e.kind == detail::HfKind::kCodes
+                           ? "; packed ternary weights are read from U8"
+                           : "; latent weights are read from F32, BF16 or F16");
   }
-  for (const auto& [name, index] : wanted) {
-    const std::vector<float> v = detail::hf_floats(f, *f.find(name), where);
-    MatrixView<float> dst = store.value(ParamId{index});
-    std::memcpy(dst.data, v.data(), v.size() * sizeof(float));
+  for (const detail::HfExpect& e : want) {
+    MatrixView<float> dst = store.value(ParamId{e.param});
+    if (e.kind == detail::HfKind::kFloat) {
+      const std::vector<float> v = detail::hf_floats(f, *f.find(e.name), where);
+      std::memcpy(dst.data, v.data(), v.size() * sizeof(float));
+    } else if (e.kind == detail::HfKind::kCodes) {
+      std::string scale_name = e.name;
+      scale_name.replace(scale_name.size() - 6, 6, "weight_scale");
+      const float ws = detail::hf_floats(f, f.at(scale_name), where)[0];
+      const float s = scale == HfWeightScale::kReciprocal ? 1.0f / ws : ws;
+      if (!(std::isfinite(s) && s > 0))
+        detail::hf_error(where, "tensor '", scale_name, "' is ", ws,
+                         ": a weight scale must give a finite scale > 0");
+      detail::hf_unpack_ternary(f.bytes(f.at(e.name)), s, dst, e.name, where);
+    }
   }
   if (cfg.tied_embeddings) {
     const std::vector<float> embed = detail::hf_floats(f, f.at("model.embed_tokens.weight"), where);
     if (const io::TensorInfo* head = f.find("lm_head.weight")) {
       if (head->shape != f.at("model.embed_tokens.weight").shape ||
-          detail::hf_floats(f, *head, where) != embed)
+          !detail::hf_float_dtype(head->dtype) || detail::hf_floats(f, *head, where) != embed)
         detail::hf_error(where, "'tie_word_embeddings' is true but lm_head.weight differs from "
                                 "model.embed_tokens.weight");
     }
@@ -199,19 +309,62 @@ void load_hf_weights(const io::SafetensorsView& f, const HfConfig& cfg, DecoderM
 
 /// Opens the checkpoint in `dir`, builds the DecoderModel<V> of its variant with its weights and
 /// calls f(model) (f is instantiated for every variant of HfVariants; all must return one type).
+/// A packed checkpoint's projections arrive as code * s: its forward re-quantizes them (the
+/// absmean of ternary values is not s), so serve packed checkpoints with import_hf_packed.
 template <class F>
-decltype(auto) visit_hf_checkpoint(const std::string& dir, F&& f) {
+decltype(auto) visit_hf_checkpoint(const std::string& dir, F&& f,
+                                   HfWeightScale scale = HfWeightScale::kReciprocal) {
   const HfCheckpoint ckpt = HfCheckpoint::open(dir);
   return visit_variant<HfVariants>(ckpt.config().variant, [&]<class V>(std::type_identity<V>) {
     DecoderModel<V> model(ckpt.config().model, /*seed=*/0);
-    load_hf_weights(ckpt.tensors(), ckpt.config(), model, ckpt.weights_path());
-    return f(model);
+    load_hf_weights(ckpt.tensors(), ckpt.config(), model, ckpt.weights_path(), scale);
+    return f(model, ckpt.config());
   });
 }
 
-/// The checkpoint in `dir`, imported and packed for serving (export_model of the imported model).
-inline PackedModel import_hf_packed(const std::string& dir) {
-  return visit_hf_checkpoint(dir, []<class V>(DecoderModel<V>& model) { return export_model(model); });
+namespace detail {
+
+/// Replaces the projections of `m` (exported from `model`, whose projection weights are code * s)
+/// by their exact ternary packing: the checkpoint's codes and scales, not an absmean re-fit.
+template <ModelVariant V>
+void repack_exact_ternary(const DecoderModel<V>& model, PackedModel& m) {
+  using P = packed_form_t<TernaryAbsMean<PerTensor>>;
+  register_form<P>();
+  const ParameterStore& s = model.store();
+  auto pack = [&](std::vector<ParamId> ids) {
+    std::vector<MatrixView<const float>> parts;
+    for (ParamId id : ids) parts.push_back(s.value(id));
+    return PackedLinear::of(P::template pack<ExactTernary>(parts));
+  };
+  for (std::size_t l = 0; l < m.blocks.size(); ++l) {
+    const auto& att = model.block(l).attention();
+    const auto& br = model.block(l).ffn().branch();
+    m.blocks[l].qkv = pack({att.q().weight_id(), att.k().weight_id(), att.v().weight_id()});
+    m.blocks[l].o = pack({att.o().weight_id()});
+    std::vector<ParamId> up;
+    if (br.gate()) up.push_back(br.gate()->weight_id());
+    up.push_back(br.up().weight_id());
+    m.blocks[l].branch.up = pack(up);
+    m.blocks[l].branch.down = pack({br.down().weight_id()});
+  }
+  validate(m, "import_hf_packed");
+}
+
+}  // namespace detail
+
+/// The checkpoint in `dir`, imported and packed for serving (export_model of the imported model;
+/// a packed BitNet checkpoint keeps its own codes and scales).
+inline PackedModel import_hf_packed(const std::string& dir,
+                                    HfWeightScale scale = HfWeightScale::kReciprocal) {
+  return visit_hf_checkpoint(
+      dir,
+      []<class V>(DecoderModel<V>& model, const HfConfig& cfg) {
+        PackedModel m = export_model(model);
+        if constexpr (std::is_same_v<V, variants::BitNet158>)
+          if (cfg.packed_ternary) detail::repack_exact_ternary(model, m);
+        return m;
+      },
+      scale);
 }
 
 }  // namespace pquant::inference
