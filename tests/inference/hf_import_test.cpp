@@ -207,6 +207,40 @@ TEST(HfImport, ImportedModelTrainsFurther) {
   });
 }
 
+// Every variant of HfVariants exports and re-imports (random weights), the packed models agree.
+template <class V>
+void round_trip(const fs::path& out) {
+  ModelConfig c{.vocab = 8, .d_model = 8, .layers = 1, .heads = 2, .d_ff = 12, .context = 8};
+  c.experts = 2;
+  c.r = 4;
+  DecoderModel<V> model(c, 3);
+  save_hf(model, out.string());
+  const PackedModel a = export_model(model);
+  visit_hf_checkpoint(out.string(), [&]<class W>(DecoderModel<W>& back, const HfConfig&) {
+    EXPECT_EQ(W::kName, V::kName);
+    const std::span<const float> x = model.store().values(), y = back.store().values();
+    EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << V::kName;
+    EXPECT_EQ(export_model(back).structure.blocks, a.structure.blocks) << V::kName;
+    return 0;
+  });
+}
+
+TEST(HfImport, EveryVariantRoundTrips) {
+  const fs::path out = fs::temp_directory_path() / ("pquant_hf_rt_" + std::to_string(getpid()));
+  round_trip<variants::Llama>(out / "llama");
+  round_trip<variants::FP>(out / "fp");
+  round_trip<variants::BitNet>(out / "bitnet");
+  round_trip<variants::BitNet158>(out / "bitnet158");
+  round_trip<variants::PQuant<>>(out / "pquant");
+  std::ifstream cf(out / "fp" / "config.json");
+  const nlohmann::json c = nlohmann::json::parse(cf);
+  EXPECT_EQ(c["architectures"][0], "BitNetForCausalLM");
+  EXPECT_EQ(c["pquant_variant"], "fp");
+  const io::SafetensorsFile llama = io::SafetensorsFile::load((out / "llama/model.safetensors").string());
+  EXPECT_EQ(llama->find("model.layers.0.self_attn.attn_sub_norm.weight"), nullptr);
+  fs::remove_all(out);
+}
+
 TEST(HfImport, HalfAndBfloat16Conversion) {
   EXPECT_EQ(half_to_float(0x3c00), 1.0f);
   EXPECT_EQ(half_to_float(0xc000), -2.0f);
