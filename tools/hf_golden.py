@@ -117,11 +117,11 @@ def pack_ternary(codes):
     return packed
 
 
-def rope(x, pos):  # x [T, heads, hd]; pairs (i, i + hd/2), angle p * base^(-2i/hd)
+def rope(x, pos, base):  # x [T, heads, hd]; pairs (i, i + hd/2), angle p * base^(-2i/hd)
     hd = x.shape[-1]
     half = hd // 2
     i = torch.arange(half, dtype=torch.float64)
-    ang = pos[:, None].double() * torch.pow(torch.tensor(ROPE_BASE, dtype=torch.float64),
+    ang = pos[:, None].double() * torch.pow(torch.tensor(base, dtype=torch.float64),
                                              -2.0 * i / hd)
     c, s = f32(torch.cos(ang))[:, None, :], f32(torch.sin(ang))[:, None, :]
     a, b = x[..., :half], x[..., half:]
@@ -137,7 +137,8 @@ def attention(x, p, cfg, quant, m, sub_norm):
     k = bitlinear(a, p["self_attn.k_proj.weight"], quant, m).view(T, H, hd)
     v = bitlinear(a, p["self_attn.v_proj.weight"], quant, m).view(T, H, hd)
     pos = torch.arange(T)
-    q, k = rope(q, pos), rope(k, pos)
+    base = cfg.get("rope_theta", ROPE_BASE)
+    q, k = rope(q, pos, base), rope(k, pos, base)
     scores = torch.einsum("thd,shd->hts", q, k) / math.sqrt(hd)
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
     scores = scores.masked_fill(mask, -math.inf)
@@ -247,7 +248,7 @@ MODELS = {
                 "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 48,
                 "pquant_num_experts": 2, "pquant_expert_intermediate_size": 16,
                 "max_position_embeddings": 64, "hidden_act": "silu", "rms_norm_eps": 1e-5,
-                "rope_theta": ROPE_BASE, "tie_word_embeddings": False,
+                "rope_theta": 500000.0, "tie_word_embeddings": False,
                 "torch_dtype": "float16"}, torch.float16),
 }
 TOKENS = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8]

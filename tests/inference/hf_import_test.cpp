@@ -366,7 +366,7 @@ TEST_F(BadCheckpoint, GatedReluSquaredIsRejected) {
 TEST_F(BadCheckpoint, UnsupportedConfigFeaturesAreNamed) {
   const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::string>> cases = {
       {[](nlohmann::json& c) { c["num_key_value_heads"] = 1; }, "grouped-query attention"},
-      {[](nlohmann::json& c) { c["rope_theta"] = 500000.0; }, "'rope_theta' is 500000"},
+      {[](nlohmann::json& c) { c["rope_theta"] = 0.5; }, "'rope_theta' is 0.5"},
       {[](nlohmann::json& c) { c["rms_norm_eps"] = 1e-6; }, "'rms_norm_eps'"},
       {[](nlohmann::json& c) { c["rope_scaling"] = {{"type", "linear"}}; }, "'rope_scaling'"},
       {[](nlohmann::json& c) { c["attention_bias"] = true; }, "'attention_bias' is true"},

@@ -163,10 +163,10 @@ inline HfConfig parse_hf_config(const std::string& text, const std::string& wher
   if (c.has("rope_scaling") && !c.at("rope_scaling").is_null())
     detail::hf_error(where, "'rope_scaling' is ", c.at("rope_scaling").dump(),
                      ": only plain RoPE (null) is supported");
-  const double theta = c.has("rope_theta") ? c.number("rope_theta") : kRopeBase;
-  if (theta != kRopeBase)
-    detail::hf_error(where, "'rope_theta' is ", theta, ": pquant's attention uses RoPE base ",
-                     kRopeBase);
+  m.rope_theta = c.has("rope_theta") ? c.number("rope_theta") : kRopeBase;
+  if (!(m.rope_theta > 1) || static_cast<float>(m.rope_theta) != m.rope_theta)
+    detail::hf_error(where, "'rope_theta' is ", m.rope_theta,
+                     ": it must be > 1 and exact in FP32 (the packed model stores it as FP32)");
   const double eps = c.has("rms_norm_eps") ? c.number("rms_norm_eps") : kRmsNormEps;
   if (std::abs(eps - static_cast<double>(kRmsNormEps)) > 1e-12)
     detail::hf_error(where, "'rms_norm_eps' is ", eps, ": pquant's RMSNorm uses eps ",
@@ -236,7 +236,7 @@ inline nlohmann::json hf_config_json(std::string_view variant, const ModelConfig
       {"max_position_embeddings", m.context},
       {"hidden_act", m.activation == FfnActivation::kSwiGLU ? "silu" : "relu2"},
       {"rms_norm_eps", kRmsNormEps},
-      {"rope_theta", kRopeBase},
+      {"rope_theta", m.rope_theta},
       {"tie_word_embeddings", false},
       {"attention_bias", false},
       {"torch_dtype", "float32"}};
