@@ -395,6 +395,13 @@ TEST_F(BadCheckpoint, MissingFilesAreNamed) {
   EXPECT_NE(import_error().find("has no model.safetensors"), std::string::npos);
 }
 
+TEST_F(BadCheckpoint, CorruptSafetensorsNamesTheFile) {
+  write({}, {});
+  fs::resize_file(dir_ / "model.safetensors", 100);  // truncated inside the tensors
+  const std::string e = import_error();
+  EXPECT_NE(e.find((dir_ / "model.safetensors").string()), std::string::npos) << e;
+}
+
 struct Other : variants::Dense<TernaryBitLinear> {
   static constexpr std::string_view kName = "other";
 };

@@ -8,6 +8,7 @@
 //   "pquant_variant" (extension) picks any of kHfVariants for the architecture's naming.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>

@@ -129,7 +129,11 @@ class HfCheckpoint {
     c.config_ = parse_hf_config(std::string(reinterpret_cast<const char*>(text.data()), text.size()),
                                 config_path);
     c.weights_path_ = weights_path;
-    c.file_ = io::SafetensorsFile::load(weights_path, io::LoadMode::kMap);
+    try {
+      c.file_ = io::SafetensorsFile::load(weights_path, io::LoadMode::kMap);
+    } catch (const FormatError& e) {
+      detail::hf_error(weights_path, e.what());
+    }
     std::uint64_t elements = 0;
     for (const io::TensorInfo& t : c.file_->tensors()) elements += t.elements();
     const double needed = detail::hf_min_elements(c.config_);
