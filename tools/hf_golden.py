@@ -17,6 +17,7 @@ its boundary, so the comparison tests the method and not the last ulp.
 
 Usage (CPU torch and safetensors; scripts/install-deps.sh makes .venv):
     .venv/bin/python tools/hf_golden.py --out tests/data/hf
+    .venv/bin/python tools/hf_golden.py --forward DIR --out logits.safetensors   (any checkpoint)
 """
 import argparse
 import json
@@ -309,12 +310,37 @@ def build_packed(cfg, tensors, tokens, out_dir):
     print("hf_golden: bitnet158_packed -> %s" % d)
 
 
+def forward_dir(src, out):
+    """The forward of an existing checkpoint (e.g. `convert --export-hf`) on TOKENS: writes
+    "tokens", "logits" and "margin" (the smallest rounding margin met) to `out`."""
+    from safetensors.torch import load_file
+    with open(os.path.join(src, "config.json")) as f:
+        cfg = json.load(f)
+    kind = {"BitNetForCausalLM": "bitnet158", "PQuantForCausalLM": "pquant"}.get(
+        cfg["architectures"][0])
+    if kind is None or cfg.get("pquant_variant", kind) != kind or cfg.get("hidden_act") != "silu":
+        raise SystemExit("hf_golden: --forward reads bitnet158 and pquant SwiGLU checkpoints")
+    tensors = load_file(os.path.join(src, "model.safetensors"))
+    tokens = torch.tensor([t % cfg["vocab_size"] for t in TOKENS], dtype=torch.long)
+    m = Margins()
+    with torch.no_grad():
+        logits = forward(tensors, cfg, tokens, kind, m)
+    save_file({"tokens": tokens.to(torch.int32), "logits": logits.contiguous(),
+               "margin": torch.tensor([m.min], dtype=torch.float32)}, out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="output directory (one sub-directory per model)")
+    ap.add_argument("--out", required=True,
+                    help="output directory (one sub-directory per model); with --forward a file")
     ap.add_argument("--seed", type=int, default=1, help="first seed tried")
+    ap.add_argument("--forward", metavar="DIR",
+                    help="only run the forward of the checkpoint in DIR on the fixed tokens")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.forward:
+        forward_dir(args.forward, args.out)
+        return
     for kind in MODELS:
         build(kind, args.out, args.seed)
 

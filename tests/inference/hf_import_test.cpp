@@ -141,6 +141,46 @@ TEST(HfImport, RegeneratedWithTorchMatches) {
   fs::remove_all(out);
 }
 
+// A model trained further in pquant, exported, runs in PyTorch (tools/hf_golden.py --forward)
+// with the logits of pquant's engine.
+TEST(HfImport, ExportedTrainedModelMatchesPyTorch) {
+  const std::string python = PQUANT_PYTHON;
+  if (python.empty() ||
+      std::system((python + " -c 'import torch, safetensors' >/dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << "PyTorch with safetensors is not importable by '" << python << "'";
+  const fs::path out = fs::temp_directory_path() / ("pquant_hf_trained_" + std::to_string(getpid()));
+  const Golden g = read_golden(kData + "/pquant");
+  std::vector<float> served;
+  visit_hf_checkpoint(kData + "/pquant", [&]<class V>(DecoderModel<V>& model, const HfConfig&) {
+    const std::vector<TokenId> in(g.tokens.begin(), g.tokens.end() - 1);
+    const std::vector<std::int32_t> target(g.tokens.begin() + 1, g.tokens.end());
+    AdamW opt(model.store());
+    for (int step = 0; step < 3; ++step) {
+      model.store().zero_grads();
+      (void)model.forward_backward(in, target, SequenceShape{1, in.size()});
+      opt.step(model.store(), 1e-3f, 0.0f);
+    }
+    save_hf(model, (out / "hf").string());
+    const PackedModel packed = export_model(model);
+    Engine engine(packed);
+    const Matrix<float>& l = engine.forward_all(g.tokens);
+    served.assign(l.data(), l.data() + l.size());
+    return 0;
+  });
+  const std::string cmd = python + " " + PQUANT_HF_GOLDEN_SCRIPT + " --forward " +
+                          (out / "hf").string() + " --out " + (out / "torch.safetensors").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const io::SafetensorsFile f = io::SafetensorsFile::load((out / "torch.safetensors").string());
+  const float margin = f->read<float>("margin")[0];
+  const std::vector<float> torch_logits = f->read<float>("logits");
+  fs::remove_all(out);
+  // A code within an ulp of a rounding boundary may round either way in two FP32 programs.
+  if (margin < 1e-5f) GTEST_SKIP() << "a rounding margin of " << margin << " is too small";
+  const double err = relative_error(served, torch_logits);
+  EXPECT_LE(err, 1e-4);
+  std::printf("trained pQuant in PyTorch vs pquant: %.3g (margin %.2g)\n", err, margin);
+}
+
 TEST(HfImport, ExportReimportsBitForBit) {
   const fs::path out = fs::temp_directory_path() / ("pquant_hf_export_" + std::to_string(getpid()));
   for (const char* name : {"bitnet158", "pquant"}) {
