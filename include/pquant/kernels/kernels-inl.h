@@ -120,12 +120,10 @@ HWY_INLINE auto MulPairs(VU8 a, VI8 b) {
 }
 #endif
 
-// Adds the K-range [p0, p1) of tiles [t0, ntiles) into acc (uint32, row order), one tile at a
-// time in vectors of up to 256 bits.
-HWY_INLINE void LutBlockNarrow(const std::uint8_t* HWY_RESTRICT index, std::size_t t0,
-                               std::size_t ntiles, std::size_t pairs, std::size_t p0,
-                               std::size_t p1, const std::uint8_t* HWY_RESTRICT tables,
-                               std::uint32_t* HWY_RESTRICT acc) {
+// Adds the K-range [p0, p1) of up to kLutTilesPerTask tiles into acc (uint32, row order).
+HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
+                         std::size_t pairs, std::size_t p0, std::size_t p1,
+                         const std::uint8_t* HWY_RESTRICT tables, std::uint32_t* HWY_RESTRICT acc) {
   const hn::CappedTag<std::uint8_t, 32> du8;
   const hn::Repartition<std::int8_t, decltype(du8)> di8;
   const hn::Repartition<std::uint16_t, decltype(du8)> du16;
@@ -138,7 +136,7 @@ HWY_INLINE void LutBlockNarrow(const std::uint8_t* HWY_RESTRICT index, std::size
   // Rows of the four uint32 quarters: the interleaves work per 16-row block, so the lower
   // interleave holds rows 0-7 of each block and the upper one rows 8-15.
   const std::size_t at1 = N == 32 ? 16 : 4, at2 = 8, at3 = N == 32 ? 24 : 12;
-  for (std::size_t t = t0; t < ntiles; ++t) {
+  for (std::size_t t = 0; t < ntiles; ++t) {
     for (std::size_t chunk = 0; chunk < kLutTile; chunk += N) {
       const std::uint8_t* idx = index + t * tile_bytes + chunk;
       auto sum0 = hn::Zero(du32), sum1 = hn::Zero(du32), sum2 = hn::Zero(du32),
@@ -187,94 +185,6 @@ HWY_INLINE void LutBlockNarrow(const std::uint8_t* HWY_RESTRICT index, std::size
       hn::StoreU(hn::Add(hn::LoadU(du32, a + at3), sum3), du32, a + at3);
     }
   }
-}
-
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-// AVX-512 (AVX3, AVX3_DL): two tiles per pass in 512-bit vectors. One step loads pair p of tiles t
-// and t + 1 into the two 256-bit halves of a vector (and pair p + 1 into a second one), so every
-// 128-bit lane looks up the same group and one broadcast 16-byte table (vbroadcasti32x4) feeds 64
-// rows: 8 vpshufb for 4 groups x 64 rows, twice the rows of the 256-bit step for the same number
-// of instructions. Sums and bounds are the narrow step's (per row and 16-bit lane, 4 groups per
-// step, at most 16 steps per block), so the results are the same bits.
-HWY_INLINE void LutTwoTiles(const std::uint8_t* HWY_RESTRICT idx_a,
-                            const std::uint8_t* HWY_RESTRICT idx_b, std::size_t pairs,
-                            std::size_t p0, std::size_t p1, const std::uint8_t* HWY_RESTRICT tables,
-                            std::uint32_t* HWY_RESTRICT acc_a, std::uint32_t* HWY_RESTRICT acc_b) {
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
-  const __m512i weights = _mm512_set1_epi16(0x1001);  // (1, 16) multipliers
-  // Highway's Combine and LoadDup128 (vinserti64x4, vbroadcasti32x4) keep GCC's false
-  // maybe-uninitialized warnings of the raw intrinsics quiet.
-  const hn::Full512<std::uint8_t> d512;
-  const hn::Full256<std::uint8_t> d256;
-  auto load2 = [&](std::size_t p) HWY_ATTR {
-    return hn::Combine(d512, hn::Load(d256, idx_b + p * kLutTile),
-                       hn::Load(d256, idx_a + p * kLutTile))
-        .raw;
-  };
-  auto table = [&](const std::uint8_t* t) HWY_ATTR { return hn::LoadDup128(d512, t).raw; };
-  // uint32 sums per tile: lanes 0-7 of `lo*` are rows 0-7, lanes 8-15 rows 16-23; `up*` rows 8-15
-  // and 24-31 (the byte interleaves work per 128-bit lane).
-  const hn::Full512<std::uint32_t> d32;
-  const hn::Full256<std::uint16_t> d16h;
-  auto lo_a = hn::Zero(d32), up_a = lo_a, lo_b = lo_a, up_b = lo_a;
-  for (std::size_t b0 = p0; b0 < p1; b0 += detail::kLutGroupsPerBlock / 2) {
-    const std::size_t b1 = std::min(p1, b0 + detail::kLutGroupsPerBlock / 2);
-    __m512i lower = _mm512_setzero_si512(), upper = lower;  // uint16, <= 16 * 4080 = 65280
-    for (std::size_t p = b0; p < b1; p += 2) {
-      const __m512i v0 = load2(p), v1 = load2(p + 1);
-      if (p + kLutPrefetchPairs < pairs) {
-        hwy::Prefetch(idx_a + (p + kLutPrefetchPairs) * kLutTile);
-        hwy::Prefetch(idx_b + (p + kLutPrefetchPairs) * kLutTile);
-      }
-      const __m512i i0 = _mm512_and_si512(v0, nibble);
-      const __m512i i1 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nibble);
-      const __m512i i2 = _mm512_and_si512(v1, nibble);
-      const __m512i i3 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nibble);
-      const std::uint8_t* tab = tables + p * 64;
-      // Four TL (<= 60) and four TH (<= 60, biased) sum to <= 240 in uint8.
-      __m512i lo = _mm512_shuffle_epi8(table(tab), i0);
-      __m512i hi = _mm512_shuffle_epi8(table(tab + 16), i0);
-      lo = _mm512_add_epi8(lo, _mm512_shuffle_epi8(table(tab + 32), i1));
-      hi = _mm512_add_epi8(hi, _mm512_shuffle_epi8(table(tab + 48), i1));
-      lo = _mm512_add_epi8(lo, _mm512_shuffle_epi8(table(tab + 64), i2));
-      hi = _mm512_add_epi8(hi, _mm512_shuffle_epi8(table(tab + 80), i2));
-      lo = _mm512_add_epi8(lo, _mm512_shuffle_epi8(table(tab + 96), i3));
-      hi = _mm512_add_epi8(hi, _mm512_shuffle_epi8(table(tab + 112), i3));
-      lower = _mm512_add_epi16(lower,
-                               _mm512_maddubs_epi16(_mm512_unpacklo_epi8(lo, hi), weights));
-      upper = _mm512_add_epi16(upper,
-                               _mm512_maddubs_epi16(_mm512_unpackhi_epi8(lo, hi), weights));
-    }
-    const hn::Vec512<std::uint16_t> lw{lower}, up{upper};
-    lo_a = hn::Add(lo_a, hn::PromoteTo(d32, hn::LowerHalf(d16h, lw)));
-    lo_b = hn::Add(lo_b, hn::PromoteTo(d32, hn::UpperHalf(d16h, lw)));
-    up_a = hn::Add(up_a, hn::PromoteTo(d32, hn::LowerHalf(d16h, up)));
-    up_b = hn::Add(up_b, hn::PromoteTo(d32, hn::UpperHalf(d16h, up)));
-  }
-  auto store = [&](std::uint32_t* acc, hn::Vec512<std::uint32_t> lo,
-                   hn::Vec512<std::uint32_t> up) HWY_ATTR {
-    // Row order: the 256-bit halves of lo are rows 0-7 and 16-23, those of up rows 8-15, 24-31.
-    hn::StoreU(hn::Add(hn::LoadU(d32, acc), hn::ConcatLowerLower(d32, up, lo)), d32, acc);
-    hn::StoreU(hn::Add(hn::LoadU(d32, acc + 16), hn::ConcatUpperUpper(d32, up, lo)), d32,
-               acc + 16);
-  };
-  store(acc_a, lo_a, up_a);
-  store(acc_b, lo_b, up_b);
-}
-#endif
-
-// Adds the K-range [p0, p1) of up to kLutTilesPerTask tiles into acc (uint32, row order).
-HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
-                         std::size_t pairs, std::size_t p0, std::size_t p1,
-                         const std::uint8_t* HWY_RESTRICT tables, std::uint32_t* HWY_RESTRICT acc) {
-  std::size_t t = 0;
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-  const std::size_t tile_bytes = pairs * kLutTile;
-  for (; t + 2 <= ntiles; t += 2)
-    LutTwoTiles(index + t * tile_bytes, index + (t + 1) * tile_bytes, pairs, p0, p1, tables,
-                acc + t * kLutTile, acc + (t + 1) * kLutTile);
-#endif
-  if (t < ntiles) LutBlockNarrow(index, t, ntiles, pairs, p0, p1, tables, acc);
 }
 #endif  // HWY_TARGET == HWY_SCALAR
 
