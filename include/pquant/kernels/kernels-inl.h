@@ -152,22 +152,40 @@ HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
           const auto v1 = hn::Load(du8, idx + (p + 1) * kLutTile);
           if (p + kLutPrefetchPairs < pairs)
             hwy::Prefetch(idx + (p + kLutPrefetchPairs) * kLutTile);
+#if HWY_TARGET == HWY_AVX3_DL
+          // vpermb (VBMI) reads index bits 0-4 of each byte and ignores bits 5-7; the broadcast
+          // table holds its 16 entries twice, so bit 4 does not matter either and the indices need
+          // no mask: v (low nibble in bits 0-3) and v >> 4 (16-bit shift, high nibble in 0-3).
+          const auto i0 = v0;
+          const auto i1 = hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0)));
+          const auto i2 = v1;
+          const auto i3 = hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1)));
+          auto lookup = [](decltype(v0) table, decltype(v0) i) HWY_ATTR {
+            // The zero-masking form with every lane kept: GCC 12's plain form warns
+            // (maybe-uninitialized) on its undefined pass-through operand.
+            return decltype(v0){_mm256_maskz_permutexvar_epi8(~__mmask32{0}, i.raw, table.raw)};
+          };
+          (void)nibble;
+#else
           const auto i0 = hn::And(v0, nibble);
           const auto i1 =
               hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0))), nibble);
           const auto i2 = hn::And(v1, nibble);
           const auto i3 =
               hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1))), nibble);
+          auto lookup = [](decltype(v0) table, decltype(v0) i)
+                            HWY_ATTR { return hn::TableLookupBytes(table, i); };
+#endif
           const std::uint8_t* tab = tables + p * 64;
           // Four TL (<= 60) and four TH (<= 60, biased) sum to <= 240 in uint8.
-          auto lo = hn::TableLookupBytes(hn::LoadDup128(du8, tab), i0);
-          auto hi = hn::TableLookupBytes(hn::LoadDup128(du8, tab + 16), i0);
-          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 32), i1));
-          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 48), i1));
-          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 64), i2));
-          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 80), i2));
-          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 96), i3));
-          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 112), i3));
+          auto lo = lookup(hn::LoadDup128(du8, tab), i0);
+          auto hi = lookup(hn::LoadDup128(du8, tab + 16), i0);
+          lo = hn::Add(lo, lookup(hn::LoadDup128(du8, tab + 32), i1));
+          hi = hn::Add(hi, lookup(hn::LoadDup128(du8, tab + 48), i1));
+          lo = hn::Add(lo, lookup(hn::LoadDup128(du8, tab + 64), i2));
+          hi = hn::Add(hi, lookup(hn::LoadDup128(du8, tab + 80), i2));
+          lo = hn::Add(lo, lookup(hn::LoadDup128(du8, tab + 96), i3));
+          hi = hn::Add(hi, lookup(hn::LoadDup128(du8, tab + 112), i3));
           lower = hn::Add(lower,
                           hn::BitCast(du16, MulPairs(hn::InterleaveLower(du8, lo, hi), weights)));
           upper = hn::Add(upper,
