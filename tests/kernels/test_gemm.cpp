@@ -187,16 +187,27 @@ TEST_P(Gemm, Int8GemmSymmetricWeightsPathIsExact) {
 }
 
 TEST_P(Gemm, IntegerGemmExtremes) {
+  // 5 tokens, and 33 (five token chunks of the LUT GEMM, the last with one token).
   const std::size_t k = 3000;
-  Matrix<std::int8_t> x(5, k), w(9, k);
-  for (auto& v : x.flat()) v = -128;
-  for (auto& v : w.flat()) v = -128;
-  Matrix<float> y(5, 9);
-  kernels::gemm_w8a8(x, kernels::pack_int8(w), {}, y);
-  for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 16384.0f);
-  for (auto& v : w.flat()) v = -1;
-  kernels::gemm_w1a8(x, kernels::pack_sign(w), {}, y);
-  for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 128.0f);
+  for (std::size_t m : {5, 33}) {
+    Matrix<std::int8_t> x(m, k), w(9, k);
+    for (auto& v : x.flat()) v = -128;
+    for (auto& v : w.flat()) v = -128;
+    Matrix<float> y(m, 9);
+    kernels::gemm_w8a8(x, kernels::pack_int8(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 16384.0f);
+    for (auto& v : w.flat()) v = -1;
+    kernels::gemm_w1a8(x, kernels::pack_sign(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 128.0f);
+    kernels::gemm_w2a8(x, kernels::pack_ternary(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 128.0f);
+    for (auto& v : x.flat()) v = 127;
+    for (auto& v : w.flat()) v = 1;
+    kernels::gemm_w1a8(x, kernels::pack_sign(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 127.0f);
+    kernels::gemm_w2a8(x, kernels::pack_ternary(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 127.0f);
+  }
 }
 
 TEST_P(Gemm, W8A8AtTheInt32LimitIsExact) {
