@@ -68,6 +68,18 @@ T* Scratch(std::size_t count) {
 // alone left DRAM-resident weights at about half the read bandwidth).
 inline constexpr std::size_t kLutPrefetchPairs = 64;
 
+// Prefetch of the index stream into L2 (prefetcht1 on x86): an L1 prefetch holds one of the few
+// L1 miss buffers until its line arrives from DRAM, and with the loop's rate that capped the
+// lines in flight below what the read bandwidth needs; the L2 has more. The loop's own loads
+// then hit L2, whose latency the out-of-order core hides.
+HWY_INLINE void PrefetchL2(const void* p) {
+#if HWY_ARCH_X86
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+#else
+  hwy::Prefetch(p);
+#endif
+}
+
 // Tiles per task of the parallel loop (and per K-blocked pass).
 inline constexpr std::size_t kLutTilesPerTask = 4;
 
@@ -151,7 +163,7 @@ HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
           const auto v0 = hn::Load(du8, idx + p * kLutTile);
           const auto v1 = hn::Load(du8, idx + (p + 1) * kLutTile);
           if (p + kLutPrefetchPairs < pairs)
-            hwy::Prefetch(idx + (p + kLutPrefetchPairs) * kLutTile);
+            PrefetchL2(idx + (p + kLutPrefetchPairs) * kLutTile);
 #if HWY_TARGET == HWY_AVX3_DL
           // vpermb (VBMI) reads index bits 0-4 of each byte and ignores bits 5-7; the broadcast
           // table holds its 16 entries twice, so bit 4 does not matter either and the indices need
@@ -211,18 +223,33 @@ HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
 // (kLutGroupsPerVisit * 32 bytes = 4 KiB per token) stay in L1 while the tiles' indices pass over
 // them (a row's tables, 32 bytes per group, outgrow L1 at K >= 4096), and each visit's indices
 // (8 KiB for 4 tiles) stay in L1 across the tokens.
+// The first visit's index bytes of `ntiles` tiles, requested all at once so that their cache
+// misses overlap (the step loop prefetches only each tile's next visit).
+HWY_INLINE void PrefetchFirstVisit(const std::uint8_t* index, std::size_t ntiles,
+                                   std::size_t pairs) {
+  for (std::size_t t = 0; t < ntiles; ++t)
+    for (std::size_t p = 0; p < std::min(pairs, kLutPrefetchPairs); p += 2)
+      PrefetchL2(index + (t * pairs + p) * kLutTile);
+}
+
+// `next`, when not null, holds the `next_tiles` tiles the caller will probably run next: their
+// first visit is prefetched during the last visit here.
 HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
                          std::size_t pairs, const std::uint8_t* tables, std::size_t table_stride,
-                         std::size_t tokens, std::int32_t* out, std::size_t out_stride) {
+                         std::size_t tokens, std::int32_t* out, std::size_t out_stride,
+                         const std::uint8_t* next = nullptr, std::size_t next_tiles = 0) {
   constexpr std::size_t kMaxTokens = 8;
   std::uint32_t acc[kMaxTokens][kLutTilesPerTask * kLutTile];
   constexpr std::size_t kPairsPerVisit = detail::kLutGroupsPerVisit / 2;
+  PrefetchFirstVisit(index, ntiles, pairs);
   for (std::size_t m0 = 0; m0 < tokens; m0 += kMaxTokens) {
     const std::size_t mc = std::min(kMaxTokens, tokens - m0);
     for (std::size_t m = 0; m < mc; ++m)
       std::fill(acc[m], acc[m] + ntiles * kLutTile, std::uint32_t{0});
     for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerVisit) {
       const std::size_t p1 = std::min(pairs, p0 + kPairsPerVisit);
+      if (next != nullptr && p1 == pairs && m0 + mc == tokens)
+        PrefetchFirstVisit(next, next_tiles, pairs);
       for (std::size_t m = 0; m < mc; ++m)
         LutBlock(index, ntiles, pairs, p0, p1, tables + (m0 + m) * table_stride, acc[m]);
     }
@@ -382,7 +409,11 @@ HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
         for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
           const std::size_t t = blk * kLutTilesPerTask;
           const std::size_t n = std::min(a.tiles - t, kLutTilesPerTask);
-          LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, 0, 1, a.out + t * kLutTile, 0);
+          // Tasks run mostly in order on each thread: prefetch the following task's start.
+          const std::size_t tn = t + n;
+          const std::size_t nn = std::min(a.tiles - tn, kLutTilesPerTask);
+          LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, 0, 1, a.out + t * kLutTile, 0,
+                   nn != 0 ? a.index + tn * tile_bytes : nullptr, nn);
           if (a.y != nullptr) LutEpilogue(a, t * kLutTile, n * kLutTile, a.out + t * kLutTile);
         }
       },
