@@ -218,11 +218,6 @@ HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
 }
 #endif  // HWY_TARGET == HWY_SCALAR
 
-// The sums of up to kLutTilesPerTask tiles over the whole K for `tokens` activation vectors (their
-// tables table_stride bytes apart, their sums out_stride apart): K-visit outer, so a visit's tables
-// (kLutGroupsPerVisit * 32 bytes = 4 KiB per token) stay in L1 while the tiles' indices pass over
-// them (a row's tables, 32 bytes per group, outgrow L1 at K >= 4096), and each visit's indices
-// (8 KiB for 4 tiles) stay in L1 across the tokens.
 // The first visit's index bytes of `ntiles` tiles, requested all at once so that their cache
 // misses overlap (the step loop prefetches only each tile's next visit).
 HWY_INLINE void PrefetchFirstVisit(const std::uint8_t* index, std::size_t ntiles,
@@ -232,8 +227,12 @@ HWY_INLINE void PrefetchFirstVisit(const std::uint8_t* index, std::size_t ntiles
       PrefetchL2(index + (t * pairs + p) * kLutTile);
 }
 
-// `next`, when not null, holds the `next_tiles` tiles the caller will probably run next: their
-// first visit is prefetched during the last visit here.
+// The sums of up to kLutTilesPerTask tiles over the whole K for `tokens` activation vectors (their
+// tables table_stride bytes apart, their sums out_stride apart): K-visit outer, so a visit's tables
+// (kLutGroupsPerVisit * 32 bytes = 4 KiB per token) stay in L1 while the tiles' indices pass over
+// them (a row's tables, 32 bytes per group, outgrow L1 at K >= 4096), and each visit's indices
+// (8 KiB for 4 tiles) stay in L1 across the tokens. `next`, when not null, holds the `next_tiles`
+// tiles the caller will probably run next: their first visit is prefetched during the last visit.
 HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
                          std::size_t pairs, const std::uint8_t* tables, std::size_t table_stride,
                          std::size_t tokens, std::int32_t* out, std::size_t out_stride,
