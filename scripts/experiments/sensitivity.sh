@@ -10,6 +10,8 @@
 #   <variant>.json / .log           train_lm's --json line and progress lines
 #   <variant>-stats.json            analyze_sensitivity --json over every block projection
 #   <variant>-effective-stats.json  the same with the effective (quantized) weights
+#   init-stats.json                 a BitNet model after one step at a 1e-6 learning rate: the
+#                                   initialisation's map, the reference the trained maps move from
 #   maps/<variant>/<projection>.json  the figure's maps, max-pooled to 64 x 64
 #   fig2_fp_vs_bitnet.png, fig5a_pquant_branches.png
 # Environment (besides common.sh's): D_MODEL LAYERS HEADS D_FF R CONTEXT BATCH STEPS SEED LAYER
@@ -39,6 +41,9 @@ for v in fp bitnet pquant; do
   run_train "$v" --variant "$v" "${COMMON[@]}" "${extra[@]}" --save "$CKPT/$v.safetensors"
 done
 
+# The initialisation's map (every variant draws the same fan-in uniform weights).
+run_train init --variant bitnet "${COMMON[@]}" --steps 1 --lr 1e-6 --save "$CKPT/init.safetensors"
+
 analyze() {  # analyze VARIANT WEIGHTS RESULT [extra flags]
   local v=$1 w=$2 result=$3
   shift 3
@@ -53,6 +58,7 @@ analyze() {  # analyze VARIANT WEIGHTS RESULT [extra flags]
 }
 
 L=blocks.$LAYER
+analyze init latent "$OUT/init-stats.json" --out-dir "$CKPT/maps-all/init"
 for v in fp bitnet pquant; do
   analyze "$v" latent "$OUT/$v-stats.json" --out-dir "$CKPT/maps-all/$v"
   [[ $v == fp ]] || analyze "$v" effective "$OUT/$v-effective-stats.json" --out-dir "$CKPT/maps-eff/$v"
