@@ -5,7 +5,8 @@
 #       Runs train_lm --json with the flags unless OUT/NAME.json exists (done) or another instance
 #       holds OUT/.lock.NAME (running). Writes OUT/NAME.json (the --json line) and OUT/NAME.log
 #       (the progress lines), the data path replaced by its file name. A killed run leaves no
-#       .json, so the next invocation runs it again.
+#       .json, so the next invocation runs it again (a lock left by a killed process is taken
+#       over).
 # Environment: DATA (the corpus, required unless the script says otherwise), BUILD (default
 # build/release), NICE (default 10), SMOKE=1 (the script's tiny configuration, results under
 # build/experiments/smoke/ instead of docs/results/).
@@ -25,7 +26,7 @@ die() { echo "$(basename "$0"): $*" >&2; exit 2; }
 setup() {
   [[ -n "${DATA:-}" && -r "${DATA:-}" ]] || die "set DATA to a readable text file (e.g. tinyshakespeare.txt)"
   mkdir -p "$OUT"
-  trap 'rm -f "${PRIVATE_BINS[@]}"; [[ -n $CURLOCK ]] && rmdir "$CURLOCK" 2>/dev/null; true' EXIT
+  trap 'rm -f "${PRIVATE_BINS[@]}"; [[ -n $CURLOCK ]] && rm -rf "$CURLOCK"; true' EXIT
   trap 'exit 143' TERM INT
   local tool bin copy
   for tool in "$@"; do
@@ -47,7 +48,18 @@ run_train() {
   shift
   local json=$OUT/$name.json lock=$OUT/.lock.$name
   [[ -e $json ]] && { echo "skip $name (done)"; return 0; }
-  mkdir "$lock" 2>/dev/null || { echo "skip $name (running elsewhere)"; return 0; }
+  if ! mkdir "$lock" 2>/dev/null; then
+    # A lock whose owner is gone (killed with SIGKILL, machine restarted) is stale: take it over.
+    local owner
+    owner=$(cat "$lock/pid" 2>/dev/null || true)
+    if [[ -n $owner ]] && kill -0 "$owner" 2>/dev/null; then
+      echo "skip $name (running elsewhere, process $owner)"
+      return 0
+    fi
+    rm -rf "$lock"
+    mkdir "$lock" 2>/dev/null || { echo "skip $name (running elsewhere)"; return 0; }
+  fi
+  echo $$ >"$lock/pid"
   CURLOCK=$lock
   echo "run  $name: train_lm $*"
   local t0=$SECONDS base
@@ -63,7 +75,7 @@ run_train() {
   else
     echo "FAILED $name (see $OUT/$name.log.tmp)" >&2
   fi
-  rmdir "$lock"
+  rm -rf "$lock"
   CURLOCK=
 }
 
