@@ -15,19 +15,21 @@
 #   maps/<variant>/<projection>.json  the figure's maps, max-pooled to 64 x 64
 #   fig2_fp_vs_bitnet.png, fig5a_pquant_branches.png
 # Environment (besides common.sh's): D_MODEL LAYERS HEADS D_FF R CONTEXT BATCH STEPS SEED LAYER
-# (the block the figures show) CALIB (calibration tokens).
+# (the block the figures show) CALIB (calibration tokens). SEED other than 1 writes to
+# docs/results/sensitivity/seed<SEED>/ and skips the maps and figures (the statistics' spread).
 source "$(dirname "$0")/common.sh"
 if [[ $SMOKE == 1 ]]; then
   OUT=build/experiments/smoke/sensitivity
   D_MODEL=32 LAYERS=2 HEADS=2 D_FF=96 R=16 CONTEXT=32 BATCH=4 STEPS=20 CALIB=1024
 else
   OUT=${OUT:-docs/results/sensitivity}
+  [[ ${SEED:-1} == 1 ]] || OUT=$OUT/seed$SEED
 fi
 D_MODEL=${D_MODEL:-128} LAYERS=${LAYERS:-4} HEADS=${HEADS:-4} D_FF=${D_FF:-384} R=${R:-32}
 CONTEXT=${CONTEXT:-128} BATCH=${BATCH:-16} STEPS=${STEPS:-300} SEED=${SEED:-1}
 LAYER=${LAYER:-1} CALIB=${CALIB:-8192}
 [[ $SMOKE == 1 ]] && CKPT=$OUT/checkpoints
-CKPT=${CKPT:-build/experiments/sensitivity}
+if [[ $SEED == 1 ]]; then CKPT=${CKPT:-build/experiments/sensitivity}; else CKPT=${CKPT:-build/experiments/sensitivity-s$SEED}; fi
 setup train_lm analyze_sensitivity
 mkdir -p "$CKPT" "$OUT/maps"
 
@@ -63,6 +65,7 @@ for v in fp bitnet pquant; do
   analyze "$v" latent "$OUT/$v-stats.json" --out-dir "$CKPT/maps-all/$v"
   [[ $v == fp ]] || analyze "$v" effective "$OUT/$v-effective-stats.json" --out-dir "$CKPT/maps-eff/$v"
 done
+if [[ $SEED == 1 ]]; then
 # The figures' maps (64 x 64, committed): the same layer's FFN up projection in each variant; for
 # pQuant its 1-bit branch and its INT8 expert.
 analyze fp latent "$OUT/maps/fp.json" --projections "$L.ffn.up,$L.attn.q" --map-size 64 --out-dir "$OUT/maps/fp"
@@ -77,6 +80,7 @@ analyze pquant latent "$OUT/maps/pquant.json" --projections "$L.ffn.int1.up,$L.f
   --title "pQuant N=1: 1-bit branch vs INT8 branch ($L.ffn, $STEPS steps)" \
   "$OUT/maps/pquant/$L.ffn.int1.up.json" "$OUT/maps/pquant/$L.ffn.experts.0.up.json"
 echo "figures: $OUT/fig2_fp_vs_bitnet.png $OUT/fig5a_pquant_branches.png"
+fi
 
 # Summary: mean statistics over every block projection, per variant and weight source.
 "$PYTHON" - "$OUT" <<'PY'
