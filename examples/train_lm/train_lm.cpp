@@ -501,9 +501,10 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   const double tps = train_seconds > 0 ? static_cast<double>(trained_tokens) / train_seconds : 0;
   char line[256];
   std::snprintf(line, sizeof line,
-                "validation: loss %.4f | ppl %.3f over %zu held-out bytes (%.1f s) | training %.0f "
+                "validation: loss %.4f | ppl %.3f over %zu held-out %s (%.1f s) | training %.0f "
                 "tokens/s",
-                ev.loss, ev.ppl, ev.tokens, eval_seconds, tps);
+                ev.loss, ev.ppl, ev.tokens, data.pre_tokenized() ? "tokens" : "bytes", eval_seconds,
+                tps);
   std::cout << line << "\n";
   const double allreduce_ms =
       steps_run ? 1e3 * allreduce_seconds / static_cast<double>(steps_run) : 0.0;
