@@ -30,6 +30,10 @@ execute_process(COMMAND sh -c "printf '\\210\\330\\064\\001\\001\\000\\000\\000\
                 OUTPUT_FILE "${WORK}/short.bin")
 expect_exit(1 "its llm.c header announces 9 tokens \\(18 bytes\\), the file has 2 bytes" ${t} --tokens
             "${WORK}/short.bin" --vocab 8 ${small})
+execute_process(COMMAND sh -c "printf '\\241\\331\\064\\001\\001\\000\\000\\000'; head -c 1016 /dev/zero"
+                OUTPUT_FILE "${WORK}/u32.bin")
+expect_exit(1 "is an llm.c file of uint32 tokens \\(magic 20240801\\)" ${t} --tokens "${WORK}/u32.bin"
+            --vocab 8 ${small})
 
 # A byte-level BitNet model; analysis over the corpus.
 expect_exit(0 "saved checkpoint" ${t} --variant bitnet ${small} --data "${WORK}/corpus.txt"
