@@ -5,6 +5,8 @@
 set -euo pipefail
 
 packages=(g++ cmake make pkg-config libhwy-dev libtbb-dev nlohmann-json3-dev libcli11-dev googletest libgtest-dev libbenchmark-dev libopenmpi-dev openmpi-bin python3 python3-venv python3-torch python3-numpy "$@")
+# The sensitivity analysis (Eigen), the figures (matplotlib) and the BPE tokenizer (SentencePiece).
+packages+=(libeigen3-dev python3-matplotlib python3-sentencepiece libsentencepiece-dev)
 # clang (scripts/test.sh asks for it) also builds the libFuzzer targets: their runtime is a package
 # of its own.
 [[ " $* " == *" clang "* ]] && packages+=(libclang-rt-14-dev)
