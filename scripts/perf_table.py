@@ -39,10 +39,11 @@ SUITE = {
     "gemv": (
         "bench/kernels/bench_gemv",
         ["--benchmark_repetitions=5", *AGG,
-         "--benchmark_filter=BM_gemv/(f32|w1a8|w2a8|w8a8)/(4096/4096|11008/4096|32768/20480)/"
-         "|BM_read_bandwidth/(83886080|180355072)/"],
+         "--benchmark_filter=BM_gemv/(f32|w1a8|w2a8|w8a8|codebook2)/(4096/4096|11008/4096)/"
+         "|BM_gemv_dram/|BM_read_bandwidth_dram/"],
         ["--benchmark_repetitions=3", *AGG, "--benchmark_min_time=0.1",
-         "--benchmark_filter=BM_gemv/(f32|w1a8|w2a8|w8a8)/4096/4096/|BM_read_bandwidth/83886080/"],
+         "--benchmark_filter=BM_gemv/(f32|w1a8|w2a8|w8a8)/4096/4096/|BM_gemv_dram/w1a8/"
+         "|BM_read_bandwidth_dram/2097152/"],
     ),
     "gemm": (
         "bench/kernels/bench_gemm",
@@ -315,16 +316,18 @@ def gemv_ratios(doc: dict) -> str:
                 lines.append(f"| W1A8 speed-up over F32, {sh}, {th} thread(s) | {f32 / w1:.1f}x |")
             if w1 and w2:
                 lines.append(f"| W1A8 speed-up over W2A8, {sh}, {th} thread(s) | {w2 / w1:.2f}x |")
-        a = bw(f"BM_gemv/w1a8/32768/20480/{th}")
-        b = bw(f"BM_read_bandwidth/83886080/{th}")
-        if a and b:
-            lines.append(f"| DRAM-resident W1A8 (80 MiB) / read bandwidth, {th} thread(s) | "
-                         f"{100 * a / b:.0f}% |")
-        a = bw(f"BM_gemv/f32/11008/4096/{th}")
-        b = bw(f"BM_read_bandwidth/180355072/{th}")
-        if a and b:
-            lines.append(f"| F32 GEMV (172 MiB) / read bandwidth, {th} thread(s) | "
-                         f"{100 * a / b:.0f}% |")
+        cb, w2 = t(f"BM_gemv/codebook2/4096/4096/{th}"), t(f"BM_gemv/w2a8/4096/4096/{th}")
+        if cb and w2:
+            lines.append(f"| 2-bit codebook time / W2A8 time, 4096x4096, {th} thread(s) | "
+                         f"{cb / w2:.2f}x |")
+        # DRAM rows: copies rotated over at least twice the last-level cache, against the read
+        # bandwidth of buffers of the same size rotated the same way.
+        for kind, nbytes in (("w1a8", 2097152), ("w2a8", 4194304)):
+            a = bw(f"BM_gemv_dram/{kind}/4096/4096/{th}")
+            b = bw(f"BM_read_bandwidth_dram/{nbytes}/{th}")
+            if a and b:
+                lines.append(f"| DRAM-resident {kind.upper()} 4096x4096 / read bandwidth, "
+                             f"{th} thread(s) | {100 * a / b:.0f}% |")
     for shape in ("4096/4096", "11008/4096"):
         one, two = t(f"BM_gemv/w1a8/{shape}/1"), t(f"BM_gemv/w1a8/{shape}/2")
         if one and two:

@@ -5,17 +5,27 @@
 // Each iteration decodes one token at a position in [16, 128) (KV cache pre-filled with 16
 // tokens; reset when full). Counters: tokens_per_s, weight_bytes_per_token (bytes of weights one
 // decode step streams: every linear it runs, one expert, head, norms, one embedding row).
+//   BM_load/<read|map>
+// load_model of the pQuant N=1 model of that shape, saved once to a temporary file (in the page
+// cache), read into one buffer or memory-mapped; the weights are used where they lie in either.
+// Counters: file_bytes, resident_bytes (growth of the process's resident set by the first load:
+// the file's pages plus what the loader allocates).
 // Environment: PQUANT_BENCH_LAYERS overrides the layer count (quick runs).
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "pquant/inference/engine.hpp"
+#include "pquant/inference/model_file.hpp"
 #include "pquant/inference/random_model.hpp"
 #include "pquant/inference/sampler.hpp"
 #include "pquant/model/variants.hpp"
@@ -79,6 +89,48 @@ void BM_decode(benchmark::State& state, std::size_t experts, std::size_t threads
       static_cast<double>(m.accounting().active_bytes_per_token);
 }
 
+// Resident bytes of this process (/proc/self/statm), 0 where unavailable.
+double resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0.0;
+  unsigned long size = 0, resident = 0;
+  const int got = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return got == 2 ? static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE))
+                  : 0.0;
+}
+
+// The pQuant N=1 file, written once per process and removed at exit.
+const std::string& model_path() {
+  struct File {
+    std::filesystem::path dir;
+    std::string path;
+    File() {
+      std::string pattern = (std::filesystem::temp_directory_path() / "bench_load_XXXXXX").string();
+      dir = ::mkdtemp(pattern.data());
+      path = (dir / "pquant700m.safetensors").string();
+      save_model(random_packed_model<variants::PQuant<>>(paper_700m(1), 2026), path);
+    }
+    ~File() { std::filesystem::remove_all(dir); }
+  };
+  static const File file;
+  return file.path;
+}
+
+void BM_load(benchmark::State& state, io::LoadMode mode) {
+  const std::string& path = model_path();
+  double grown = -1.0;
+  for (auto _ : state) {
+    const double before = resident_bytes();
+    PackedModel m = load_model(path, mode);
+    // The first load's growth: later ones may reuse memory the allocator kept from the previous.
+    if (grown < 0.0) grown = resident_bytes() - before;
+    benchmark::DoNotOptimize(m.blocks.data());
+  }
+  state.counters["file_bytes"] = static_cast<double>(std::filesystem::file_size(path));
+  state.counters["resident_bytes"] = grown;
+}
+
 template <class V>
 void register_variant(const char* name, std::vector<long> experts) {
   for (long e : experts)
@@ -98,6 +150,12 @@ void register_all() {
   register_variant<variants::BitNet158>("bitnet158", {1});
   register_variant<variants::BitNet>("bitnet", {1});
   register_variant<variants::FP>("fp32", {1});
+  for (const auto& [name, mode] : {std::pair{"read", io::LoadMode::kRead},
+                                   std::pair{"map", io::LoadMode::kMap}})
+    benchmark::RegisterBenchmark((std::string("BM_load/") + name).c_str(), BM_load, mode)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->MinTime(0.5);
 }
 
 }  // namespace

@@ -75,6 +75,7 @@ inline ModelSpec model_from_json(const nlohmann::json& j, const std::string& pat
   c.context = size("context", 1, kMaxWidth);
   c.experts = size("experts", 1, kMaxExperts);
   c.r = size("r", 1, kMaxWidth);
+  if (j.contains("vocab")) c.vocab = size("vocab", 2, 65536);  // --tokens runs; bytes: 256
   try {
     c.validate("train_lm configuration");
   } catch (const pquant::ValueError& e) {

@@ -2,11 +2,12 @@
 // validation perplexity over the whole held-out tail.
 //
 //   train_lm --variant pquant --experts 4 --r 32 --steps 300 [--data FILE] [--json]
+//   train_lm ... --tokens train.bin --vocab 4096     pre-tokenized uint16 ids (token_file.hpp)
 //
-// Without --data it trains on the corpus this program generates itself (corpus.hpp). The last
-// line of stdout with --json is one JSON object: variant, val_loss, val_ppl, train_tokens_per_s,
-// params_total, params_active, steps (and more). Every flag, its range and the JSON fields are
-// listed in docs/tools.md; `train_lm --help` prints the same.
+// Without --data or --tokens it trains on the corpus this program generates itself (corpus.hpp).
+// The last line of stdout with --json is one JSON object: variant, val_loss, val_ppl,
+// train_tokens_per_s, params_total, params_active, steps (and more). Every flag, its range and the
+// JSON fields are listed in docs/tools.md; `train_lm --help` prints the same.
 //
 //   mpirun -np 2 train_lm --distributed ...   data parallel over MPI (docs/distributed.md): --batch
 //                                             is the global batch; rank 0 prints and saves.
@@ -32,6 +33,7 @@
 #include "../common/cli.hpp"
 #include "corpus.hpp"
 #include "run_config.hpp"
+#include "token_file.hpp"
 #include "pquant/model.hpp"
 #include "pquant/model/variant_registry.hpp"
 #include "pquant/training.hpp"
@@ -55,6 +57,8 @@ struct Options {
   std::string fan_in = "uniform";  // distribution of fan-in scaled block weights
   float alpha_init = 2.0f, beta_init = 0.2f;  // pquant branch scales at step 0
   std::string data;
+  std::string tokens;     // pre-tokenized uint16 ids instead of --data's bytes
+  std::size_t vocab = 0;  // with --tokens: every id is below it
   std::size_t corpus_bytes = 1 << 20;
   std::uint64_t seed = 1;
   std::size_t threads = 0;  // 0: all cores
@@ -149,7 +153,14 @@ void declare(CLI::App& app, Options& o) {
   app.add_option("--beta-init", o.beta_init, "pquant: initial scale of the 1-bit branch")
       ->transform(in_range<float>(0.0f, 100.0f))
       ->capture_default_str();
-  app.add_option("--data", o.data, "train on FILE (last 10% held out); default: generated corpus");
+  CLI::Option* data = app.add_option(
+      "--data", o.data, "train on FILE (last 10% held out); default: generated corpus");
+  app.add_option("--tokens", o.tokens,
+                 "train on pre-tokenized FILE: little-endian uint16 ids, raw (nanoGPT) or with "
+                 "llm.c's 1024-byte header; needs --vocab (last 10% held out)")
+      ->excludes(data);
+  app.add_option("--vocab", o.vocab, "with --tokens: the vocabulary size (every id is below it)")
+      ->transform(in_range<std::size_t>(2, 65536));
   app.add_option("--corpus-bytes", o.corpus_bytes, "size of the generated corpus")
       ->transform(in_range<std::size_t>(64, std::size_t{1} << 32))
       ->capture_default_str();
@@ -196,6 +207,7 @@ void check_memory(const Options& o) {
   c.d_ff = o.d_ff;
   c.experts = o.experts;
   c.r = o.r;
+  if (o.vocab != 0) c.vocab = o.vocab;
   const double params = train_lm::min_parameters(o.variant, c);
   const double bytes = 16 * params + 8 * static_cast<double>(o.batch) *
                                          static_cast<double>(o.context) *
@@ -237,7 +249,7 @@ void finish(const CLI::App& app, Options& o) {
   if (o.stop_at > o.steps)
     cli::reject("--stop-at", "must be in [0, " + std::to_string(o.steps) + "] (--steps), got " +
                                  std::to_string(o.stop_at));
-  if (o.data.empty() && o.corpus_bytes - o.corpus_bytes / 10 <= o.context + 1)
+  if (o.data.empty() && o.tokens.empty() && o.corpus_bytes - o.corpus_bytes / 10 <= o.context + 1)
     cli::reject("--corpus-bytes", "must give more than --context + 1 (" +
                                       std::to_string(o.context + 1) +
                                       ") training bytes after the 10% held out, got " +
@@ -247,6 +259,10 @@ void finish(const CLI::App& app, Options& o) {
     cli::reject("--distributed", "this train_lm was built without MPI (configure with "
                                  "-DPQUANT_WITH_MPI=ON and install libopenmpi-dev openmpi-bin)");
 #endif
+  if (!o.tokens.empty() && o.vocab == 0)
+    cli::reject("--tokens", "needs --vocab (the tokenizer's vocabulary size)");
+  if (o.tokens.empty() && o.vocab != 0)
+    cli::reject("--vocab", "is the vocabulary of a --tokens file; byte-level data has 256");
   if (o.save_every > 0 && o.save.empty())
     cli::reject("--save-every", "needs --save (the checkpoint file to write)");
   if (!o.save.empty()) {
@@ -264,29 +280,35 @@ void finish(const CLI::App& app, Options& o) {
 // The options that shape the run (model, initialisation, data, schedule): a checkpoint resumed
 // must have been written with the same. Keys are the flags' names with '_' for '-'.
 nlohmann::json identity(const Options& o, const pquant::ByteDataset& data) {
-  return {{"variant", o.variant},
-          {"experts", o.experts},
-          {"r", o.r},
-          {"d_model", o.d_model},
-          {"layers", o.layers},
-          {"heads", o.heads},
-          {"d_ff", o.d_ff},
-          {"context", o.context},
-          {"batch", o.batch},
-          {"steps", o.steps},
-          {"lr", pquant::detail::json_float(o.lr)},
-          {"warmup", o.warmup},
-          {"schedule", o.schedule},
-          {"weight_decay", pquant::detail::json_float(o.weight_decay)},
-          {"init_std", o.init_std},
-          {"fan_in", o.fan_in},
-          {"alpha_init", pquant::detail::json_float(o.alpha_init)},
-          {"beta_init", pquant::detail::json_float(o.beta_init)},
-          {"embed_std", o.embed_std < 0 ? nlohmann::json() : nlohmann::json(o.embed_std)},
-          {"seed", o.seed},
-          {"data", o.data},
-          {"corpus_bytes", o.data.empty() ? o.corpus_bytes : 0},
-          {"data_bytes", data.size()}};
+  nlohmann::json j = {
+      {"variant", o.variant},
+      {"experts", o.experts},
+      {"r", o.r},
+      {"d_model", o.d_model},
+      {"layers", o.layers},
+      {"heads", o.heads},
+      {"d_ff", o.d_ff},
+      {"context", o.context},
+      {"batch", o.batch},
+      {"steps", o.steps},
+      {"lr", pquant::detail::json_float(o.lr)},
+      {"warmup", o.warmup},
+      {"schedule", o.schedule},
+      {"weight_decay", pquant::detail::json_float(o.weight_decay)},
+      {"init_std", o.init_std},
+      {"fan_in", o.fan_in},
+      {"alpha_init", pquant::detail::json_float(o.alpha_init)},
+      {"beta_init", pquant::detail::json_float(o.beta_init)},
+      {"embed_std", o.embed_std < 0 ? nlohmann::json() : nlohmann::json(o.embed_std)},
+      {"seed", o.seed},
+      {"data", o.data},
+      {"corpus_bytes", o.data.empty() ? o.corpus_bytes : 0},
+      {"data_bytes", data.size()}};
+  if (!o.tokens.empty()) {  // only then: byte-level checkpoints keep their identity
+    j["tokens"] = o.tokens;
+    j["vocab"] = o.vocab;
+  }
+  return j;
 }
 
 /// Throws FormatError naming the first option in which a checkpoint's run differs from this one.
@@ -307,6 +329,11 @@ void check_same_run(const std::string& path, const std::string& saved_text,
                               ", this run has " + text(value) +
                               " (resume with the options of the run that wrote it)");
   }
+}
+
+std::string data_name(const Options& o) {
+  if (!o.tokens.empty()) return o.tokens;
+  return o.data.empty() ? std::string("generated corpus") : o.data;
 }
 
 std::string format_metrics(const pquant::ModelMetrics& m, std::optional<double> flip) {
@@ -391,10 +418,11 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
             << " | threads " << o.threads;
   if (comm) std::cout << " | ranks " << comm->size() << " x batch " << o.batch / comm->size();
   std::cout << "\n"
-            << "data: " << (o.data.empty() ? std::string("generated corpus") : o.data) << ", "
-            << data.train_size() << " training bytes, " << data.val_size()
-            << " held out | schedule " << o.schedule << ", peak lr " << o.lr << ", warm-up "
-            << o.warmup << ", " << o.steps << " steps\n";
+            << "data: " << data_name(o) << ", " << data.train_size()
+            << (data.pre_tokenized() ? " training tokens (vocab " + std::to_string(mc.vocab) + "), "
+                                     : std::string(" training bytes, "))
+            << data.val_size() << " held out | schedule " << o.schedule << ", peak lr " << o.lr
+            << ", warm-up " << o.warmup << ", " << o.steps << " steps\n";
 
   pquant::FlipRatio flips;
   std::vector<std::uint8_t> codes;
@@ -473,9 +501,10 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   const double tps = train_seconds > 0 ? static_cast<double>(trained_tokens) / train_seconds : 0;
   char line[256];
   std::snprintf(line, sizeof line,
-                "validation: loss %.4f | ppl %.3f over %zu held-out bytes (%.1f s) | training %.0f "
+                "validation: loss %.4f | ppl %.3f over %zu held-out %s (%.1f s) | training %.0f "
                 "tokens/s",
-                ev.loss, ev.ppl, ev.tokens, eval_seconds, tps);
+                ev.loss, ev.ppl, ev.tokens, data.pre_tokenized() ? "tokens" : "bytes", eval_seconds,
+                tps);
   std::cout << line << "\n";
   const double allreduce_ms =
       steps_run ? 1e3 * allreduce_seconds / static_cast<double>(steps_run) : 0.0;
@@ -485,32 +514,34 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
     std::cout << line << "\n";
   }
   if (o.json) {
-    const nlohmann::json j = {{"variant", o.variant},
-                              {"model", Model::variant_name()},
-                              {"val_loss", ev.loss},
-                              {"val_ppl", ev.ppl},
-                              {"train_tokens_per_s", tps},
-                              {"params_total", model.parameter_count()},
-                              {"params_active", model.active_parameter_count()},
-                              {"steps", trainer.step_index()},
-                              {"experts", mc.experts},
-                              {"r", mc.r},
-                              {"d_model", mc.d_model},
-                              {"layers", mc.layers},
-                              {"heads", mc.heads},
-                              {"d_ff", mc.d_ff},
-                              {"context", mc.context},
-                              {"batch", o.batch},
-                              {"lr", o.lr},
-                              {"fan_in", o.fan_in},
-                              {"alpha_init", o.alpha_init},
-                              {"beta_init", o.beta_init},
-                              {"threads", o.threads},
-                              {"val_tokens", ev.tokens},
-                              {"ranks", comm ? comm->size() : 1},
-                              {"allreduce_ms_per_step", allreduce_ms},
-                              {"skipped_steps", skipped},
-                              {"data", o.data.empty() ? std::string("generated") : o.data}};
+    const nlohmann::json j = {
+        {"variant", o.variant},
+        {"model", Model::variant_name()},
+        {"val_loss", ev.loss},
+        {"val_ppl", ev.ppl},
+        {"train_tokens_per_s", tps},
+        {"params_total", model.parameter_count()},
+        {"params_active", model.active_parameter_count()},
+        {"steps", trainer.step_index()},
+        {"experts", mc.experts},
+        {"r", mc.r},
+        {"d_model", mc.d_model},
+        {"layers", mc.layers},
+        {"heads", mc.heads},
+        {"d_ff", mc.d_ff},
+        {"context", mc.context},
+        {"batch", o.batch},
+        {"lr", o.lr},
+        {"fan_in", o.fan_in},
+        {"alpha_init", o.alpha_init},
+        {"beta_init", o.beta_init},
+        {"threads", o.threads},
+        {"val_tokens", ev.tokens},
+        {"ranks", comm ? comm->size() : 1},
+        {"allreduce_ms_per_step", allreduce_ms},
+        {"skipped_steps", skipped},
+        {"vocab", mc.vocab},
+        {"data", o.data.empty() && o.tokens.empty() ? std::string("generated") : data_name(o)}};
     // A --data path need not be UTF-8: invalid bytes become U+FFFD.
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
   }
@@ -532,11 +563,21 @@ int main(int argc, char** argv) {
           o.threads = static_cast<std::size_t>(
               tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
         tbb::global_control threads(tbb::global_control::max_allowed_parallelism, o.threads);
-        const pquant::ByteDataset data =
-            o.data.empty() ? pquant::ByteDataset(train_lm::generate_corpus(o.corpus_bytes))
-                           : pquant::ByteDataset::from_file(o.data);
+        const pquant::ByteDataset data = [&] {
+          if (!o.tokens.empty()) {
+            try {
+              return pquant::ByteDataset::from_tokens(train_lm::read_token_file(o.tokens).ids,
+                                                      o.vocab);
+            } catch (const pquant::ValueError& e) {
+              throw pquant::ValueError("--tokens '" + o.tokens + "' with --vocab " +
+                                       std::to_string(o.vocab) + ": " + e.what());
+            }
+          }
+          return o.data.empty() ? pquant::ByteDataset(train_lm::generate_corpus(o.corpus_bytes))
+                                : pquant::ByteDataset::from_file(o.data);
+        }();
         pquant::ModelConfig mc;
-        mc.vocab = pquant::kByteVocabulary;
+        mc.vocab = data.vocab();
         mc.d_model = o.d_model;
         mc.layers = o.layers;
         mc.heads = o.heads;

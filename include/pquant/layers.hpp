@@ -3,6 +3,7 @@
 
 #include "pquant/quantizers.hpp"
 
+#include "pquant/layers/product_observer.hpp"
 #include "pquant/layers/parameter_store.hpp"
 #include "pquant/layers/init.hpp"
 #include "pquant/layers/layer.hpp"

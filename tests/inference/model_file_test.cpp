@@ -1,7 +1,8 @@
 // Model files: round trip, and the strict loader on small crafted files. Each hostile case is a
 // FormatError naming what is wrong (never an allocation the file cannot back, never a silent
 // mismatch): unknown or missing tensors, structure fields of the wrong type, duplicate keys,
-// sizes the tensors do not have, non-finite FP tensors, unknown forms.
+// sizes the tensors do not have, non-finite FP tensors, unknown forms. Files from the writer are
+// laid out for in-place use, and loading them copies no kernel weights.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -209,6 +210,84 @@ TEST(ModelFile, LongContextsAllocateWithUse) {
   Engine e(loaded);
   const std::vector<int> prompt{1, 2, 3};
   EXPECT_NO_THROW(e.prefill(prompt));
+}
+
+// The writer starts the data and every tensor of a whole number of 64-byte lines (every kernel
+// layout's codes) at a 64-byte aligned file offset, the others at their element size, with no gaps
+// (parse checks contiguity, as every safetensors reader does).
+TEST(ModelFile, WriterAlignsTensorsForInPlaceUse) {
+  const std::vector<std::vector<std::uint8_t>> files{
+      pquant_file(),
+      model_writer(random_packed_model<variants::BitNet158>(small(1), 2)).serialize()};
+  for (const std::vector<std::uint8_t>& bytes : files) {
+    const io::SafetensorsView v = io::SafetensorsView::parse(bytes);
+    const std::uint64_t start = 8 + v.header_bytes();
+    EXPECT_EQ(start % 64, 0u);
+    std::size_t aligned = 0;
+    for (const io::TensorInfo& t : v.tensors()) {
+      const std::uint64_t at = start + t.begin;
+      EXPECT_EQ(at % io::dtype_size(t.dtype), 0u) << t.name;
+      if (t.name.ends_with(".codes")) {
+        EXPECT_EQ(t.bytes() % 64, 0u) << t.name;
+      }
+      if (t.bytes() % 64 == 0) {
+        EXPECT_EQ(at % 64, 0u) << t.name;
+        ++aligned;
+      }
+    }
+    EXPECT_GT(aligned, 4u);
+  }
+}
+
+// A loaded writer file is used where it lies: the LUT and INT8 codes point into the file's bytes
+// (read or mapped) and outlive the file object; the same image at an address that is not 64-byte
+// aligned (as a file from a writer that aligned less) is copied instead. Either way the engine
+// gives the original model's logits bit for bit.
+TEST(ModelFile, LoadedWeightsAreUsedInPlace) {
+  ModelConfig c = small();
+  c.d_model = 64;  // INT8 rows of 64 columns: the file's layout is the kernel's
+  c.d_ff = 192;
+  c.r = 64;
+  const PackedModel original = random_packed_model<variants::PQuant<>>(c, 5);
+  const std::vector<int> tokens{3, 1, 4, 1, 5, 9, 2};
+  Engine reference(original);
+  const Matrix<float> want = reference.forward_all(tokens);
+  auto same_logits = [&](const PackedModel& m) {
+    Engine e(m);
+    const Matrix<float>& got = e.forward_all(tokens);
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got.data()[i], want.data()[i]) << i;
+  };
+  using Sign = LutCodes<SignBit, PerRow>;
+  std::string pattern = (fs::temp_directory_path() / "pquant_mf_XXXXXX").string();
+  const fs::path dir = ::mkdtemp(pattern.data());
+  const std::string path = (dir / "m.safetensors").string();
+  save_model(original, path);
+  for (io::LoadMode mode : {io::LoadMode::kRead, io::LoadMode::kMap}) {
+    PackedModel m;
+    {
+      const io::SafetensorsFile f = io::SafetensorsFile::load(path, mode);
+      m = load_model(f.view());
+      const Sign* qkv = m.blocks[1].qkv.as<Sign>();
+      const auto* up = m.blocks[1].experts[1].up.as<Int8Codes<PerRow>>();
+      ASSERT_TRUE(qkv != nullptr && up != nullptr);
+      EXPECT_TRUE(qkv->codes().borrowed());
+      EXPECT_EQ(qkv->codes().data(), f->bytes(f->at("blocks.1.qkv.codes")).data());
+      EXPECT_TRUE(up->codes().borrowed());
+      EXPECT_EQ(static_cast<const void*>(up->codes().data()),
+                f->bytes(f->at("blocks.1.experts.1.up.values")).data());
+    }
+    same_logits(m);  // the file object is gone; the forms keep its bytes alive
+  }
+  auto shifted = std::make_shared<std::vector<std::uint8_t>>();
+  const std::vector<std::uint8_t> image = model_writer(original).serialize();
+  shifted->resize(image.size() + 128);
+  std::uint8_t* at = shifted->data() + (68 - reinterpret_cast<std::uintptr_t>(shifted->data()) % 64);
+  std::copy(image.begin(), image.end(), at);
+  const PackedModel copied = load_model(io::SafetensorsView::parse({at, image.size()}, shifted));
+  EXPECT_FALSE(copied.blocks[1].qkv.as<Sign>()->codes().borrowed());
+  same_logits(copied);
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -187,16 +187,44 @@ TEST_P(Gemm, Int8GemmSymmetricWeightsPathIsExact) {
 }
 
 TEST_P(Gemm, IntegerGemmExtremes) {
+  // 5 tokens, and 33 (five token chunks of the LUT GEMM, the last with one token).
   const std::size_t k = 3000;
-  Matrix<std::int8_t> x(5, k), w(9, k);
-  for (auto& v : x.flat()) v = -128;
-  for (auto& v : w.flat()) v = -128;
-  Matrix<float> y(5, 9);
+  for (std::size_t m : {5, 33}) {
+    Matrix<std::int8_t> x(m, k), w(9, k);
+    for (auto& v : x.flat()) v = -128;
+    for (auto& v : w.flat()) v = -128;
+    Matrix<float> y(m, 9);
+    kernels::gemm_w8a8(x, kernels::pack_int8(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 16384.0f);
+    for (auto& v : w.flat()) v = -1;
+    kernels::gemm_w1a8(x, kernels::pack_sign(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 128.0f);
+    kernels::gemm_w2a8(x, kernels::pack_ternary(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 128.0f);
+    for (auto& v : x.flat()) v = 127;
+    for (auto& v : w.flat()) v = 1;
+    kernels::gemm_w1a8(x, kernels::pack_sign(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 127.0f);
+    kernels::gemm_w2a8(x, kernels::pack_ternary(w), {}, y);
+    for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 127.0f);
+  }
+}
+
+TEST_P(Gemm, W8A8AtTheInt32LimitIsExact) {
+  // K = kMaxKInt8: all products +16384 (the largest int32 sum), and x = 127 against w = +-127 /
+  // -128, where AVX3_DL's biased (x + 128) w sums wrap modulo 2^32 before the correction. Five
+  // tokens and rows cover the 4 x 4 micro-kernel and its edges.
+  const std::size_t k = kernels::kMaxKInt8;
+  Matrix<std::int8_t> x(5, k), w(5, k);
+  for (std::size_t c = 0; c < k; ++c) {
+    for (std::size_t i = 0; i < 5; ++i) x(i, c) = i == 0 ? -128 : 127;
+    for (std::size_t r = 0; r < 5; ++r) w(r, c) = r == 0 ? -128 : (r % 2 ? 127 : -127);
+  }
+  Matrix<float> y(5, 5), ref(5, 5);
   kernels::gemm_w8a8(x, kernels::pack_int8(w), {}, y);
-  for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 16384.0f);
-  for (auto& v : w.flat()) v = -1;
-  kernels::gemm_w1a8(x, kernels::pack_sign(w), {}, y);
-  for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 128.0f);
+  kernels::reference::gemm_int(x, w, {}, ref);
+  EXPECT_EQ(y(0, 0), static_cast<float>(2147467264));
+  EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0);
 }
 
 TEST_P(Gemm, ResultsDoNotDependOnThreadCount) {

@@ -171,6 +171,22 @@ TEST_P(Gemv, W8A8AtTheInt32LimitIsExactAndBeyondIsAnError) {
   EXPECT_THROW(kernels::gemv_w8a8({x2.data(), k + 1}, kernels::pack_int8(w2), {}, y2), ShapeError);
 }
 
+TEST_P(Gemv, W8A8LargeUnsignedOffsetSumsAreExact) {
+  // AVX3_DL adds (x + 128) w into int32 lanes: with x = 127 the biased sums pass 2^31 and wrap
+  // before the 128 sum(w) correction brings them back (w = 127: +2114060159, w = -128: -2130705408).
+  const std::size_t k = kernels::kMaxKInt8;
+  Matrix<std::int8_t> x(1, k), w(2, k);
+  for (auto& v : x.flat()) v = 127;
+  for (std::size_t c = 0; c < k; ++c) {
+    w(0, c) = 127;
+    w(1, c) = -128;
+  }
+  std::vector<float> y(2), ref(2);
+  kernels::gemv_w8a8({x.data(), k}, kernels::pack_int8(w), {}, y);
+  kernels::reference::gemv_int({x.data(), k}, w, {}, ref);
+  expect_bit_equal(y, ref);
+}
+
 TEST_P(Gemv, CodebookMatchesReferenceBitExactly) {
   for (const Shape& s : {Shape{1, 1}, Shape{3, 7}, Shape{127, 129}, Shape{300, 1000}}) {
     auto check = [&](auto bits_tag) {

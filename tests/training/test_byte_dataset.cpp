@@ -1,7 +1,10 @@
 // ByteDataset: split, window contiguity, determinism by seed, whole-tail validation coverage.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "pquant/training/byte_dataset.hpp"
 
@@ -107,6 +110,44 @@ TEST(ByteDataset, BadInput) {
   EXPECT_NO_THROW(d.sample_train(rng, 1, 89, x));
   EXPECT_THROW(d.sample_train(rng, 0, 8, x), ValueError);
   EXPECT_THROW(ByteDataset::from_file("/nonexistent/pquant/corpus.txt"), IoError);
+}
+
+TEST(ByteDataset, PreTokenizedIdsSplitAndWindowLikeBytes) {
+  std::vector<std::uint16_t> ids(1000);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::uint16_t>(i * 37 % 5000);
+  const ByteDataset d = ByteDataset::from_tokens(ids, 5000);
+  EXPECT_TRUE(d.pre_tokenized());
+  EXPECT_EQ(d.vocab(), 5000u);
+  EXPECT_EQ(d.train_size(), 900u);
+  EXPECT_EQ(d.val_size(), 100u);
+  EXPECT_TRUE(d.train_bytes().empty());
+  Rng rng(3);
+  TokenBatch b;
+  d.sample_train(rng, 4, 16, b);
+  for (std::size_t s = 0; s < 4; ++s) {
+    // Each window is a contiguous run of ids inside the training part: find its start.
+    const std::size_t start = static_cast<std::size_t>(
+        std::find(ids.begin(), ids.begin() + 900, static_cast<std::uint16_t>(b.inputs[s * 16])) -
+        ids.begin());
+    ASSERT_LT(start + 16, 900u);
+    for (std::size_t t = 0; t < 16; ++t) {
+      EXPECT_EQ(b.inputs[s * 16 + t], ids[start + t]);
+      EXPECT_EQ(b.targets[s * 16 + t], ids[start + t + 1]);
+    }
+  }
+  d.val_window(0, 32, b);
+  for (std::size_t t = 0; t < 32; ++t) EXPECT_EQ(b.inputs[t], ids[900 + t]);
+  std::vector<std::uint16_t> bad = ids;
+  bad[123] = 5000;
+  try {
+    (void)ByteDataset::from_tokens(bad, 5000);
+    FAIL() << "no error";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("token 123 is 5000, not below the vocabulary size 5000"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(ByteDataset::from_tokens({1, 2, 3}, 10), ValueError);  // too short to split
 }
 
 }  // namespace

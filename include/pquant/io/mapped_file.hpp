@@ -1,8 +1,9 @@
 // MappedFile: a read-only, private memory map of a whole file (mmap(2)), unmapped on destruction.
 //
 // Used to load model files without copying them: the pages are read lazily by the kernel and
-// shared with the page cache. The mapping starts on a page boundary, so 4-byte tensors written at
-// 4-byte file offsets are naturally aligned. Mapping a file that another process truncates while
+// shared with the page cache. The mapping starts on a page boundary, so a tensor at a 64-byte
+// aligned file offset (io::SafetensorsWriter's layout) is 64-byte aligned in memory and the kernels
+// read it in place. Mapping a file that another process truncates while
 // mapped is undefined at the OS level (SIGBUS); pquant's own writers never modify a file in place
 // (they replace it atomically), so a mapping always sees one complete version.
 #pragma once

@@ -18,8 +18,12 @@
 //   - sorted by offset, the tensors are contiguous, non-overlapping and cover the byte buffer
 //     exactly: no gaps, no trailing garbage
 //   - __metadata__ is an object of strings; names are non-empty and unique
-// The writer pads the header with spaces to a multiple of 8 bytes and puts 4/8-byte tensors
-// before 1-byte ones, so every tensor starts at a file offset aligned to its element size.
+// The writer pads the header with spaces (as the format allows) so the data starts at a file
+// offset that is a multiple of kDataAlignment (64), puts first the tensors whose size is a multiple
+// of 64 bytes (so each of them starts 64-byte aligned: every kernel layout's codes), then the others
+// wider element types first (each aligned to its element size). No gaps: any safetensors reader
+// accepts the file. A loaded file (SafetensorsFile) keeps its bytes alive through owner(), so
+// aligned tensors can be used in place (in_place()).
 #pragma once
 
 #include <algorithm>
@@ -48,6 +52,8 @@ namespace pquant::io {
 
 /// Largest header the reader accepts (the reference reader's limit).
 inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+/// File offset alignment of the writer's data start and of its tensors whose size is a multiple.
+inline constexpr std::size_t kDataAlignment = 64;
 
 enum class DType : std::uint8_t {
   kBool,
@@ -165,6 +171,14 @@ inline std::string shape_string(const std::vector<std::uint64_t>& shape) {
 class SafetensorsView {
  public:
   SafetensorsView() = default;
+
+  /// As parse(file), with `owner` keeping the bytes alive (in_place() hands out pointers).
+  static SafetensorsView parse(std::span<const std::uint8_t> file,
+                               std::shared_ptr<const void> owner) {
+    SafetensorsView v = parse(file);
+    v.owner_ = std::move(owner);
+    return v;
+  }
 
   /// Validates `file` (the whole file's bytes); throws FormatError naming the first problem.
   static SafetensorsView parse(std::span<const std::uint8_t> file) {
@@ -287,17 +301,27 @@ class SafetensorsView {
     return data_.subspan(static_cast<std::size_t>(t.begin), static_cast<std::size_t>(t.bytes()));
   }
 
+  /// What keeps the bytes alive (null for a view over bytes the caller manages).
+  const std::shared_ptr<const void>& owner() const { return owner_; }
+
+  /// Tensor `name` (dtype T, exact `shape`) where it lies, if the view has an owner and the data
+  /// starts at an `alignment`-byte address; nullptr otherwise (then read_into copies it).
+  template <class T>
+  const T* in_place(std::string_view name, const std::vector<std::uint64_t>& shape,
+                    std::size_t alignment) const {
+    const TensorInfo& t = checked<T>(name, shape);
+    const std::uint8_t* p = data_.data() + t.begin;
+    if (owner_ == nullptr || t.bytes() == 0 ||
+        reinterpret_cast<std::uintptr_t>(p) % alignment != 0)
+      return nullptr;
+    return reinterpret_cast<const T*>(p);
+  }
+
   /// Copies tensor `name` into `out`, checking dtype and, if given, the exact shape.
   template <class T>
   void read_into(std::string_view name, std::span<T> out,
                  std::optional<std::vector<std::uint64_t>> shape = std::nullopt) const {
-    const TensorInfo& t = at(name);
-    if (t.dtype != dtype_of<T>())
-      detail::format_error("tensor '", name, "' has dtype ", dtype_name(t.dtype), ", expected ",
-                           dtype_name(dtype_of<T>()));
-    if (shape && *shape != t.shape)
-      detail::format_error("tensor '", name, "' has shape ", detail::shape_string(t.shape),
-                           ", expected ", detail::shape_string(*shape));
+    const TensorInfo& t = checked<T>(name, shape);
     if (t.elements() != out.size())
       detail::format_error("tensor '", name, "' has ", t.elements(), " elements, expected ",
                            out.size());
@@ -311,6 +335,20 @@ class SafetensorsView {
   }
 
  private:
+  // Tensor `name` with dtype T and, if given, exactly `shape` (FormatError otherwise).
+  template <class T>
+  const TensorInfo& checked(std::string_view name,
+                            const std::optional<std::vector<std::uint64_t>>& shape) const {
+    const TensorInfo& t = at(name);
+    if (t.dtype != dtype_of<T>())
+      detail::format_error("tensor '", name, "' has dtype ", dtype_name(t.dtype), ", expected ",
+                           dtype_name(dtype_of<T>()));
+    if (shape && *shape != t.shape)
+      detail::format_error("tensor '", name, "' has shape ", detail::shape_string(t.shape),
+                           ", expected ", detail::shape_string(*shape));
+    return t;
+  }
+
   static TensorInfo parse_entry(const std::string& name, const nlohmann::json& entry) {
     using nlohmann::json;
     if (name.empty()) detail::format_error("tensor names must be non-empty");
@@ -361,23 +399,25 @@ class SafetensorsView {
   std::map<std::string, std::string> metadata_;
   std::span<const std::uint8_t> data_;
   std::uint64_t header_bytes_ = 0;
+  std::shared_ptr<const void> owner_;
 };
 
 /// How SafetensorsFile::load gets the bytes.
 enum class LoadMode { kRead, kMap };
 
-/// A safetensors file loaded into memory (read into an aligned buffer, or memory-mapped).
+/// A safetensors file loaded into memory (read into an aligned buffer, or memory-mapped). The
+/// bytes live while the file object or anything holding view().owner() does.
 class SafetensorsFile {
  public:
   static SafetensorsFile load(const std::string& path, LoadMode mode = LoadMode::kRead) {
     SafetensorsFile f;
     if (mode == LoadMode::kMap) {
-      f.storage_ = std::make_unique<Storage>(MappedFile(path));
+      f.storage_ = std::make_shared<const Storage>(MappedFile(path));
     } else {
-      f.storage_ = std::make_unique<Storage>(read_file(path));
+      f.storage_ = std::make_shared<const Storage>(read_file(path));
     }
     try {
-      f.view_ = SafetensorsView::parse(f.storage_->bytes());
+      f.view_ = SafetensorsView::parse(f.storage_->bytes(), f.storage_);
     } catch (const FormatError& e) {
       throw FormatError(std::string(e.what()) + " (file '" + path + "')");
     }
@@ -398,7 +438,7 @@ class SafetensorsFile {
     }
     std::variant<AlignedBuffer<std::uint8_t>, MappedFile> data;
   };
-  std::unique_ptr<Storage> storage_;  // heap: the view's spans stay valid when the file moves
+  std::shared_ptr<const Storage> storage_;  // heap: the view's spans stay valid when it moves
   SafetensorsView view_;
 };
 
@@ -449,7 +489,7 @@ class SafetensorsWriter {
       offset += e->data.size();
     }
     std::string text = h.dump();
-    text.append((8 - (8 + text.size()) % 8) % 8, ' ');  // data starts 8-byte aligned
+    text.append((kDataAlignment - (8 + text.size()) % kDataAlignment) % kDataAlignment, ' ');
     return text;
   }
 
@@ -480,13 +520,16 @@ class SafetensorsWriter {
     TensorInfo info;
     std::vector<std::uint8_t> data;
   };
-  // Wider element types first (stable), so every tensor is aligned to its element size.
+  // Tensors of a whole number of kDataAlignment bytes first (each then starts aligned to it),
+  // then wider element types first (each aligned to its element size); stable otherwise.
   std::vector<const Entry*> file_order() const {
     std::vector<const Entry*> order;
     for (const Entry& e : entries_) order.push_back(&e);
-    std::stable_sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
-      return dtype_size(a->info.dtype) > dtype_size(b->info.dtype);
-    });
+    auto rank = [](const Entry* e) {
+      return e->data.size() % kDataAlignment == 0 ? kDataAlignment : dtype_size(e->info.dtype);
+    };
+    std::stable_sort(order.begin(), order.end(),
+                     [&](const Entry* a, const Entry* b) { return rank(a) > rank(b); });
     return order;
   }
   static void append_length(std::vector<std::uint8_t>& out, std::uint64_t n) {

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "pquant/kernels/detail/hwy_config.hpp"  // before any Highway header
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "pquant/kernels/kernels-inl.h"
 #include "hwy/foreach_target.h"  // must precede highway.h

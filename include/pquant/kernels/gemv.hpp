@@ -100,8 +100,8 @@ inline void gemv_w2a8(std::span<const std::int8_t> x, const TernaryWeights& w,
 
 /// y[N] = token_scale * sum_j C[n][j] * S_j[n] + residual[n]: b-bit codebook weights with per-row
 /// codebooks C (k-means), INT8 activations. S_j[n] = sum of x[k] over the k whose code is j, exact
-/// in int32 (one table-lookup pass per code); then acc = fma(C[n][j], float(S_j), acc) for j = 0..,
-/// y = fma(acc, token_scale, residual).
+/// in int32 (one table-lookup pass per code but the last, whose sums are sum(x) minus the others);
+/// then acc = fma(C[n][j], float(S_j), acc) for j = 0.., y = fma(acc, token_scale, residual).
 template <unsigned Bits>
 void gemv_codebook(std::span<const std::int8_t> x, const CodebookWeights<Bits>& w,
                    float token_scale, std::span<const float> residual, std::span<float> y) {
@@ -118,14 +118,26 @@ void gemv_codebook(std::span<const std::int8_t> x, const CodebookWeights<Bits>& 
   detail::Scratch<float, 0> acc_buffer(w.rows());
   float* acc = acc_buffer.data();
   const std::int32_t* s = sums.data();
+  // Padding codes are 0: the last code's sums come without a table pass, as
+  // S_last = sum(x) - sum of the other S_j (exact: every S_j and sum(x) fit int32, so the
+  // difference taken modulo 2^32 is the true value), and padded rows are never read.
+  constexpr unsigned kCodes = 1u << Bits;
+  detail::Scratch<std::int32_t, 1> rest_buffer(w.rows());
+  std::int32_t* rest = rest_buffer.data();
+  std::int64_t sum_x = 0;
   for (std::size_t n = 0; n < w.rows(); ++n) acc[n] = 0.0f;
-  for (unsigned j = 0; j < (1u << Bits); ++j) {
+  for (unsigned j = 0; j + 1 < kCodes; ++j) {
     const detail::LutSelect select = detail::bucket_select<Bits>(j);
-    detail::lut_tables({x.data(), x.size(), 4 / Bits, groups, select.data(), tables.data()});
+    detail::lut_tables({x.data(), x.size(), 4 / Bits, groups, select.data(), tables.data(),
+                        j == 0 ? &sum_x : nullptr});
     detail::run_lut(w, tables.data(), sums.data());
-    for (std::size_t n = 0; n < w.rows(); ++n)
+    for (std::size_t n = 0; n < w.rows(); ++n) {
+      rest[n] = j == 0 ? detail::wrap32(sum_x - s[n]) : detail::wrap32(std::int64_t{rest[n]} - s[n]);
       acc[n] = std::fma(w.codebook(n)[j], static_cast<float>(s[n]), acc[n]);
+    }
   }
+  for (std::size_t n = 0; n < w.rows(); ++n)
+    acc[n] = std::fma(w.codebook(n)[kCodes - 1], static_cast<float>(rest[n]), acc[n]);
   for (std::size_t n = 0; n < w.rows(); ++n)
     y[n] = std::fma(acc[n], token_scale, residual.empty() ? 0.0f : residual[n]);
 }

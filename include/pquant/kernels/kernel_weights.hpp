@@ -11,11 +11,18 @@
 //   zero activations, so they add 0.
 //
 // INT8 layout: row-major, each row padded with zeros to a multiple of 64 bytes.
+//
+// Both own their bytes, or borrow them (borrow()): codes read in place from memory an owner keeps
+// alive, such as a loaded model file's buffer, so loading copies nothing. A borrowed object is
+// read-only in place; the mutable accessors first copy the bytes into a buffer of its own.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <type_traits>
+#include <utility>
 
 #include "pquant/core/aligned_buffer.hpp"
 #include "pquant/core/error.hpp"
@@ -52,16 +59,40 @@ class LutWeights {
     if constexpr (Format::kHasCodebook) codebooks_ = AlignedBuffer<float>(rows << kBits);
   }
 
+  /// Codes of a [rows x cols] matrix read in place from `bytes` (bytes() of them in this layout,
+  /// kAlignment-aligned), which `owner` keeps alive. Codebooks (codebook formats) are owned, zero.
+  static LutWeights borrow(std::size_t rows, std::size_t cols, const std::uint8_t* bytes,
+                           std::shared_ptr<const void> owner) {
+    LutWeights w;
+    w.rows_ = rows;
+    w.cols_ = cols;
+    w.pairs_ = pairs_for(cols);
+    w.tiles_ = (rows + kLutTile - 1) / kLutTile;
+    require<ShapeError>(rows > 0 && cols > 0, "LutWeights::borrow: shape must be non-empty, got ",
+                        rows, "x", cols);
+    require<ValueError>(bytes != nullptr && reinterpret_cast<std::uintptr_t>(bytes) % kAlignment == 0,
+                        "LutWeights::borrow: argument 'bytes' must be ", kAlignment,
+                        "-byte aligned");
+    w.borrowed_ = bytes;
+    w.owner_ = std::move(owner);
+    if constexpr (Format::kHasCodebook) w.codebooks_ = AlignedBuffer<float>(rows << kBits);
+    return w;
+  }
+  bool borrowed() const { return borrowed_ != nullptr; }
+
   std::size_t rows() const { return rows_; }
   std::size_t cols() const { return cols_; }
   std::size_t tiles() const { return tiles_; }
   /// Pairs of groups per row (padded K = pairs * 2 * kGroup).
   std::size_t pairs() const { return pairs_; }
   std::size_t padded_cols() const { return pairs_ * 2 * kGroup; }
-  const std::uint8_t* data() const { return bytes_.data(); }
+  const std::uint8_t* data() const { return borrowed_ ? borrowed_ : bytes_.data(); }
   /// Raw layout bytes (for loaders that read a stored kernel layout; padding must stay zero).
-  std::uint8_t* data() { return bytes_.data(); }
-  std::size_t bytes() const { return bytes_.size(); }
+  std::uint8_t* data() {
+    own();
+    return bytes_.data();
+  }
+  std::size_t bytes() const { return tiles_ * pairs_ * kLutTile; }
   /// Codebook of row r (2^bits floats), codebook formats only.
   const float* codebook(std::size_t r) const requires(Format::kHasCodebook) {
     return codebooks_.data() + (r << kBits);
@@ -72,7 +103,7 @@ class LutWeights {
 
   std::uint8_t code(std::size_t r, std::size_t c) const {
     const std::size_t g = c / kGroup;
-    const std::uint8_t byte = bytes_[offset(r, g / 2)];
+    const std::uint8_t byte = data()[offset(r, g / 2)];
     const unsigned nibble = (g % 2) ? (byte >> 4) : (byte & 15u);
     return static_cast<std::uint8_t>((nibble >> ((c % kGroup) * kBits)) & ((1u << kBits) - 1));
   }
@@ -80,7 +111,7 @@ class LutWeights {
     const std::size_t g = c / kGroup;
     const unsigned shift = static_cast<unsigned>((g % 2) * 4 + (c % kGroup) * kBits);
     const unsigned mask = ((1u << kBits) - 1) << shift;
-    std::uint8_t& byte = bytes_[offset(r, g / 2)];
+    std::uint8_t& byte = data()[offset(r, g / 2)];
     byte =
         static_cast<std::uint8_t>((byte & ~mask) | ((static_cast<unsigned>(code) << shift) & mask));
   }
@@ -92,9 +123,19 @@ class LutWeights {
   std::size_t offset(std::size_t r, std::size_t pair) const {
     return ((r / kLutTile) * pairs_ + pair) * kLutTile + r % kLutTile;
   }
+  // A borrowed object's first write copies the bytes into its own buffer.
+  void own() {
+    if (borrowed_ == nullptr) return;
+    bytes_ = AlignedBuffer<std::uint8_t>(bytes());
+    std::memcpy(bytes_.data(), borrowed_, bytes());
+    borrowed_ = nullptr;
+    owner_.reset();
+  }
 
   AlignedBuffer<std::uint8_t> bytes_;
   AlignedBuffer<float> codebooks_;
+  const std::uint8_t* borrowed_ = nullptr;  // set: the codes live there, owner_ keeps them alive
+  std::shared_ptr<const void> owner_;
   std::size_t rows_ = 0, cols_ = 0, pairs_ = 0, tiles_ = 0;
 };
 
@@ -115,24 +156,58 @@ class Int8Weights {
                         "x", cols);
     values_ = AlignedBuffer<std::int8_t>(rows * stride_);
   }
+  /// A [rows x cols] matrix read in place from `values` (rows * stride() bytes in this layout,
+  /// kAlignment-aligned), which `owner` keeps alive; symmetric() is computed from them.
+  static Int8Weights borrow(std::size_t rows, std::size_t cols, const std::int8_t* values,
+                            std::shared_ptr<const void> owner) {
+    require<ShapeError>(rows > 0 && cols > 0, "Int8Weights::borrow: shape must be non-empty, got ",
+                        rows, "x", cols);
+    require<ValueError>(
+        values != nullptr && reinterpret_cast<std::uintptr_t>(values) % kAlignment == 0,
+        "Int8Weights::borrow: argument 'values' must be ", kAlignment, "-byte aligned");
+    Int8Weights w;
+    w.rows_ = rows;
+    w.cols_ = cols;
+    w.stride_ = (cols + kInt8RowAlign - 1) / kInt8RowAlign * kInt8RowAlign;
+    w.borrowed_ = values;
+    w.owner_ = std::move(owner);
+    w.update_symmetry();
+    return w;
+  }
+  bool borrowed() const { return borrowed_ != nullptr; }
   std::size_t rows() const { return rows_; }
   std::size_t cols() const { return cols_; }
   std::size_t stride() const { return stride_; }
-  const std::int8_t* data() const { return values_.data(); }
-  std::int8_t* data() { return values_.data(); }
-  const std::int8_t* row(std::size_t r) const { return values_.data() + r * stride_; }
-  std::int8_t* row(std::size_t r) { return values_.data() + r * stride_; }
-  std::int8_t value(std::size_t r, std::size_t c) const { return values_[r * stride_ + c]; }
+  const std::int8_t* data() const { return borrowed_ ? borrowed_ : values_.data(); }
+  std::int8_t* data() {
+    own();
+    return values_.data();
+  }
+  const std::int8_t* row(std::size_t r) const { return data() + r * stride_; }
+  std::int8_t* row(std::size_t r) { return data() + r * stride_; }
+  std::int8_t value(std::size_t r, std::size_t c) const { return data()[r * stride_ + c]; }
   /// True when no weight is -128 (enables the faster pmaddubsw path; the packing functions set it,
   /// code that writes data() directly calls update_symmetry()).
   bool symmetric() const { return symmetric_; }
   void update_symmetry() {
-    symmetric_ = true;
-    for (std::size_t i = 0; i < values_.size(); ++i) symmetric_ = symmetric_ && values_[i] != -128;
+    const std::int8_t* v = std::as_const(*this).data();
+    bool symmetric = true;
+    for (std::size_t i = 0; i < rows_ * stride_; ++i) symmetric = symmetric && v[i] != -128;
+    symmetric_ = symmetric;
   }
 
  private:
+  void own() {
+    if (borrowed_ == nullptr) return;
+    values_ = AlignedBuffer<std::int8_t>(rows_ * stride_);
+    std::memcpy(values_.data(), borrowed_, rows_ * stride_);
+    borrowed_ = nullptr;
+    owner_.reset();
+  }
+
   AlignedBuffer<std::int8_t> values_;
+  const std::int8_t* borrowed_ = nullptr;  // set: the values live there, owner_ keeps them alive
+  std::shared_ptr<const void> owner_;
   std::size_t rows_ = 0, cols_ = 0, stride_ = 0;
   bool symmetric_ = false;
 };

@@ -68,6 +68,18 @@ T* Scratch(std::size_t count) {
 // alone left DRAM-resident weights at about half the read bandwidth).
 inline constexpr std::size_t kLutPrefetchPairs = 64;
 
+// Prefetch of the index stream into L2 (prefetcht1 on x86): an L1 prefetch holds one of the few
+// L1 miss buffers until its line arrives from DRAM, and with the loop's rate that capped the
+// lines in flight below what the read bandwidth needs; the L2 has more. The loop's own loads
+// then hit L2, whose latency the out-of-order core hides.
+HWY_INLINE void PrefetchL2(const void* p) {
+#if HWY_ARCH_X86
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+#else
+  hwy::Prefetch(p);
+#endif
+}
+
 // Tiles per task of the parallel loop (and per K-blocked pass).
 inline constexpr std::size_t kLutTilesPerTask = 4;
 
@@ -151,23 +163,41 @@ HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
           const auto v0 = hn::Load(du8, idx + p * kLutTile);
           const auto v1 = hn::Load(du8, idx + (p + 1) * kLutTile);
           if (p + kLutPrefetchPairs < pairs)
-            hwy::Prefetch(idx + (p + kLutPrefetchPairs) * kLutTile);
+            PrefetchL2(idx + (p + kLutPrefetchPairs) * kLutTile);
+#if HWY_TARGET == HWY_AVX3_DL
+          // vpermb (VBMI) reads index bits 0-4 of each byte and ignores bits 5-7; the broadcast
+          // table holds its 16 entries twice, so bit 4 does not matter either and the indices need
+          // no mask: v (low nibble in bits 0-3) and v >> 4 (16-bit shift, high nibble in 0-3).
+          const auto i0 = v0;
+          const auto i1 = hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0)));
+          const auto i2 = v1;
+          const auto i3 = hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1)));
+          auto lookup = [](decltype(v0) table, decltype(v0) i) HWY_ATTR {
+            // The zero-masking form with every lane kept: GCC 12's plain form warns
+            // (maybe-uninitialized) on its undefined pass-through operand.
+            return decltype(v0){_mm256_maskz_permutexvar_epi8(~__mmask32{0}, i.raw, table.raw)};
+          };
+          (void)nibble;
+#else
           const auto i0 = hn::And(v0, nibble);
           const auto i1 =
               hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v0))), nibble);
           const auto i2 = hn::And(v1, nibble);
           const auto i3 =
               hn::And(hn::BitCast(du8, hn::ShiftRight<4>(hn::BitCast(du16, v1))), nibble);
+          auto lookup = [](decltype(v0) table, decltype(v0) i)
+                            HWY_ATTR { return hn::TableLookupBytes(table, i); };
+#endif
           const std::uint8_t* tab = tables + p * 64;
           // Four TL (<= 60) and four TH (<= 60, biased) sum to <= 240 in uint8.
-          auto lo = hn::TableLookupBytes(hn::LoadDup128(du8, tab), i0);
-          auto hi = hn::TableLookupBytes(hn::LoadDup128(du8, tab + 16), i0);
-          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 32), i1));
-          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 48), i1));
-          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 64), i2));
-          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 80), i2));
-          lo = hn::Add(lo, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 96), i3));
-          hi = hn::Add(hi, hn::TableLookupBytes(hn::LoadDup128(du8, tab + 112), i3));
+          auto lo = lookup(hn::LoadDup128(du8, tab), i0);
+          auto hi = lookup(hn::LoadDup128(du8, tab + 16), i0);
+          lo = hn::Add(lo, lookup(hn::LoadDup128(du8, tab + 32), i1));
+          hi = hn::Add(hi, lookup(hn::LoadDup128(du8, tab + 48), i1));
+          lo = hn::Add(lo, lookup(hn::LoadDup128(du8, tab + 64), i2));
+          hi = hn::Add(hi, lookup(hn::LoadDup128(du8, tab + 80), i2));
+          lo = hn::Add(lo, lookup(hn::LoadDup128(du8, tab + 96), i3));
+          hi = hn::Add(hi, lookup(hn::LoadDup128(du8, tab + 112), i3));
           lower = hn::Add(lower,
                           hn::BitCast(du16, MulPairs(hn::InterleaveLower(du8, lo, hi), weights)));
           upper = hn::Add(upper,
@@ -188,23 +218,37 @@ HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
 }
 #endif  // HWY_TARGET == HWY_SCALAR
 
+// The first visit's index bytes of `ntiles` tiles, requested all at once so that their cache
+// misses overlap (the step loop prefetches only each tile's next visit).
+HWY_INLINE void PrefetchFirstVisit(const std::uint8_t* index, std::size_t ntiles,
+                                   std::size_t pairs) {
+  for (std::size_t t = 0; t < ntiles; ++t)
+    for (std::size_t p = 0; p < std::min(pairs, kLutPrefetchPairs); p += 2)
+      PrefetchL2(index + (t * pairs + p) * kLutTile);
+}
+
 // The sums of up to kLutTilesPerTask tiles over the whole K for `tokens` activation vectors (their
 // tables table_stride bytes apart, their sums out_stride apart): K-visit outer, so a visit's tables
 // (kLutGroupsPerVisit * 32 bytes = 4 KiB per token) stay in L1 while the tiles' indices pass over
 // them (a row's tables, 32 bytes per group, outgrow L1 at K >= 4096), and each visit's indices
-// (8 KiB for 4 tiles) stay in L1 across the tokens.
+// (8 KiB for 4 tiles) stay in L1 across the tokens. `next`, when not null, holds the `next_tiles`
+// tiles the caller will probably run next: their first visit is prefetched during the last visit.
 HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
                          std::size_t pairs, const std::uint8_t* tables, std::size_t table_stride,
-                         std::size_t tokens, std::int32_t* out, std::size_t out_stride) {
+                         std::size_t tokens, std::int32_t* out, std::size_t out_stride,
+                         const std::uint8_t* next = nullptr, std::size_t next_tiles = 0) {
   constexpr std::size_t kMaxTokens = 8;
   std::uint32_t acc[kMaxTokens][kLutTilesPerTask * kLutTile];
   constexpr std::size_t kPairsPerVisit = detail::kLutGroupsPerVisit / 2;
+  PrefetchFirstVisit(index, ntiles, pairs);
   for (std::size_t m0 = 0; m0 < tokens; m0 += kMaxTokens) {
     const std::size_t mc = std::min(kMaxTokens, tokens - m0);
     for (std::size_t m = 0; m < mc; ++m)
       std::fill(acc[m], acc[m] + ntiles * kLutTile, std::uint32_t{0});
     for (std::size_t p0 = 0; p0 < pairs; p0 += kPairsPerVisit) {
       const std::size_t p1 = std::min(pairs, p0 + kPairsPerVisit);
+      if (next != nullptr && p1 == pairs && m0 + mc == tokens)
+        PrefetchFirstVisit(next, next_tiles, pairs);
       for (std::size_t m = 0; m < mc; ++m)
         LutBlock(index, ntiles, pairs, p0, p1, tables + (m0 + m) * table_stride, acc[m]);
     }
@@ -364,7 +408,11 @@ HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
         for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
           const std::size_t t = blk * kLutTilesPerTask;
           const std::size_t n = std::min(a.tiles - t, kLutTilesPerTask);
-          LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, 0, 1, a.out + t * kLutTile, 0);
+          // Tasks run mostly in order on each thread: prefetch the following task's start.
+          const std::size_t tn = t + n;
+          const std::size_t nn = std::min(a.tiles - tn, kLutTilesPerTask);
+          LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, 0, 1, a.out + t * kLutTile, 0,
+                   nn != 0 ? a.index + tn * tile_bytes : nullptr, nn);
           if (a.y != nullptr) LutEpilogue(a, t * kLutTile, n * kLutTile, a.out + t * kLutTile);
         }
       },
@@ -467,7 +515,78 @@ HWY_INLINE void Int8RowsSymmetric(const detail::Int8GemvArgs& a, std::size_t r0,
 #define PQUANT_INT8_SYMMETRIC 0
 #endif
 
+#if HWY_TARGET == HWY_AVX3_DL
+// AVX-512 VNNI (vpdpbusd: four unsigned x signed byte products added into each int32 lane). Highway
+// 1.0 has no op for it, and its AVX3_DL target string names AVX-VNNI but not AVX512-VNNI: the
+// functions using it add the feature. Each is called (not inlined) from HWY_ATTR code.
+#define PQUANT_VNNI_ATTR __attribute__((target(HWY_TARGET_STR ",avx512vnni")))
+#define PQUANT_INT8_VNNI 1
+
+// Offset trick (exact for any int8 weights, -128 included): the unsigned operand is x + 128 =
+// x xor 0x80 in [0, 255], so sum_k (x_k + 128) w_k - 128 sum_k w_k = sum_k x_k w_k, with sum_k w_k
+// from vpdpbusd of 0x01 bytes. One instruction adds at most 4 * 255 * 128 = 130560 in magnitude
+// to a lane; the int32 lanes wrap modulo 2^32 (vpdpbusd does not saturate), so the difference is
+// exact whenever the true value fits int32, which K <= kMaxKInt8 guarantees (|x w| <= 16384).
+PQUANT_VNNI_ATTR HWY_NOINLINE void Int8RowsVnni(const detail::Int8GemvArgs& a, std::size_t r0,
+                                                std::size_t r1) {
+  const hn::Full512<std::int32_t> d32;
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i ones = _mm512_set1_epi8(1);
+  const std::size_t stride = a.stride;  // a multiple of 64 (kInt8RowAlign), zero-padded
+  auto finish = [&](__m512i acc, __m512i wsum) PQUANT_VNNI_ATTR {
+    const hn::Vec512<std::int32_t> s{acc}, c{wsum};
+    return hn::GetLane(hn::SumOfLanes(d32, hn::Sub(s, hn::ShiftLeft<7>(c))));
+  };
+  std::size_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const std::int8_t* w0 = a.w + r * stride;
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+    __m512i c0 = s0, c1 = s0, c2 = s0, c3 = s0;
+    for (std::size_t k = 0; k < stride; k += 64) {
+      const __m512i xb = _mm512_xor_si512(_mm512_loadu_si512(a.x8 + k), bias);
+      const __m512i v0 = _mm512_loadu_si512(w0 + k);
+      const __m512i v1 = _mm512_loadu_si512(w0 + stride + k);
+      const __m512i v2 = _mm512_loadu_si512(w0 + 2 * stride + k);
+      const __m512i v3 = _mm512_loadu_si512(w0 + 3 * stride + k);
+      s0 = _mm512_dpbusd_epi32(s0, xb, v0);
+      s1 = _mm512_dpbusd_epi32(s1, xb, v1);
+      s2 = _mm512_dpbusd_epi32(s2, xb, v2);
+      s3 = _mm512_dpbusd_epi32(s3, xb, v3);
+      c0 = _mm512_dpbusd_epi32(c0, ones, v0);
+      c1 = _mm512_dpbusd_epi32(c1, ones, v1);
+      c2 = _mm512_dpbusd_epi32(c2, ones, v2);
+      c3 = _mm512_dpbusd_epi32(c3, ones, v3);
+    }
+    a.out[r] = finish(s0, c0);
+    a.out[r + 1] = finish(s1, c1);
+    a.out[r + 2] = finish(s2, c2);
+    a.out[r + 3] = finish(s3, c3);
+  }
+  for (; r < r1; ++r) {
+    __m512i s0 = _mm512_setzero_si512(), c0 = s0;
+    for (std::size_t k = 0; k < stride; k += 64) {
+      const __m512i v0 = _mm512_loadu_si512(a.w + r * stride + k);
+      s0 = _mm512_dpbusd_epi32(s0, _mm512_xor_si512(_mm512_loadu_si512(a.x8 + k), bias), v0);
+      c0 = _mm512_dpbusd_epi32(c0, ones, v0);
+    }
+    a.out[r] = finish(s0, c0);
+  }
+}
+#else
+#define PQUANT_INT8_VNNI 0
+#endif
+
 HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
+#if PQUANT_INT8_VNNI
+  if (a.x8 != nullptr && a.stride % 64 == 0) {
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, a.rows, 32),
+        [&](const tbb::blocked_range<std::size_t>& range)
+            HWY_ATTR { Int8RowsVnni(a, range.begin(), range.end()); },
+        tbb::simple_partitioner());
+    return;
+  }
+#endif
 #if PQUANT_INT8_SYMMETRIC
   if (a.symmetric && a.x8 != nullptr && a.xabs != nullptr) {
     tbb::parallel_for(
@@ -613,6 +732,63 @@ HWY_INLINE void Int8GemmSymmetric(const detail::Int8GemmArgs& a, std::size_t i0,
 #define PQUANT_INT8_GEMM_SYMMETRIC 0
 #endif
 
+#if PQUANT_INT8_VNNI
+// VNNI micro-kernel: TM tokens x TN rows, every weight vector used by TM tokens and every
+// activation vector by TN rows (vpdpbusd, offset trick and bounds of Int8RowsVnni); wsum[r] =
+// sum_k w[r][k] of the block's rows, computed once per block. kp is a multiple of 64.
+template <std::size_t TM, std::size_t TN>
+PQUANT_VNNI_ATTR HWY_INLINE void Int8GemmVnniTile(const detail::Int8GemmArgs& a, std::size_t i,
+                                                  std::size_t j, const std::int32_t* wsum) {
+  const hn::Full512<std::int32_t> d32;
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512i acc[TM][TN];
+  for (std::size_t t = 0; t < TM; ++t)
+    for (std::size_t r = 0; r < TN; ++r) acc[t][r] = _mm512_setzero_si512();
+  for (std::size_t k = 0; k < a.kp; k += 64) {
+    __m512i xb[TM], wv[TN];
+    for (std::size_t t = 0; t < TM; ++t)
+      xb[t] = _mm512_xor_si512(_mm512_loadu_si512(a.x + (i + t) * a.ldx + k), bias);
+    for (std::size_t r = 0; r < TN; ++r) wv[r] = _mm512_loadu_si512(a.w + (j + r) * a.ldw + k);
+    for (std::size_t t = 0; t < TM; ++t)
+      for (std::size_t r = 0; r < TN; ++r) acc[t][r] = _mm512_dpbusd_epi32(acc[t][r], xb[t], wv[r]);
+  }
+  for (std::size_t t = 0; t < TM; ++t)
+    for (std::size_t r = 0; r < TN; ++r) {
+      const std::int32_t sum = hn::GetLane(hn::SumOfLanes(d32, hn::Vec512<std::int32_t>{acc[t][r]}));
+      // sum - 128 wsum modulo 2^32 (exact: the true value fits int32).
+      a.out[(i + t) * a.ldo + j + r] = static_cast<std::int32_t>(
+          static_cast<std::uint32_t>(sum) - (static_cast<std::uint32_t>(wsum[r]) << 7));
+    }
+}
+
+template <std::size_t TM>
+PQUANT_VNNI_ATTR HWY_INLINE void Int8GemmVnniRows(const detail::Int8GemmArgs& a, std::size_t i,
+                                                  std::size_t j0, std::size_t j1,
+                                                  const std::int32_t* wsum) {
+  std::size_t j = j0;
+  for (; j + 4 <= j1; j += 4) Int8GemmVnniTile<TM, 4>(a, i, j, wsum + (j - j0));
+  for (; j < j1; ++j) Int8GemmVnniTile<TM, 1>(a, i, j, wsum + (j - j0));
+}
+
+// One block of the INT8 GEMM (up to 32 tokens x 32 rows) with VNNI: 4 tokens x 4 rows per
+// micro-kernel step (16 vpdpbusd per 8 vector loads).
+PQUANT_VNNI_ATTR HWY_NOINLINE void Int8GemmVnni(const detail::Int8GemmArgs& a, std::size_t i0,
+                                                std::size_t i1, std::size_t j0, std::size_t j1) {
+  const hn::Full512<std::int32_t> d32;
+  const __m512i ones = _mm512_set1_epi8(1);
+  std::int32_t wsum[32];
+  for (std::size_t j = j0; j < j1; ++j) {
+    __m512i c = _mm512_setzero_si512();
+    for (std::size_t k = 0; k < a.kp; k += 64)
+      c = _mm512_dpbusd_epi32(c, ones, _mm512_loadu_si512(a.w + j * a.ldw + k));
+    wsum[j - j0] = hn::GetLane(hn::SumOfLanes(d32, hn::Vec512<std::int32_t>{c}));
+  }
+  std::size_t i = i0;
+  for (; i + 4 <= i1; i += 4) Int8GemmVnniRows<4>(a, i, j0, j1, wsum);
+  for (; i < i1; ++i) Int8GemmVnniRows<1>(a, i, j0, j1, wsum);
+}
+#endif
+
 HWY_NOINLINE void Int8Gemm(const detail::Int8GemmArgs& a) {
   constexpr std::size_t kBlock = 32;
   const std::size_t mb = (a.m + kBlock - 1) / kBlock, nb = (a.n + kBlock - 1) / kBlock;
@@ -622,6 +798,12 @@ HWY_NOINLINE void Int8Gemm(const detail::Int8GemmArgs& a) {
         for (std::size_t b = range.begin(); b != range.end(); ++b) {
           const std::size_t i0 = b / nb * kBlock, j0 = b % nb * kBlock;
           const std::size_t i1 = std::min(a.m, i0 + kBlock), j1 = std::min(a.n, j0 + kBlock);
+#if PQUANT_INT8_VNNI
+          if (a.kp % 64 == 0) {  // always, for packed Int8Weights (rows padded to 64 bytes)
+            Int8GemmVnni(a, i0, i1, j0, j1);
+            continue;
+          }
+#endif
 #if PQUANT_INT8_GEMM_SYMMETRIC
           if (a.symmetric) {
             Int8GemmSymmetric(a, i0, i1, j0, j1);
@@ -634,6 +816,10 @@ HWY_NOINLINE void Int8Gemm(const detail::Int8GemmArgs& a) {
       tbb::simple_partitioner());
 }
 #undef PQUANT_INT8_GEMM_SYMMETRIC
+#undef PQUANT_INT8_VNNI
+#ifdef PQUANT_VNNI_ATTR
+#undef PQUANT_VNNI_ATTR
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // FP32 GEMV: y[r] = sum_k w[r][k] * x[k]; four rows share each x load, FMA into per-row vectors.

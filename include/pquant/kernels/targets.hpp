@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "pquant/kernels/detail/hwy_config.hpp"  // before any Highway header
 #include "hwy/targets.h"
 #include "pquant/kernels/backend.hpp"
 

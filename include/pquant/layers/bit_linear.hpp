@@ -263,6 +263,7 @@ class BitLinear {
       WQ::fake_quantize(store_->value(weight_), wq_.view());
       detail::matmul_xwt<float>(in.xq.view(), wq_.view(), y);
     }
+    if (ProductObserver* o = store_->observer()) o->on_product(weight_, in.xq.view(), wq_.view());
   }
 
   ParameterStore* store_;

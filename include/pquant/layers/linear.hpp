@@ -80,6 +80,8 @@ class Linear {
  private:
   void multiply(MatrixView<float> y) {
     detail::matmul_xwt<float>(x_.view(), store_->value(weight_), y);
+    if (ProductObserver* o = store_->observer())
+      o->on_product(weight_, x_.view(), store_->value(weight_));
     if (bias_.valid()) {
       const MatrixView<const float> b = store_->value(bias_);
       for (std::size_t i = 0; i < y.rows; ++i)

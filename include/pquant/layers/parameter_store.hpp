@@ -18,6 +18,7 @@
 #include "pquant/core/aligned_buffer.hpp"
 #include "pquant/core/error.hpp"
 #include "pquant/core/matrix.hpp"
+#include "pquant/layers/product_observer.hpp"
 
 namespace pquant {
 
@@ -95,6 +96,11 @@ class ParameterStore {
     if (used_ != 0) std::memset(grads_.data(), 0, used_ * sizeof(float));
   }
 
+  /// The observer every projection registered here reports its product to (nullptr: none; the
+  /// default). Not owned; it must outlive the forwards it observes.
+  void set_observer(ProductObserver* observer) { observer_ = observer; }
+  ProductObserver* observer() const { return observer_; }
+
  private:
   template <class Buffer>
   static auto view_of(Buffer& buffer, const ParamInfo& p) {
@@ -128,6 +134,7 @@ class ParameterStore {
   AlignedBuffer<float> grads_;
   std::size_t used_ = 0;
   std::vector<ParamInfo> infos_;
+  ProductObserver* observer_ = nullptr;
 };
 
 }  // namespace pquant

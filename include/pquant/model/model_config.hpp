@@ -3,10 +3,12 @@
 // instantiations and compile time without making any kernel faster).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 
 #include "pquant/core/error.hpp"
 #include "pquant/layers/activations.hpp"
+#include "pquant/layers/rope.hpp"
 
 namespace pquant {
 
@@ -24,6 +26,7 @@ struct ModelConfig {
   std::size_t experts = 1;    // pQuant: INT8 experts behind the top-1 router (1..8)
   std::size_t r = 32;         // pQuant: hidden width of each INT8 expert
   FfnActivation activation = FfnActivation::kSwiGLU;
+  double rope_theta = kRopeBase;  // RoPE base (imported checkpoints may use another, e.g. 500000)
   float aux_loss_coef = 0.01f;  // pQuant with experts > 1: Switch load-balancing loss weight
   float alpha_init = 2.0f;      // pQuant: initial INT8-branch scale (method.md section 3)
   float beta_init = 0.2f;       // pQuant: initial 1-bit-branch scale
@@ -46,6 +49,8 @@ struct ModelConfig {
                         ") must be a multiple of 'heads' (", heads, ")");
     require<ValueError>((d_model / heads) % 2 == 0, fn, ": the head width d_model / heads (",
                         d_model / heads, ") must be even for RoPE");
+    require<ValueError>(std::isfinite(rope_theta) && rope_theta > 1, fn,
+                        ": 'rope_theta' must be a finite number > 1, got ", rope_theta);
   }
 };
 

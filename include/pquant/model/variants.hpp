@@ -58,7 +58,7 @@ struct Dense {
   static typename Attention::Config attention_config(const ModelConfig& c) {
     return {.d_model = c.d_model,
             .heads = c.heads,
-            .rope_base = kRopeBase,
+            .rope_base = c.rope_theta,
             .init_std = init_std(c),
             .out_init_std = out_init_std(c)};
   }

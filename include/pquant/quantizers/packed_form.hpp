@@ -14,7 +14,9 @@
 //   save(w, name)        its tensors "<name>.<field>" into a safetensors writer
 //   expected(name, r, c) the tensors (name, dtype, exact shape) a [r x c] form stores: the loader
 //                        checks a file against them before allocating anything
-//   load(f, name, r, c)  reads them back; FormatError on any bad code, padding or non-finite value
+//   load(f, name, r, c)  reads them back; FormatError on any bad code, padding or non-finite value.
+//                        It may keep using the file's bytes where they lie (f.in_place<T>(...),
+//                        holding f.owner()) instead of copying them
 //   describe()           JSON: code format, scale granularity, group (for the model file)
 //   payload_bits(), streamed_bytes()   exact accounting (codes + parameters; bytes per product)
 // A quantizer names its packed form as `using packed_form = P;` or by specialising

@@ -88,9 +88,17 @@ class Int8Codes {
   static Int8Codes load(const io::SafetensorsView& f, const std::string& name, std::size_t rows,
                         std::size_t cols) {
     Int8Codes out;
-    Matrix<std::int8_t> v(rows, cols);
-    f.read_into<std::int8_t>(name + ".values", v.flat(), std::vector<std::uint64_t>{rows, cols});
-    out.codes_ = kernels::pack_int8(v.view());
+    const std::vector<std::uint64_t> shape{rows, cols};
+    // In place when the file keeps its bytes alive, they are 64-byte aligned and the rows need no
+    // padding (cols a multiple of 64: the kernel layout is the file's); copied and padded otherwise.
+    const std::int8_t* p = f.in_place<std::int8_t>(name + ".values", shape, kAlignment);
+    if (p != nullptr && cols % kernels::kInt8RowAlign == 0) {
+      out.codes_ = kernels::Int8Weights::borrow(rows, cols, p, f.owner());
+    } else {
+      Matrix<std::int8_t> v(rows, cols);
+      f.read_into<std::int8_t>(name + ".values", v.flat(), shape);
+      out.codes_ = kernels::pack_int8(v.view());
+    }
     out.scale_.resize(rows);
     detail::read_finite(f, name + ".scale", out.scale_, {rows});
     return out;

@@ -140,17 +140,27 @@ class LutCodes {
     w.add<float>(t[1].name, t[1].shape, std::span<const float>(params_));
   }
 
-  /// Reads the codes straight into the kernel buffer, then checks every byte: padding codes (rows
-  /// past `rows`, weights past `cols`) must be zero and ternary codes must not be 3.
+  /// Uses the codes where they lie when the file keeps its bytes alive and they are 64-byte aligned
+  /// (a file from io::SafetensorsWriter); reads them into a kernel buffer otherwise. Then checks
+  /// every byte: padding codes (rows past `rows`, weights past `cols`) must be zero and ternary
+  /// codes must not be 3.
   static LutCodes load(const io::SafetensorsView& f, const std::string& name, std::size_t rows,
                        std::size_t cols) {
     const std::vector<TensorSpec> t = expected(name, rows, cols);
-    LutCodes out(rows, cols);
-    kernels::LutWeights<Format>& w = out.codes_;
-    f.read_into<std::uint8_t>(t[0].name, std::span<std::uint8_t>(w.data(), w.bytes()),
-                              t[0].shape);
+    using Weights = kernels::LutWeights<Format>;
+    LutCodes out;
+    if (const auto* p = f.in_place<std::uint8_t>(t[0].name, t[0].shape, kAlignment)) {
+      out.codes_ = Weights::borrow(rows, cols, p, f.owner());
+    } else {
+      out.codes_ = Weights(rows, cols);
+      f.read_into<std::uint8_t>(t[0].name,
+                                std::span<std::uint8_t>(out.codes_.data(), out.codes_.bytes()),
+                                t[0].shape);
+    }
+    out.params_.assign(rows * groups_per_row(cols) * kParams, 0.0f);
     detail::read_finite(f, t[1].name, out.params_, t[1].shape);
-    constexpr std::size_t G = kernels::LutWeights<Format>::kGroup, T = kernels::kLutTile;
+    const Weights& w = out.codes_;
+    constexpr std::size_t G = Weights::kGroup, T = kernels::kLutTile;
     constexpr unsigned bits = Format::kBits;
     std::vector<std::uint8_t> valid(w.pairs(), 0);  // bits of a pair's byte that hold weights
     for (std::size_t p = 0; p < w.pairs(); ++p)
@@ -160,20 +170,29 @@ class LutCodes {
             valid[p] |= static_cast<std::uint8_t>(((1u << bits) - 1) << (half * 4 + i * bits));
     const std::uint8_t* bytes = w.data();
     for (std::size_t tile = 0; tile < w.tiles(); ++tile)
-      for (std::size_t p = 0; p < w.pairs(); ++p)
+      for (std::size_t p = 0; p < w.pairs(); ++p) {
+        // One 32-byte row group at a time (vectorisable); the exact row only when it is bad.
+        const std::uint8_t* b = bytes + (tile * w.pairs() + p) * T;
+        unsigned bad = 0;
         for (std::size_t r = 0; r < T; ++r) {
-          const unsigned byte = bytes[(tile * w.pairs() + p) * T + r];
+          const unsigned allowed = tile * T + r < rows ? valid[p] : 0u;
+          bad |= b[r] & ~allowed;
+          if constexpr (std::is_same_v<Format, TernaryCode>)
+            bad |= b[r] & (b[r] >> 1) & 0x55u;  // both bits of a 2-bit code set: code 3
+        }
+        if (bad == 0) continue;
+        for (std::size_t r = 0; r < T; ++r) {
           const std::size_t row = tile * T + r;
           const unsigned allowed = row < rows ? valid[p] : 0u;
-          require<FormatError>((byte & ~allowed) == 0, "load_model: tensor '", t[0].name,
+          require<FormatError>((b[r] & ~allowed) == 0, "load_model: tensor '", t[0].name,
                                "' has non-zero padding codes (tile ", tile, ", pair ", p, ", row ",
                                row, ")");
-          if constexpr (std::is_same_v<Format, TernaryCode>) {
-            const unsigned three = byte & (byte >> 1) & 0x55u;  // both bits of a 2-bit code set
-            require<FormatError>(three == 0, "load_model: tensor '", t[0].name,
-                                 "' holds the invalid ternary code 3 (row ", row, ")");
-          }
+          require<FormatError>(!std::is_same_v<Format, TernaryCode> ||
+                                   (b[r] & (b[r] >> 1) & 0x55u) == 0,
+                               "load_model: tensor '", t[0].name,
+                               "' holds the invalid ternary code 3 (row ", row, ")");
         }
+      }
     return out;
   }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "pquant/kernels/detail/hwy_config.hpp"  // before any Highway header
 #include "hwy/highway.h"
 #include "pquant/kernels/kernels-inl.h"
 
