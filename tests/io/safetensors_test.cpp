@@ -175,10 +175,12 @@ TEST(Safetensors, HeaderPaddingIsSpacesOnly) {
   // The format pads with spaces (0x20), and a header may be pretty-printed inside the object.
   EXPECT_EQ(SafetensorsView::parse(raw_file(h + "      ", {1, 2})).header_bytes(), h.size() + 6);
   EXPECT_NO_THROW((void)SafetensorsView::parse(
-      raw_file("{\n \"a\":\t{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}\r\n} ", {1, 2})));
+      raw_file("{\n \"a\":\t{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}"
+               "\r\n} ",
+               {1, 2})));
   // NUL padding: the JSON parser would stop at the first NUL and ignore the rest of the header.
-  expect_format_error(raw_file(h + std::string(6, '\0'), {1, 2}), "NUL byte at file offset " +
-                                                                     std::to_string(8 + h.size()));
+  expect_format_error(raw_file(h + std::string(6, '\0'), {1, 2}),
+                      "NUL byte at file offset " + std::to_string(8 + h.size()));
   expect_format_error(raw_file(h + "  " + std::string(1, '\0') + "  ", {1, 2}), "NUL byte");
   expect_format_error(raw_file(std::string("{}") + '\0' + h.substr(1), {1, 2}), "NUL byte");
   // Other whitespace after the object is not padding.

@@ -235,7 +235,8 @@ class SafetensorsView {
     std::uint64_t json_end = n;
     while (text[json_end - 1] == ' ') --json_end;
     if (text[json_end - 1] != '}')
-      detail::format_error("header padding after the JSON object must be spaces (0x20), found byte value ",
+      detail::format_error("header padding after the JSON object must be spaces (0x20), found "
+                           "byte value ",
                            static_cast<int>(static_cast<unsigned char>(text[json_end - 1])),
                            " at file offset ", 8 + json_end - 1);
 
