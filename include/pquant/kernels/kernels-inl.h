@@ -527,15 +527,24 @@ HWY_INLINE void Int8RowsSymmetric(const detail::Int8GemvArgs& a, std::size_t r0,
 // from vpdpbusd of 0x01 bytes. One instruction adds at most 4 * 255 * 128 = 130560 in magnitude
 // to a lane; the int32 lanes wrap modulo 2^32 (vpdpbusd does not saturate), so the difference is
 // exact whenever the true value fits int32, which K <= kMaxKInt8 guarantees (|x w| <= 16384).
+// Sum of the 16 int32 lanes modulo 2^32. The lanes wrap by design (above), so the sum is taken in
+// uint32: Highway's int32 SumOfLanes on 512-bit vectors is _mm512_reduce_add_epi32, which GCC
+// evaluates in signed int (undefined on wrap); its 256-bit one adds with vector instructions.
+PQUANT_VNNI_ATTR HWY_INLINE std::int32_t WrappingLaneSum(__m512i v) {
+  const hn::Full256<std::uint32_t> dh;
+  const hn::Vec512<std::uint32_t> u{v};
+  const auto h = hn::Add(hn::LowerHalf(dh, u), hn::UpperHalf(dh, u));
+  return static_cast<std::int32_t>(hn::GetLane(hn::SumOfLanes(dh, h)));
+}
+
 PQUANT_VNNI_ATTR HWY_NOINLINE void Int8RowsVnni(const detail::Int8GemvArgs& a, std::size_t r0,
                                                 std::size_t r1) {
-  const hn::Full512<std::int32_t> d32;
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m512i ones = _mm512_set1_epi8(1);
   const std::size_t stride = a.stride;  // a multiple of 64 (kInt8RowAlign), zero-padded
   auto finish = [&](__m512i acc, __m512i wsum) PQUANT_VNNI_ATTR {
     const hn::Vec512<std::int32_t> s{acc}, c{wsum};
-    return hn::GetLane(hn::SumOfLanes(d32, hn::Sub(s, hn::ShiftLeft<7>(c))));
+    return WrappingLaneSum(hn::Sub(s, hn::ShiftLeft<7>(c)).raw);
   };
   std::size_t r = r0;
   for (; r + 4 <= r1; r += 4) {
@@ -739,7 +748,6 @@ HWY_INLINE void Int8GemmSymmetric(const detail::Int8GemmArgs& a, std::size_t i0,
 template <std::size_t TM, std::size_t TN>
 PQUANT_VNNI_ATTR HWY_INLINE void Int8GemmVnniTile(const detail::Int8GemmArgs& a, std::size_t i,
                                                   std::size_t j, const std::int32_t* wsum) {
-  const hn::Full512<std::int32_t> d32;
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512i acc[TM][TN];
   for (std::size_t t = 0; t < TM; ++t)
@@ -754,7 +762,7 @@ PQUANT_VNNI_ATTR HWY_INLINE void Int8GemmVnniTile(const detail::Int8GemmArgs& a,
   }
   for (std::size_t t = 0; t < TM; ++t)
     for (std::size_t r = 0; r < TN; ++r) {
-      const std::int32_t sum = hn::GetLane(hn::SumOfLanes(d32, hn::Vec512<std::int32_t>{acc[t][r]}));
+      const std::int32_t sum = WrappingLaneSum(acc[t][r]);
       // sum - 128 wsum modulo 2^32 (exact: the true value fits int32).
       a.out[(i + t) * a.ldo + j + r] = static_cast<std::int32_t>(
           static_cast<std::uint32_t>(sum) - (static_cast<std::uint32_t>(wsum[r]) << 7));
@@ -774,14 +782,13 @@ PQUANT_VNNI_ATTR HWY_INLINE void Int8GemmVnniRows(const detail::Int8GemmArgs& a,
 // micro-kernel step (16 vpdpbusd per 8 vector loads).
 PQUANT_VNNI_ATTR HWY_NOINLINE void Int8GemmVnni(const detail::Int8GemmArgs& a, std::size_t i0,
                                                 std::size_t i1, std::size_t j0, std::size_t j1) {
-  const hn::Full512<std::int32_t> d32;
   const __m512i ones = _mm512_set1_epi8(1);
   std::int32_t wsum[32];
   for (std::size_t j = j0; j < j1; ++j) {
     __m512i c = _mm512_setzero_si512();
     for (std::size_t k = 0; k < a.kp; k += 64)
       c = _mm512_dpbusd_epi32(c, ones, _mm512_loadu_si512(a.w + j * a.ldw + k));
-    wsum[j - j0] = hn::GetLane(hn::SumOfLanes(d32, hn::Vec512<std::int32_t>{c}));
+    wsum[j - j0] = WrappingLaneSum(c);
   }
   std::size_t i = i0;
   for (; i + 4 <= i1; i += 4) Int8GemmVnniRows<4>(a, i, j0, j1, wsum);
