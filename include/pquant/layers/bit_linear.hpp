@@ -46,7 +46,7 @@
 
 namespace pquant {
 
-template <WeightQuantizer WQ, ActivationQuantizer AQ = Int8AbsMaxPerToken,
+template <TrainableWeightQuantizer WQ, ActivationQuantizer AQ = Int8AbsMaxPerToken,
           SteRule Ste = StraightThrough>
 class BitLinear {
  public:
@@ -56,13 +56,17 @@ class BitLinear {
   static constexpr bool kQuantized = true;
   /// True when the forward runs on the integer kernels (INT8 activations; 1-bit, ternary or INT8
   /// weight codes; per-tensor or per-row scales). Otherwise dequantized operands on FP32 GEMMs.
-  static constexpr bool kIntegerForward =
-      AQ::kQuantizes &&
-      (std::is_same_v<typename WQ::scales_type, PerTensor> ||
-       std::is_same_v<typename WQ::scales_type,
-                      PerRow>)&&(std::is_same_v<typename WQ::format_type, SignBit> ||
-                                 std::is_same_v<typename WQ::format_type, TernaryCode> ||
-                                 std::is_same_v<typename WQ::format_type, Int8Code>);
+  static constexpr bool kIntegerForward = [] {
+    if constexpr (!AQ::kQuantizes || !WeightQuantizer<WQ>) {
+      return false;  // FP activations, or values no packed code format holds
+    } else {
+      using S = typename WQ::scales_type;
+      using F = typename WQ::format_type;
+      return (std::is_same_v<S, PerTensor> || std::is_same_v<S, PerRow>)&&(
+          std::is_same_v<F, SignBit> || std::is_same_v<F, TernaryCode> ||
+          std::is_same_v<F, Int8Code>);
+    }
+  }();
 
   struct Config {
     std::size_t in_features = 0;

@@ -33,8 +33,18 @@ struct ClipRange {
   bool contains(float v) const { return lo <= v && v <= hi; }
 };
 
+/// What training needs of a weight quantizer: a name and fake_quantize (the forward's W_q). A
+/// quantizer whose values no single packed code format holds (KeepLargest: 1-bit codes plus FP32
+/// outliers) is only this; BitLinear trains it on the FP32 product, the inference engine cannot
+/// serve it.
 template <class Q>
-concept WeightQuantizer = CodeFormat<typename Q::format_type> &&
+concept TrainableWeightQuantizer = requires(MatrixView<const float> w, MatrixView<float> out) {
+  { Q::kName } -> std::convertible_to<std::string_view>;
+  { Q::fake_quantize(w, out) } -> std::same_as<void>;
+};
+
+template <class Q>
+concept WeightQuantizer = TrainableWeightQuantizer<Q> && CodeFormat<typename Q::format_type> &&
     ScaleGranularity<typename Q::scales_type> &&
     requires(MatrixView<const float> w, MatrixView<float> out) {
   { Q::kName } -> std::convertible_to<std::string_view>;
