@@ -31,7 +31,8 @@ inline constexpr std::size_t kMaxSteps = 1'000'000'000;
 inline double min_parameters(std::string_view variant, const pquant::ModelConfig& c) {
   const double d = static_cast<double>(c.d_model), f = static_cast<double>(c.d_ff);
   const double r = static_cast<double>(c.r), experts = static_cast<double>(c.experts);
-  const double ffn = variant == "pquant" ? 3 * d * (f - r) + experts * 3 * d * r : 3 * d * f;
+  const double ffn =
+      variant.starts_with("pquant") ? 3 * d * (f - r) + experts * 3 * d * r : 3 * d * f;
   return 2 * static_cast<double>(c.vocab) * d + static_cast<double>(c.layers) * (4 * d * d + ffn);
 }
 

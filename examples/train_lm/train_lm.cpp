@@ -35,6 +35,7 @@
 #include "run_config.hpp"
 #include "token_file.hpp"
 #include "pquant/model.hpp"
+#include "pquant/model/ablation_variants.hpp"
 #include "pquant/model/variant_registry.hpp"
 #include "pquant/training.hpp"
 
@@ -93,9 +94,9 @@ void declare(CLI::App& app, Options& o) {
   using cli::in_range;
   // A repeated flag overrides the earlier one (scripts append to a base command line).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  const std::string variants = pquant::PaperVariants::names_text();
+  const std::string variants = pquant::StudyVariants::names_text();
   app.add_option("--variant", o.variant, "model variant: " + variants)
-      ->check(one_of(pquant::PaperVariants::names(), variants))
+      ->check(one_of(pquant::StudyVariants::names(), variants))
       ->capture_default_str();
   app.add_option("--experts", o.experts, "pQuant INT8 experts")
       ->transform(in_range<std::size_t>(1, kMaxExperts))
@@ -238,7 +239,7 @@ void finish(const CLI::App& app, Options& o) {
                                ") into even head widths; allowed: " + allowed + ", got " +
                                std::to_string(o.heads));
   }
-  if (o.variant == "pquant" && o.r >= o.d_ff)
+  if (o.variant.starts_with("pquant") && o.r >= o.d_ff)
     cli::reject("--r", "must be in [1, " + std::to_string(o.d_ff - 1) + "] (below --d-ff " +
                            std::to_string(o.d_ff) + "), got " + std::to_string(o.r));
   if (app.count("--warmup") == 0 && o.warmup >= o.steps)
@@ -412,7 +413,8 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   }
   std::cout << "train_lm: " << Model::variant_name() << " | d_model " << mc.d_model << " | layers "
             << mc.layers << " | heads " << mc.heads << " | d_ff " << mc.d_ff;
-  if (o.variant == "pquant") std::cout << " | experts " << mc.experts << " x r " << mc.r;
+  if (o.variant.starts_with("pquant"))
+    std::cout << " | experts " << mc.experts << " x r " << mc.r;
   std::cout << " | context " << mc.context << " | batch " << o.batch << " | params "
             << model.parameter_count() << " (active " << model.active_parameter_count() << ")"
             << " | threads " << o.threads;
@@ -592,9 +594,10 @@ int main(int argc, char** argv) {
         mc.fan_in =
             o.fan_in == "normal" ? pquant::FanInInit::kNormal : pquant::FanInInit::kUniform;
         const auto train = [&](const Communicator* comm) {
-          return pquant::visit_variant(o.variant, [&]<class V>(std::type_identity<V>) {
-            return run<pquant::DecoderModel<V>>(o, mc, data, comm);
-          });
+          return pquant::visit_variant<pquant::StudyVariants>(
+              o.variant, [&]<class V>(std::type_identity<V>) {
+                return run<pquant::DecoderModel<V>>(o, mc, data, comm);
+              });
         };
 #ifdef PQUANT_TRAIN_LM_MPI
         if (o.distributed) {

@@ -6,7 +6,9 @@
 // activations by default); FFN_int1 has hidden width D_ff - r (Int1Proj, 1-bit by default).
 // With N > 1 a Top1Router picks e_t and p_t = its softmax probability (Switch convention); with
 // N = 1 there is no router and p_t = 1. alpha, beta are learnable scalars (ParamRole::kScalar,
-// init 2.0 and 0.2). The optional load-balancing loss (N > 1) is aux_loss(); its gradient is
+// init 2.0 and 0.2; Config::learn_scales = false keeps them at their init, the paper's feature
+// scaling ablation: they get no gradient, so AdamW, which does not decay scalars, never moves
+// them). The optional load-balancing loss (N > 1) is aux_loss(); its gradient is
 // included by backward(), so the caller adds aux_loss() to the reported training loss.
 // Experts that receive no token in a forward are skipped (their gradients stay untouched).
 #pragma once
@@ -74,6 +76,7 @@ class DecoupledFfn {
     FfnActivation activation = FfnActivation::kSwiGLU;
     float alpha_init = 2.0f;
     float beta_init = 0.2f;
+    bool learn_scales = true;  // false: alpha, beta stay at their init (no gradient)
     float load_balance_coef = 0.01f;  // 0 disables the auxiliary loss
     double init_std = 0.02;
     double out_init_std = 0.02;
@@ -130,14 +133,16 @@ class DecoupledFfn {
     detail::check_backward_io(dy, dx, a_.rows(), d, d, "DecoupledFfn::backward");
     const float alpha = alpha_value(), beta = beta_value();
     // A sequential sum in token order: the same rounding for any thread count.
-    double dalpha = 0, dbeta = 0;
-    for (std::size_t t = 0; t < n; ++t)
-      for (std::size_t c = 0; c < d; ++c) {
-        dalpha += static_cast<double>(dy(t, c)) * y8_(t, c);
-        dbeta += static_cast<double>(dy(t, c)) * y1_(t, c);
-      }
-    store_->grad(alpha_)(0, 0) += static_cast<float>(dalpha);
-    store_->grad(beta_)(0, 0) += static_cast<float>(dbeta);
+    if (cfg_.learn_scales) {
+      double dalpha = 0, dbeta = 0;
+      for (std::size_t t = 0; t < n; ++t)
+        for (std::size_t c = 0; c < d; ++c) {
+          dalpha += static_cast<double>(dy(t, c)) * y8_(t, c);
+          dbeta += static_cast<double>(dy(t, c)) * y1_(t, c);
+        }
+      store_->grad(alpha_)(0, 0) += static_cast<float>(dalpha);
+      store_->grad(beta_)(0, 0) += static_cast<float>(dbeta);
+    }
     for (Matrix<float>* m : {&dbranch_, &da_, &dexpert_out_, &dexpert_in_})
       detail::ensure_shape(*m, n, d);
     // 1-bit branch: dY1 = beta * dY.
