@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Ablations at one size (d_model 128, 4 layers, D_ff 384; docs/results.md): pQuant's branch scales
-# at step 0, N = 1, 2, 4, 8 experts at equal active parameters, the INT8 width r, two-phase vs
-# cosine schedule; and what the logs show: learned alpha/beta per layer (the paper's Table 7),
-# tokens per expert, and the flip ratio of the 1-bit signs over training.
+# Ablations at one size (d_model 96, 3 layers, D_ff 288, 0.41M parameters; docs/results.md):
+# pQuant's branch scales (learned from two inits, or fixed), N = 1, 2, 4, 8 experts at equal
+# active parameters, the INT8 width r, two-phase vs cosine schedule; BitNet with naive mixed
+# precision (5% largest |w| in FP32), per-row and group-64 1-bit scales, and a two-centroid k-means
+# row codebook; FP and BitNet b1.58 for the ordering; seeds 2 and 3 of BitNet and pQuant N=1 for
+# the seed-to-seed spread. And what the logs show: learned alpha/beta per layer (the paper's
+# Table 7), tokens per expert, and the flip ratio of the 1-bit signs over training.
 #
 #   DATA=tinyshakespeare.txt scripts/experiments/ablations.sh [REGEX]
 #
@@ -17,30 +20,44 @@ if [[ $SMOKE == 1 ]]; then
   STEPS=20 R=8
 else
   OUT=${OUT:-docs/results/ablations}
-  SIZE=(--d-model 128 --layers 4 --heads 4 --d-ff 384 --context 128 --batch 16)
+  SIZE=(--d-model 96 --layers 3 --heads 3 --d-ff 288 --context 128 --batch 16)
 fi
-STEPS=${STEPS:-600} LR=${LR:-3e-3} R=${R:-32}
+STEPS=${STEPS:-600} LR=${LR:-3e-3} R=${R:-24}
 setup train_lm
 COMMON=("${SIZE[@]}" --steps "$STEPS" --lr "$LR" --seed 1 --threads 1 --log-every $((STEPS / 20)))
 
-# name|label|flags
+# name|label|flags (after the common flags: a run's own --seed or --lr wins)
+PQ1="--variant pquant --experts 1 --r $R"
+PQ1_FIXED="--variant pquant-fixed-scales --experts 1 --r $R"
 PLAN=(
   "bitnet|bitnet|--variant bitnet"
-  "pq1|pquant-n1|--variant pquant --experts 1 --r $R"
-  "pq1-a1b1|pquant-n1 alpha=beta=1 at init|--variant pquant --experts 1 --r $R --alpha-init 1 --beta-init 1"
+  "pq1|pquant-n1|$PQ1"
+  "fp|fp|--variant fp"
+  "bitnet158|bitnet158|--variant bitnet158"
+  "pq1-fixed-a1b1|pquant-n1 alpha=beta=1 fixed|$PQ1_FIXED --alpha-init 1 --beta-init 1"
+  "pq1-a1b1|pquant-n1 alpha=beta=1 at init|$PQ1 --alpha-init 1 --beta-init 1"
+  "pq1-fixed|pquant-n1 alpha=2 beta=0.2 fixed|$PQ1_FIXED"
+  "bitnet-keep5|bitnet 5% largest FP32|--variant bitnet-keep5"
+  "bitnet-row|bitnet per-row scales|--variant bitnet-row"
+  "bitnet-group64|bitnet group-64 scales|--variant bitnet-group64"
+  "bitnet-kmeans|bitnet k-means 2 centroids per row|--variant bitnet-kmeans"
+  "bitnet-s2|bitnet|--variant bitnet --seed 2"
+  "pq1-s2|pquant-n1|$PQ1 --seed 2"
+  "bitnet-s3|bitnet|--variant bitnet --seed 3"
+  "pq1-s3|pquant-n1|$PQ1 --seed 3"
   "pq2|pquant-n2|--variant pquant --experts 2 --r $R"
   "pq4|pquant-n4|--variant pquant --experts 4 --r $R"
   "pq8|pquant-n8|--variant pquant --experts 8 --r $R"
   "pq1-r$((R / 2))|pquant-n1 r/2|--variant pquant --experts 1 --r $((R / 2))"
   "pq1-r$((R * 2))|pquant-n1 2r|--variant pquant --experts 1 --r $((R * 2))"
-  "pq1-cosine|pquant-n1 cosine|--variant pquant --experts 1 --r $R --schedule cosine"
+  "pq1-cosine|pquant-n1 cosine|$PQ1 --schedule cosine"
   "bitnet-cosine|bitnet cosine|--variant bitnet --schedule cosine"
 )
 for entry in "${PLAN[@]}"; do
   IFS='|' read -r name label extra <<<"$entry"
   [[ $name =~ $FILTER ]] || continue
   read -r -a flags <<<"$extra"
-  LABEL=$label run_train "$name" "${flags[@]}" "${COMMON[@]}"
+  LABEL=$label run_train "$name" "${COMMON[@]}" "${flags[@]}"
 done
 
 # The table, learned alpha/beta per layer, expert usage and the flip ratio, from the results and
@@ -54,7 +71,7 @@ for path in sorted(glob.glob(os.path.join(out, "*.json"))):
     if name == "summary":
         continue
     j = json.load(open(path))
-    row = {k: j.get(k) for k in ("run", "label", "val_loss", "val_ppl", "params_total", "params_active", "experts", "r")}
+    row = {k: j.get(k) for k in ("run", "label", "variant", "val_loss", "val_ppl", "params_total", "params_active", "experts", "r", "lr")}
     log = os.path.join(out, name + ".log")
     last = None
     for line in open(log) if os.path.exists(log) else []:
@@ -63,7 +80,7 @@ for path in sorted(glob.glob(os.path.join(out, "*.json"))):
             continue
         last = line
         f = re.search(r"\| flip ([0-9.]+)%", line)
-        if f:
+        if f and not re.search(r"-s\d+$", name):  # seed 1 only: one curve per label
             flips.append({"label": j.get("label", name), "step": int(m.group(1)), "flip_percent": float(f.group(1))})
     if last:
         ab = re.search(r"\| alpha/beta ((?:\s*[0-9.]+/[0-9.]+)+)", last)
