@@ -8,3 +8,4 @@
 #include "pquant/model/decoder_model.hpp"
 #include "pquant/model/variants.hpp"
 #include "pquant/model/variant_registry.hpp"
+#include "pquant/model/ablation_variants.hpp"

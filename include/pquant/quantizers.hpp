@@ -5,6 +5,7 @@
 
 #include "pquant/quantizers/activation_quantizer.hpp"
 #include "pquant/quantizers/int8_absmax.hpp"
+#include "pquant/quantizers/keep_largest.hpp"
 #include "pquant/quantizers/kmeans_codebook.hpp"
 #include "pquant/quantizers/packed_form.hpp"
 #include "pquant/quantizers/packed_fp32.hpp"
