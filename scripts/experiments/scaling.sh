@@ -49,10 +49,10 @@ train() {  # train LABEL SIZE-ENTRY LR SEED
     --steps "$STEPS" --lr "$lr" --seed "$seed" --threads 1
 }
 
-sweep() {
+sweep() {  # the smallest size first: its runs are complete before the second size's begin
   local label size lr
-  for label in "${LABELS[@]}"; do
-    for size in "${SIZES[@]:0:2}"; do
+  for size in "${SIZES[@]:0:2}"; do
+    for label in "${LABELS[@]}"; do
       for lr in ${LRS[$label]}; do train "$label" "$size" "$lr" 1; done
     done
   done
