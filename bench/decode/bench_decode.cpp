@@ -10,12 +10,16 @@
 // inputs as many times as the step; decode_over_gemvs = step time / gemvs_us. At 1 thread both are
 // the calling thread's CPU time (the work runs on it; other processes' load does not count); at 2
 // threads, wall time.
+//   BM_norm_quantize/<fused|separate>/<cols>
+// One token's residual add + RMSNorm + INT8 quantization (a projection's input side) through the
+// fused kernel or as the add and two kernels.
 //   BM_load/<read|map>
 // load_model of the pQuant N=1 model of that shape, saved once to a temporary file (in the page
 // cache), read into one buffer or memory-mapped; the weights are used where they lie in either.
 // Counters: file_bytes, resident_bytes (growth of the process's resident set by the first load:
 // the file's pages plus what the loader allocates).
-// Environment: PQUANT_BENCH_LAYERS overrides the layer count (quick runs).
+// Environment: PQUANT_BENCH_LAYERS overrides the layer count (quick runs); PQUANT_BENCH_ITERATIONS
+// fixes BM_decode's step count (profiling under an instruction counter, where time means little).
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
@@ -91,7 +95,7 @@ class GemvsAlone {
     auto input = [&](std::size_t width, ActivationBuffer& buf, Matrix<float>& x) {
       x = Matrix<float>(1, width);
       for (float& v : x.row(0)) v = static_cast<float>(rng.normal());
-      normalize_quantize(x.view(), {}, s.norm_eps, true, buf);
+      normalize_quantize(x.view(), {}, {}, s.norm_eps, true, buf);
     };
     input(s.d_model, d_, xd_);
     const PackedBlock& b = m.blocks[0];
@@ -168,6 +172,32 @@ void BM_decode(benchmark::State& state, std::size_t experts, std::size_t threads
       static_cast<double>(m.accounting().active_bytes_per_token);
 }
 
+// The input side of one projection for one token: residual add, RMSNorm and INT8 quantization,
+// fused (kernels::rmsnorm_quantize) or as three kernels. Counter: ns per token.
+void BM_norm_quantize(benchmark::State& state, bool fused, std::size_t cols) {
+  Rng rng(3);
+  Matrix<float> x(1, cols), res(1, cols), a(1, cols), xq(1, cols);
+  Matrix<std::int8_t> q(1, cols);
+  std::vector<float> gain(cols), inv_rms(1), g(1);
+  for (std::size_t c = 0; c < cols; ++c) {
+    x(0, c) = static_cast<float>(rng.normal());
+    res(0, c) = 1e-3f * static_cast<float>(rng.normal());
+    gain[c] = 1.0f + 0.1f * static_cast<float>(rng.normal());
+  }
+  for (auto _ : state) {
+    if (fused) {
+      kernels::rmsnorm_quantize(x.view(), res.view(), gain, 1e-5f, a.view(), inv_rms, q.view(), g,
+                                xq.view());
+    } else {
+      for (std::size_t c = 0; c < cols; ++c) x(0, c) += res(0, c);
+      kernels::rmsnorm_forward(x.view(), gain, 1e-5f, a.view(), inv_rms);
+      kernels::int8_absmax_quantize(a.view(), q.view(), g, xq.view());
+    }
+    benchmark::DoNotOptimize(q.data());
+    benchmark::ClobberMemory();
+  }
+}
+
 // Resident bytes of this process (/proc/self/statm), 0 where unavailable.
 double resident_bytes() {
   std::FILE* f = std::fopen("/proc/self/statm", "r");
@@ -216,15 +246,25 @@ void register_variant(const char* name, std::vector<long> experts) {
     for (long t : {1, 2}) {
       const std::string full =
           std::string("BM_decode/") + name + "/" + std::to_string(e) + "/" + std::to_string(t);
-      benchmark::RegisterBenchmark(full.c_str(), BM_decode<V>, static_cast<std::size_t>(e),
-                                   static_cast<std::size_t>(t))
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->MinTime(0.5);
+      auto* b = benchmark::RegisterBenchmark(full.c_str(), BM_decode<V>, static_cast<std::size_t>(e),
+                                             static_cast<std::size_t>(t))
+                    ->Unit(benchmark::kMillisecond)
+                    ->UseRealTime();
+      if (const char* n = std::getenv("PQUANT_BENCH_ITERATIONS"))
+        b->Iterations(static_cast<benchmark::IterationCount>(std::strtoll(n, nullptr, 10)));
+      else
+        b->MinTime(0.5);
     }
 }
 
 void register_all() {
+  for (long cols : {1536, 4096})
+    for (bool fused : {true, false})
+      benchmark::RegisterBenchmark(
+          (std::string("BM_norm_quantize/") + (fused ? "fused/" : "separate/") +
+           std::to_string(cols))
+              .c_str(),
+          BM_norm_quantize, fused, static_cast<std::size_t>(cols));
   register_variant<variants::PQuant<>>("pquant", {1, 8});
   register_variant<variants::BitNet158>("bitnet158", {1});
   register_variant<variants::BitNet>("bitnet", {1});
