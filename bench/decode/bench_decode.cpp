@@ -7,7 +7,8 @@
 // decode step streams: every linear it runs, one expert, head, norms, one embedding row), and the
 // engine against its weight products in the same run: gemvs_us is the time of the projections one
 // step runs (every block's QKV, O, FFN branch and one expert, the head), timed alone on fixed
-// inputs as many times as the step; decode_over_gemvs = step time / gemvs_us. At 1 thread both are
+// inputs as many times as the step; decode_over_gemvs = step time / gemvs_us. kv_bytes_per_token:
+// the K and V the step's attention reads (mean over the steps), which the projections alone do not. At 1 thread both are
 // the calling thread's CPU time (the work runs on it; other processes' load does not count); at 2
 // threads, wall time.
 //   BM_norm_quantize/<fused|separate>/<cols>
@@ -144,7 +145,7 @@ void BM_decode(benchmark::State& state, std::size_t experts, std::size_t threads
   (void)engine.prefill(prompt);
   int token = 1;
   const bool cpu = threads == 1;
-  double step_s = 0.0;
+  double step_s = 0.0, keys = 0.0;
   for (auto _ : state) {
     if (engine.position() == engine.context()) {
       state.PauseTiming();
@@ -152,6 +153,7 @@ void BM_decode(benchmark::State& state, std::size_t experts, std::size_t threads
       (void)engine.prefill(prompt);
       state.ResumeTiming();
     }
+    keys += static_cast<double>(engine.position() + 1);
     const double t0 = now_s(cpu);
     token = decode_step(engine, token);
     step_s += now_s(cpu) - t0;
@@ -166,6 +168,10 @@ void BM_decode(benchmark::State& state, std::size_t experts, std::size_t threads
   state.counters["gemvs_us"] = 1e6 * gemvs_s / steps;
   state.counters["step_us"] = 1e6 * step_s / steps;
   state.counters["decode_over_gemvs"] = step_s / gemvs_s;
+  // K and V read by the attention (FP32, every layer, the step's keys; mean over the steps).
+  const ModelStructure& st = m.structure;
+  state.counters["kv_bytes_per_token"] = 2.0 * static_cast<double>(st.layers() * st.d_model) *
+                                         sizeof(float) * keys / steps;
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["weight_bytes_per_token"] =
