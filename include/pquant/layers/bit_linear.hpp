@@ -1,4 +1,6 @@
 // BitLinear<WeightQuantizer, ActivationQuantizer, SteRule>: the quantization-aware linear layer.
+// The weight quantizer need only be a TrainableWeightQuantizer (fake_quantize); one that packs
+// (WeightQuantizer) can also take the integer forward below and be exported.
 //
 // Forward (docs/method.md section 3):  Y = (lambda / g) * (W_q . Q(RMSNorm(X)))
 //   a   = RMSNorm(X) with a learnable gain when Config::normalize_input (default), else a = X
