@@ -27,7 +27,7 @@ COMMON=("${SIZE[@]}" --steps "$STEPS" --lr "$LR" --seed 1 --threads 1 --log-ever
 PLAN=(
   "bitnet|bitnet|--variant bitnet"
   "pq1|pquant-n1|--variant pquant --experts 1 --r $R"
-  "pq1-a1b1|pquant-n1 alpha=beta=1 at init|--variant pquant --experts 1 --r $R --alpha-init 1 --beta-init 1"
+  "pq1-a2b02|pquant-n1 alpha 2.0, beta 0.2 at init (the paper's)|--variant pquant --experts 1 --r $R --alpha-init 2 --beta-init 0.2"
   "pq2|pquant-n2|--variant pquant --experts 2 --r $R"
   "pq4|pquant-n4|--variant pquant --experts 4 --r $R"
   "pq8|pquant-n8|--variant pquant --experts 8 --r $R"
