@@ -224,6 +224,13 @@ def main():
     ap.add_argument("--aux-coef", type=float, default=0.01)
     ap.add_argument("--rope-base", type=float, default=10000.0)
     ap.add_argument("--json", action="store_true", help="end with a JSON line of the losses")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless every step's loss is within --max-step-diff of train_lm's, "
+                         "their mean difference within --max-mean-diff and alpha/beta within "
+                         "--max-scalar-diff (relative) after the last step")
+    ap.add_argument("--max-step-diff", type=float, default=0.02)
+    ap.add_argument("--max-mean-diff", type=float, default=0.003)
+    ap.add_argument("--max-scalar-diff", type=float, default=0.01)
     opts = ap.parse_args()
     torch.manual_seed(0)
 
@@ -255,7 +262,7 @@ def main():
                 lib[int(mm.group(1))] = float(mm.group(2))
 
     b1, b2, eps = 0.9, 0.95, 1e-8
-    losses = []
+    losses, diffs = [], []
     print(f"torch reference: {cfg['variant']} d_model {cfg['d_model']} layers {cfg['layers']} "
           f"experts {cfg.get('experts')} r {cfg.get('r')} from step {start}")
     for s in range(start, start + opts.steps):
@@ -289,7 +296,10 @@ def main():
                 p.sub_(float(np.float32(plr / bc1)) * (m[k] / denom))
         losses.append(float(ce))
         ref = lib.get(s + 1)
-        extra = f" | train_lm {ref:.4f} | diff {float(ce) - ref:+.4f}" if ref is not None else ""
+        extra = ""
+        if ref is not None:
+            diffs.append(float(ce) - ref)
+            extra = f" | train_lm {ref:.4f} | diff {diffs[-1]:+.4f}"
         ab = ""
         if cfg["variant"] == "pquant":
             al = [float(P[f"blocks.{l}.ffn.alpha"]) for l in range(cfg["layers"])]
@@ -298,6 +308,7 @@ def main():
         print(f"step {s + 1:5d} | loss {float(ce):.6f}{extra} | gnorm {norm:.4f} | lr {lr:.3e}{ab}",
               flush=True)
 
+    scalar_diff = 0.0
     if opts.compare:
         ct, cmeta = load_checkpoint(opts.compare)
         assert int(ct["training.step"][0]) == start + opts.steps, "compare: not the same step"
@@ -312,10 +323,24 @@ def main():
                 rows.append(f"{label} {rel:.2e}")
                 if label == "param":
                     worst = max(worst, rel)
+                    if k.endswith((".alpha", ".beta")):
+                        scalar_diff = max(scalar_diff, rel)
             print(f"  {k:40s} " + " | ".join(rows))
         print(f"largest parameter difference (relative to the tensor's max): {worst:.3e}")
     if opts.json:
         print(json.dumps({"losses": losses}))
+    if opts.check:
+        if not diffs or not opts.compare:
+            print("--check needs --lib-log and --compare")
+            return 2
+        largest, mean = max(abs(d) for d in diffs), sum(diffs) / len(diffs)
+        ok = (largest <= opts.max_step_diff and abs(mean) <= opts.max_mean_diff and
+              scalar_diff <= opts.max_scalar_diff)
+        print(f"check {'passed' if ok else 'FAILED'}: largest step difference {largest:.4f} "
+              f"(limit {opts.max_step_diff}), mean {mean:+.5f} (limit {opts.max_mean_diff}), "
+              f"alpha/beta {scalar_diff:.2e} (limit {opts.max_scalar_diff})")
+        return 0 if ok else 1
+    return 0
 
 
 if __name__ == "__main__":
