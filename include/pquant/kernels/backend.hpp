@@ -96,6 +96,44 @@ struct LutGemmArgs {
   std::size_t ldr;
 };
 
+/// The token-major LUT GEMM (prefill, QAT forward with many tokens): Y[M x N] = epilogue(S),
+/// S[i][r] = sum_k w(r, k) x[i * ldx + k] exactly, for weights in the LUT layout (kernel_weights.hpp)
+/// read one byte at a time: with bits == 1 the byte of (row r, pair p) holds the signs of weights
+/// 8p..8p+7 (bit i set: +1, clear: -1), with bits == 2 the ternary codes c of weights 4p..4p+3
+/// (weight c - 1). Tokens are taken kByteLutTokens at a time; per pair of weights-bytes the kernel
+/// builds a table of 256 entries, entry b holding the int16 dot products of byte pattern b with the
+/// pair's activations of every token of the chunk (|entry| <= 8 * 128 = 1024), and a row adds one
+/// entry (a vector of all the chunk's tokens) per pair. kByteLutPairsPerBlock entries are added in
+/// int16 (<= 16 * 1024 = 16384 in magnitude), then widened into int32 (exact within the K limits).
+/// The epilogue is LutGemmArgs' with mul = 1 and offset 0. Arguments are checked by the caller.
+struct ByteLutGemmArgs {
+  const std::uint8_t* index;
+  std::size_t tiles, pairs;
+  unsigned bits;  // 1 (sign) or 2 (ternary)
+  const std::int8_t* x;
+  std::size_t ldx, m, k;
+  float* y;
+  std::size_t ldy, rows;
+  const float* row_scale;
+  std::size_t row_scale_size;
+  const float* token_scale;
+  std::size_t token_scale_size;
+  const float* residual;
+  std::size_t ldr;
+  // Scratch of the caller (not shared with other calls): kByteLutPairsPerBlock * 8 *
+  // kByteLutTokens int16 (activations), kByteLutPairsPerBlock * 256 * kByteLutTokens int16 (tables),
+  // tiles * kLutTile * kByteLutTokens int32 (sums).
+  std::int16_t* xt;
+  std::int16_t* tables;
+  std::int32_t* acc;
+};
+inline constexpr std::size_t kByteLutTokens = 32;         // tokens per table entry (int16 lanes)
+inline constexpr std::size_t kByteLutPairsPerBlock = 16;  // 16 * 1024 <= 32767
+/// gemm_w1a8 / gemm_w2a8 run whole chunks of kByteLutTokens tokens on the token-major kernel, and a
+/// last chunk of at least kByteLutMinTokens tokens too (padded: its cost is that of a whole chunk,
+/// about 20 tokens of the per-token LUT GEMM); fewer tokens go through the per-token LUT GEMM.
+inline constexpr std::size_t kByteLutMinTokens = 24;
+
 /// The split tables of a LUT GEMV (layout in LutGemvArgs) for one activation vector: for group
 /// g < groups with activations v_i = x[g * group + i] (0 at or past k), i < group <= 4,
 ///   TL_g[idx] = sum_{t < 4} low(v_{select[16 t + idx]}),  TH_g[idx] = sum_t high(v_{select[...]}),
@@ -268,6 +306,7 @@ PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
 PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
 PQUANT_KERNEL_API void lut_gemm(const LutGemmArgs& args);
+PQUANT_KERNEL_API void byte_lut_gemm(const ByteLutGemmArgs& args);
 PQUANT_KERNEL_API void int8_gemv(const Int8GemvArgs& args);
 PQUANT_KERNEL_API void int8_gemm(const Int8GemmArgs& args);
 PQUANT_KERNEL_API void f32_gemv(const F32GemvArgs& args);
