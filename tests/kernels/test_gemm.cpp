@@ -213,7 +213,7 @@ TEST_P(Gemm, Int8GemmSymmetricWeightsPathIsExact) {
 
 TEST_P(Gemm, IntegerGemmExtremes) {
   // 5 tokens (per-token LUT GEMM), 33 (a token-major chunk, then one token) and 56 (a chunk and a
-  // padded chunk of 24): every table entry at its bound, 16 entries per int16 sum.
+  // padded chunk of 24): every table entry at its bound, 32 entries per int16 sum.
   const std::size_t k = 3000;
   for (std::size_t m : {5, 33, 56}) {
     Matrix<std::int8_t> x(m, k), w(9, k);

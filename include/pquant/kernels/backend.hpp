@@ -100,13 +100,14 @@ struct LutGemmArgs {
 /// S[i][r] = sum_k w(r, k) x[i * ldx + k] exactly, for weights in the LUT layout (kernel_weights.hpp)
 /// read one byte at a time: with bits == 1 the byte of (row r, pair p) holds the signs of weights
 /// 8p..8p+7 (bit i set: +1, clear: -1), with bits == 2 the ternary codes c of weights 4p..4p+3
-/// (weight c - 1). Tokens are taken kByteLutTokens at a time; per pair of weights-bytes the kernel
-/// builds a table of 256 entries, entry b holding the int16 dot products of byte pattern b with the
-/// pair's activations of every token of the chunk (|entry| <= 8 * 128 = 1024), and a row adds one
-/// entry (a vector of all the chunk's tokens) per pair. kByteLutPairsPerBlock entries are added in
-/// int16 (<= 16 * 1024 = 16384 in magnitude), then widened into int32 (exact within the K limits).
-/// The epilogue is LutGemmArgs' with mul = 1 and offset 0. Arguments are checked by the caller.
-struct ByteLutGemmArgs {
+/// (weight c - 1). Tokens are taken kTokenLutTokens at a time; per 4-bit group (half a byte) the
+/// kernel builds a table of 16 entries, entry n holding the int16 dot products of nibble n's weights
+/// with the group's activations of every token of the chunk (|entry| <= 4 * 128 = 512), and a row
+/// adds two entries (vectors of all the chunk's tokens) per byte. The 2 * kTokenLutPairsPerBlock
+/// entries of a block are added in int16 (<= 32 * 512 = 16384 in magnitude), then widened into
+/// int32 (exact within the K limits). The epilogue is LutGemmArgs' with mul = 1 and offset 0.
+/// Arguments are checked by the caller.
+struct TokenLutGemmArgs {
   const std::uint8_t* index;
   std::size_t tiles, pairs;
   unsigned bits;  // 1 (sign) or 2 (ternary)
@@ -120,19 +121,19 @@ struct ByteLutGemmArgs {
   std::size_t token_scale_size;
   const float* residual;
   std::size_t ldr;
-  // Scratch of the caller (not shared with other calls): kByteLutPairsPerBlock * 8 *
-  // kByteLutTokens int16 (activations), kByteLutPairsPerBlock * 256 * kByteLutTokens int16 (tables),
-  // tiles * kLutTile * kByteLutTokens int32 (sums).
+  // Scratch of the caller (not shared with other calls): kTokenLutPairsPerBlock * 8 *
+  // kTokenLutTokens int16 (activations), kTokenLutPairsPerBlock * 32 * kTokenLutTokens int16
+  // (tables, 32 KiB), tiles * kLutTile * kTokenLutTokens int32 (sums).
   std::int16_t* xt;
   std::int16_t* tables;
   std::int32_t* acc;
 };
-inline constexpr std::size_t kByteLutTokens = 32;         // tokens per table entry (int16 lanes)
-inline constexpr std::size_t kByteLutPairsPerBlock = 16;  // 16 * 1024 <= 32767
-/// gemm_w1a8 / gemm_w2a8 run whole chunks of kByteLutTokens tokens on the token-major kernel, and a
-/// last chunk of at least kByteLutMinTokens tokens too (padded: its cost is that of a whole chunk,
+inline constexpr std::size_t kTokenLutTokens = 32;         // tokens per table entry (int16 lanes)
+inline constexpr std::size_t kTokenLutPairsPerBlock = 16;  // 32 * 512 <= 32767
+/// gemm_w1a8 / gemm_w2a8 run whole chunks of kTokenLutTokens tokens on the token-major kernel, and a
+/// last chunk of at least kTokenLutMinTokens tokens too (padded: its cost is that of a whole chunk,
 /// about 20 tokens of the per-token LUT GEMM); fewer tokens go through the per-token LUT GEMM.
-inline constexpr std::size_t kByteLutMinTokens = 24;
+inline constexpr std::size_t kTokenLutMinTokens = 24;
 
 /// The split tables of a LUT GEMV (layout in LutGemvArgs) for one activation vector: for group
 /// g < groups with activations v_i = x[g * group + i] (0 at or past k), i < group <= 4,
@@ -306,7 +307,7 @@ PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
 PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
 PQUANT_KERNEL_API void lut_gemm(const LutGemmArgs& args);
-PQUANT_KERNEL_API void byte_lut_gemm(const ByteLutGemmArgs& args);
+PQUANT_KERNEL_API void token_lut_gemm(const TokenLutGemmArgs& args);
 PQUANT_KERNEL_API void int8_gemv(const Int8GemvArgs& args);
 PQUANT_KERNEL_API void int8_gemm(const Int8GemmArgs& args);
 PQUANT_KERNEL_API void f32_gemv(const F32GemvArgs& args);

@@ -179,10 +179,10 @@ void int_gemm_lut(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const
   check_k(w.cols(), kMaxKLowBit, fn);
   // Both paths compute the exact integer sums, so splitting the tokens between them gives the
   // bits either alone gives.
-  const std::size_t rest = x.rows % kByteLutTokens;
-  const std::size_t major = rest >= kByteLutMinTokens ? x.rows : x.rows - rest;
+  const std::size_t rest = x.rows % kTokenLutTokens;
+  const std::size_t major = rest >= kTokenLutMinTokens ? x.rows : x.rows - rest;
   if (major > 0) {
-    byte_lut_gemm_run(token_rows(x, 0, major), w, token_rows(ep, 0, major),
+    token_lut_gemm_run(token_rows(x, 0, major), w, token_rows(ep, 0, major),
                       token_rows(y, 0, major));
     if (major == x.rows) return;
   }

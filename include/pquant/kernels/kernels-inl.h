@@ -457,21 +457,22 @@ HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Token-major LUT GEMM (ByteLutGemmArgs): per chunk of up to 32 tokens and per block of 16 weight
-// bytes of a row (pairs), a table of 256 entries per pair, entry b = the int16 dot products of the
-// weights byte b stands for with the pair's activations of the 32 tokens (64 bytes, one 512-bit
-// vector). A row then costs one table read and one vector add per byte for all 32 tokens: the
-// weight byte is the table index, so its load serves every token. Bounds: |entry| <= 8 * 128 =
-// 1024 (8 sign weights, or 4 ternary codes whose weight c - 1 is at most 2 for the invalid code 3),
-// 16 entries <= 16384 in int16, then widened into the int32 sums.
+// Token-major LUT GEMM (TokenLutGemmArgs): per chunk of up to 32 tokens and per block of 16 weight
+// bytes of a row (pairs), one table of 16 entries per 4-bit group (two per pair), entry n = the
+// int16 dot products of the weights n stands for with the group's activations of the 32 tokens
+// (64 bytes, one 512-bit vector). A row then costs two table reads and two vector adds per weight
+// byte for all 32 tokens: the weight nibbles are the table indices, so each weight load serves
+// every token, and a block's tables (32 KiB) stay in L1 while every row passes over them. Bounds:
+// |entry| <= 4 * 128 = 512 (4 sign weights, or 2 ternary codes whose weight c - 1 is at most 2 for
+// the invalid code 3), 32 entries <= 16384 in int16, then widened into the int32 sums.
 
-inline constexpr std::size_t kByteLutEntries = 256;
+inline constexpr std::size_t kTokenLutEntries = 16;
 
 // The activations of pairs [p0, p0 + np) transposed: xt[j * 32 + i] = x of token m0 + i at column
 // p0 * per + j (0 for tokens past mc and columns past k).
-HWY_INLINE void ByteLutTranspose(const detail::ByteLutGemmArgs& a, std::size_t m0, std::size_t mc,
-                                 std::size_t p0, std::size_t np, std::size_t per) {
-  constexpr std::size_t T = detail::kByteLutTokens;
+HWY_INLINE void TokenLutTranspose(const detail::TokenLutGemmArgs& a, std::size_t m0, std::size_t mc,
+                                  std::size_t p0, std::size_t np, std::size_t per) {
+  constexpr std::size_t T = detail::kTokenLutTokens;
   std::fill(a.xt, a.xt + np * per * T, std::int16_t{0});
   const std::size_t k0 = p0 * per, k1 = std::min(a.k, (p0 + np) * per);
   for (std::size_t i = 0; i < mc; ++i) {
@@ -480,27 +481,27 @@ HWY_INLINE void ByteLutTranspose(const detail::ByteLutGemmArgs& a, std::size_t m
   }
 }
 
-// The table of one pair: entry b (T int16) from the pair's transposed activations v (per x T).
-// Sign bytes: entry 0 = -sum v_i, entry b = entry (b without its lowest set bit i) + 2 v_i.
-// Ternary bytes: entry 0 = -sum v_i (all codes 0), entry b = entry (b - 1 at its lowest non-zero
-// 2-bit digit j) + v_j. Every entry is an exact sum of at most 8 terms of magnitude <= 128 (the
-// sign form) or 4 terms of magnitude <= 256 (ternary, code 3 counting 2 v_j).
-HWY_INLINE void ByteLutTable(const std::int16_t* HWY_RESTRICT v, unsigned bits,
-                             std::int16_t* HWY_RESTRICT table) {
-  constexpr std::size_t T = detail::kByteLutTokens;
-  const std::size_t per = 8 / bits;
+// The table of one 4-bit group: entry n (T int16) from the group's transposed activations v.
+// Sign nibbles (4 weights): entry 0 = -sum v_i, entry n = entry (n without its lowest set bit i)
+// + 2 v_i. Ternary nibbles (2 codes): entry 0 = -sum v_i (both codes 0), entry n = entry (n - 1 at
+// its lowest non-zero 2-bit digit j) + v_j. Every entry is an exact sum of at most 4 terms of
+// magnitude <= 128 (sign) or 2 terms of magnitude <= 256 (ternary, code 3 counting 2 v_j).
+HWY_INLINE void TokenLutTable(const std::int16_t* HWY_RESTRICT v, unsigned bits,
+                              std::int16_t* HWY_RESTRICT table) {
+  constexpr std::size_t T = detail::kTokenLutTokens;
+  const std::size_t per = 4 / bits;
 #if HWY_TARGET == HWY_SCALAR
   for (std::size_t t = 0; t < T; ++t) {
     int base = 0;
     for (std::size_t i = 0; i < per; ++i) base -= v[i * T + t];
     table[t] = static_cast<std::int16_t>(base);
   }
-  for (unsigned b = 1; b < kByteLutEntries; ++b) {
-    const unsigned j = static_cast<unsigned>(std::countr_zero(b)) / bits;
-    const unsigned prev = bits == 1 ? (b & (b - 1)) : b - (1u << (2 * j));
+  for (unsigned n = 1; n < kTokenLutEntries; ++n) {
+    const unsigned j = static_cast<unsigned>(std::countr_zero(n)) / bits;
+    const unsigned prev = bits == 1 ? (n & (n - 1)) : n - (1u << (2 * j));
     const int mul = bits == 1 ? 2 : 1;
     for (std::size_t t = 0; t < T; ++t)
-      table[b * T + t] = static_cast<std::int16_t>(table[prev * T + t] + mul * v[j * T + t]);
+      table[n * T + t] = static_cast<std::int16_t>(table[prev * T + t] + mul * v[j * T + t]);
   }
 #else
   const hn::CappedTag<std::int16_t, T> d;
@@ -510,23 +511,23 @@ HWY_INLINE void ByteLutTable(const std::int16_t* HWY_RESTRICT v, unsigned bits,
     for (std::size_t i = 0; i < per; ++i) base = hn::Sub(base, hn::Load(d, v + i * T + o));
     hn::Store(base, d, table + o);
   }
-  for (unsigned b = 1; b < kByteLutEntries; ++b) {
-    const unsigned j = static_cast<unsigned>(std::countr_zero(b)) / bits;
-    const unsigned prev = bits == 1 ? (b & (b - 1)) : b - (1u << (2 * j));
+  for (unsigned n = 1; n < kTokenLutEntries; ++n) {
+    const unsigned j = static_cast<unsigned>(std::countr_zero(n)) / bits;
+    const unsigned prev = bits == 1 ? (n & (n - 1)) : n - (1u << (2 * j));
     for (std::size_t o = 0; o < T; o += L) {
       auto add = hn::Load(d, v + j * T + o);
       if (bits == 1) add = hn::Add(add, add);
-      hn::Store(hn::Add(hn::Load(d, table + prev * T + o), add), d, table + b * T + o);
+      hn::Store(hn::Add(hn::Load(d, table + prev * T + o), add), d, table + n * T + o);
     }
   }
 #endif
 }
 
 // Rows of tiles [t0, t1) over pairs [p0, p0 + np): acc[row * 32 + i] (+)= the row's sum for token
-// i (stored on the first block, added after).
-HWY_INLINE void ByteLutRows(const detail::ByteLutGemmArgs& a, std::size_t t0, std::size_t t1,
-                            std::size_t p0, std::size_t np, bool first) {
-  constexpr std::size_t T = detail::kByteLutTokens;
+// i (stored on the first block, added after). Tables: group 2p's, then group 2p + 1's, per pair.
+HWY_INLINE void TokenLutRows(const detail::TokenLutGemmArgs& a, std::size_t t0, std::size_t t1,
+                             std::size_t p0, std::size_t np, bool first) {
+  constexpr std::size_t T = detail::kTokenLutTokens, E = kTokenLutEntries;
   for (std::size_t t = t0; t < t1; ++t) {
     const std::uint8_t* idx = a.index + (t * a.pairs + p0) * kLutTile;
     for (std::size_t r = 0; r < kLutTile; ++r) {
@@ -534,8 +535,11 @@ HWY_INLINE void ByteLutRows(const detail::ByteLutGemmArgs& a, std::size_t t0, st
 #if HWY_TARGET == HWY_SCALAR
       std::int16_t sum[T] = {};
       for (std::size_t p = 0; p < np; ++p) {
-        const std::int16_t* e = a.tables + (p * kByteLutEntries + idx[p * kLutTile + r]) * T;
-        for (std::size_t i = 0; i < T; ++i) sum[i] = static_cast<std::int16_t>(sum[i] + e[i]);
+        const unsigned b = idx[p * kLutTile + r];
+        const std::int16_t* lo = a.tables + (2 * p * E + (b & 15u)) * T;
+        const std::int16_t* hi = a.tables + ((2 * p + 1) * E + (b >> 4)) * T;
+        for (std::size_t i = 0; i < T; ++i)
+          sum[i] = static_cast<std::int16_t>(sum[i] + lo[i] + hi[i]);
       }
       for (std::size_t i = 0; i < T; ++i) out[i] = (first ? 0 : out[i]) + sum[i];
 #else
@@ -544,17 +548,24 @@ HWY_INLINE void ByteLutRows(const detail::ByteLutGemmArgs& a, std::size_t t0, st
       const hn::Rebind<std::int32_t, decltype(dh)> d32;
       constexpr std::size_t kMaxVec = T / 8;  // vectors of at least 128 bits
       const std::size_t L = hn::Lanes(d), nv = T / L;
-      hn::Vec<decltype(d)> sum[kMaxVec];
-      for (std::size_t v = 0; v < nv; ++v) sum[v] = hn::Zero(d);
+      // Two chains (low and high nibbles) keep two table reads in flight per byte.
+      hn::Vec<decltype(d)> sum[kMaxVec], sum2[kMaxVec];
+      for (std::size_t v = 0; v < nv; ++v) sum[v] = sum2[v] = hn::Zero(d);
       const std::int16_t* tab = a.tables;
-      for (std::size_t p = 0; p < np; ++p, tab += kByteLutEntries * T) {
-        const std::int16_t* e = tab + std::size_t{idx[p * kLutTile + r]} * T;
-        for (std::size_t v = 0; v < nv; ++v) sum[v] = hn::Add(sum[v], hn::Load(d, e + v * L));
+      for (std::size_t p = 0; p < np; ++p, tab += 2 * E * T) {
+        const unsigned b = idx[p * kLutTile + r];
+        const std::int16_t* lo = tab + (b & 15u) * T;
+        const std::int16_t* hi = tab + (E + (b >> 4)) * T;
+        for (std::size_t v = 0; v < nv; ++v) {
+          sum[v] = hn::Add(sum[v], hn::Load(d, lo + v * L));
+          sum2[v] = hn::Add(sum2[v], hn::Load(d, hi + v * L));
+        }
       }
       const std::size_t H = L / 2;
       for (std::size_t v = 0; v < nv; ++v) {
-        auto lo = hn::PromoteTo(d32, hn::LowerHalf(dh, sum[v]));
-        auto hi = hn::PromoteTo(d32, hn::UpperHalf(dh, sum[v]));
+        const auto s = hn::Add(sum[v], sum2[v]);
+        auto lo = hn::PromoteTo(d32, hn::LowerHalf(dh, s));
+        auto hi = hn::PromoteTo(d32, hn::UpperHalf(dh, s));
         std::int32_t* o = out + v * L;
         if (!first) {
           lo = hn::Add(lo, hn::Load(d32, o));
@@ -568,28 +579,24 @@ HWY_INLINE void ByteLutRows(const detail::ByteLutGemmArgs& a, std::size_t t0, st
   }
 }
 
-HWY_NOINLINE void ByteLutGemm(const detail::ByteLutGemmArgs& a) {
-  constexpr std::size_t T = detail::kByteLutTokens, P = detail::kByteLutPairsPerBlock;
+HWY_NOINLINE void TokenLutGemm(const detail::TokenLutGemmArgs& a) {
+  constexpr std::size_t T = detail::kTokenLutTokens, P = detail::kTokenLutPairsPerBlock;
   const std::size_t per = 8 / a.bits;
   const std::size_t tasks = (a.tiles + kLutTilesPerTask - 1) / kLutTilesPerTask;
   for (std::size_t m0 = 0; m0 < a.m; m0 += T) {
     const std::size_t mc = std::min(T, a.m - m0);
     for (std::size_t p0 = 0; p0 < a.pairs; p0 += P) {
       const std::size_t np = std::min(P, a.pairs - p0);
-      ByteLutTranspose(a, m0, mc, p0, np, per);
-      tbb::parallel_for(
-          tbb::blocked_range<std::size_t>(0, np, 1),
-          [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
-            for (std::size_t p = range.begin(); p != range.end(); ++p)
-              ByteLutTable(a.xt + p * per * T, a.bits, a.tables + p * kByteLutEntries * T);
-          },
-          tbb::simple_partitioner());
+      TokenLutTranspose(a, m0, mc, p0, np, per);
+      // 32 small tables (a few hundred vector operations): on the calling thread.
+      for (std::size_t g = 0; g < 2 * np; ++g)
+        TokenLutTable(a.xt + g * (per / 2) * T, a.bits, a.tables + g * kTokenLutEntries * T);
       tbb::parallel_for(
           tbb::blocked_range<std::size_t>(0, tasks, 1),
           [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
             for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
               const std::size_t t0 = blk * kLutTilesPerTask;
-              ByteLutRows(a, t0, std::min(a.tiles, t0 + kLutTilesPerTask), p0, np, p0 == 0);
+              TokenLutRows(a, t0, std::min(a.tiles, t0 + kLutTilesPerTask), p0, np, p0 == 0);
             }
           },
           tbb::simple_partitioner());

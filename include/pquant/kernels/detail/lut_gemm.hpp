@@ -58,18 +58,18 @@ void lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const
   lut_gemm(a);
 }
 
-/// The token-major LUT GEMM (ByteLutGemmArgs): Y = epilogue(sum_k w x) with the weights' bytes as
+/// The token-major LUT GEMM (TokenLutGemmArgs): Y = epilogue(sum_k w x) with the weights' bytes as
 /// table indices; bits 1 (sign) or 2 (ternary). Arguments are checked by the caller.
 template <class F>
-void byte_lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const Epilogue& ep,
+void token_lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const Epilogue& ep,
                        MatrixView<float> y) {
   static_assert(F::kBits == 1 || F::kBits == 2);
-  constexpr std::size_t T = kByteLutTokens, P = kByteLutPairsPerBlock;
+  constexpr std::size_t T = kTokenLutTokens, P = kTokenLutPairsPerBlock;
   Scratch<std::int16_t, 3> xt(P * 8 * T);
-  Scratch<std::int16_t, 4> tables(P * 256 * T);
+  Scratch<std::int16_t, 4> tables(P * 32 * T);
   Scratch<std::int32_t, 2> acc(w.tiles() * kLutTile * T);
   static constexpr float kOne = 1.0f;
-  ByteLutGemmArgs a{};
+  TokenLutGemmArgs a{};
   a.index = w.data();
   a.tiles = w.tiles();
   a.pairs = w.pairs();
@@ -90,7 +90,7 @@ void byte_lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, 
   a.xt = xt.data();
   a.tables = tables.data();
   a.acc = acc.data();
-  byte_lut_gemm(a);
+  token_lut_gemm(a);
 }
 
 }  // namespace pquant::kernels::detail
