@@ -530,9 +530,9 @@ HWY_INLINE void TokenLutRows(const detail::TokenLutGemmArgs& a, std::size_t t0, 
   constexpr std::size_t T = detail::kTokenLutTokens, E = kTokenLutEntries;
   for (std::size_t t = t0; t < t1; ++t) {
     const std::uint8_t* idx = a.index + (t * a.pairs + p0) * kLutTile;
+#if HWY_TARGET == HWY_SCALAR
     for (std::size_t r = 0; r < kLutTile; ++r) {
       std::int32_t* out = a.acc + (t * kLutTile + r) * T;
-#if HWY_TARGET == HWY_SCALAR
       std::int16_t sum[T] = {};
       for (std::size_t p = 0; p < np; ++p) {
         const unsigned b = idx[p * kLutTile + r];
@@ -542,40 +542,53 @@ HWY_INLINE void TokenLutRows(const detail::TokenLutGemmArgs& a, std::size_t t0, 
           sum[i] = static_cast<std::int16_t>(sum[i] + lo[i] + hi[i]);
       }
       for (std::size_t i = 0; i < T; ++i) out[i] = (first ? 0 : out[i]) + sum[i];
+    }
 #else
-      const hn::CappedTag<std::int16_t, T> d;
-      const hn::Half<decltype(d)> dh;
-      const hn::Rebind<std::int32_t, decltype(dh)> d32;
-      constexpr std::size_t kMaxVec = T / 8;  // vectors of at least 128 bits
-      const std::size_t L = hn::Lanes(d), nv = T / L;
-      // Two chains (low and high nibbles) keep two table reads in flight per byte.
-      hn::Vec<decltype(d)> sum[kMaxVec], sum2[kMaxVec];
-      for (std::size_t v = 0; v < nv; ++v) sum[v] = sum2[v] = hn::Zero(d);
+    // Two rows per step: one 16-bit load holds both rows' bytes (rows r and r + 1 are adjacent in
+    // the layout), and each nibble's table offset (n * 32 int16) is one shift and one and.
+    const hn::CappedTag<std::int16_t, T> d;
+    const hn::Half<decltype(d)> dh;
+    const hn::Rebind<std::int32_t, decltype(dh)> d32;
+    constexpr std::size_t kMaxVec = T / 8;  // vectors of at least 128 bits
+    const std::size_t L = hn::Lanes(d), nv = T / L, H = L / 2;
+    static_assert(T == 32 && kLutTile % 2 == 0, "offsets below are n * 32");
+    for (std::size_t r = 0; r < kLutTile; r += 2) {
+      // Low- and high-nibble chains of both rows keep four table reads in flight per step.
+      hn::Vec<decltype(d)> lo0[kMaxVec], hi0[kMaxVec], lo1[kMaxVec], hi1[kMaxVec];
+      for (std::size_t v = 0; v < nv; ++v) lo0[v] = hi0[v] = lo1[v] = hi1[v] = hn::Zero(d);
       const std::int16_t* tab = a.tables;
       for (std::size_t p = 0; p < np; ++p, tab += 2 * E * T) {
-        const unsigned b = idx[p * kLutTile + r];
-        const std::int16_t* lo = tab + (b & 15u) * T;
-        const std::int16_t* hi = tab + (E + (b >> 4)) * T;
+        // Row r in bits 0-7, row r + 1 in bits 8-15 (one 16-bit load on little-endian targets).
+        const std::uint8_t* b = idx + p * kLutTile + r;
+        const unsigned w = b[0] | (unsigned{b[1]} << 8);
+        const std::int16_t* l0 = tab + ((w << 5) & 0x1E0u);
+        const std::int16_t* h0 = tab + E * T + ((w << 1) & 0x1E0u);
+        const std::int16_t* l1 = tab + ((w >> 3) & 0x1E0u);
+        const std::int16_t* h1 = tab + E * T + ((w >> 7) & 0x1E0u);
         for (std::size_t v = 0; v < nv; ++v) {
-          sum[v] = hn::Add(sum[v], hn::Load(d, lo + v * L));
-          sum2[v] = hn::Add(sum2[v], hn::Load(d, hi + v * L));
+          lo0[v] = hn::Add(lo0[v], hn::Load(d, l0 + v * L));
+          hi0[v] = hn::Add(hi0[v], hn::Load(d, h0 + v * L));
+          lo1[v] = hn::Add(lo1[v], hn::Load(d, l1 + v * L));
+          hi1[v] = hn::Add(hi1[v], hn::Load(d, h1 + v * L));
         }
       }
-      const std::size_t H = L / 2;
-      for (std::size_t v = 0; v < nv; ++v) {
-        const auto s = hn::Add(sum[v], sum2[v]);
-        auto lo = hn::PromoteTo(d32, hn::LowerHalf(dh, s));
-        auto hi = hn::PromoteTo(d32, hn::UpperHalf(dh, s));
-        std::int32_t* o = out + v * L;
-        if (!first) {
-          lo = hn::Add(lo, hn::Load(d32, o));
-          hi = hn::Add(hi, hn::Load(d32, o + H));
+      for (std::size_t q = 0; q < 2; ++q) {
+        std::int32_t* out = a.acc + (t * kLutTile + r + q) * T;
+        for (std::size_t v = 0; v < nv; ++v) {
+          const auto s = q == 0 ? hn::Add(lo0[v], hi0[v]) : hn::Add(lo1[v], hi1[v]);
+          auto lo = hn::PromoteTo(d32, hn::LowerHalf(dh, s));
+          auto hi = hn::PromoteTo(d32, hn::UpperHalf(dh, s));
+          std::int32_t* o = out + v * L;
+          if (!first) {
+            lo = hn::Add(lo, hn::Load(d32, o));
+            hi = hn::Add(hi, hn::Load(d32, o + H));
+          }
+          hn::Store(lo, d32, o);
+          hn::Store(hi, d32, o + H);
         }
-        hn::Store(lo, d32, o);
-        hn::Store(hi, d32, o + H);
       }
-#endif
     }
+#endif
   }
 }
 
