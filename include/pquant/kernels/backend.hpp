@@ -69,7 +69,15 @@ struct LutGemvArgs {
   std::size_t row_scale_size = 0;
   float token_scale = 1.0f;
   const float* residual = nullptr;
+  // Optional scratch of pairs * kLutWideBytesPerPair bytes for the wide tables of targets with
+  // 64-entry byte lookups (AVX3_DL), used when `group` (weights per 4-bit index) is 2 or 4, whose
+  // codes never straddle bit 6 of a byte (kernels-inl.h, LutWideTables). They split a group's
+  // entry into the sums of its codes, so code 0 must add nothing to any entry (true for the sign,
+  // ternary and codebook bucket j >= 1 tables).
+  std::uint8_t* wide = nullptr;
+  std::size_t group = 0;
 };
+inline constexpr std::size_t kLutWideBytesPerPair = 144;
 inline constexpr std::size_t kLutGroupsPerBlock = 64;  // 16 steps * 4080 = 65280 <= 65535
 // Groups per pass of a task's tiles over the tables: 4 KiB of tables per token stay in L1, and each
 // tile's index stream advances 2 KiB per pass (longer passes measured slower on DRAM-resident
