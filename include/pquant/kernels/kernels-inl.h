@@ -232,7 +232,9 @@ HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
 // GCC 12 warns (maybe-uninitialized) on the undefined pass-through operand inside many AVX-512
 // intrinsics once inlined; Highway's own x86 headers silence the same false positive.
 HWY_DIAGNOSTICS(push)
+#if HWY_COMPILER_GCC_ACTUAL
 HWY_DIAGNOSTICS_OFF(disable : 4701, ignored "-Wmaybe-uninitialized")
+#endif
 
 HWY_INLINE __m512i Vpermb512(__m512i index, __m512i table) {
   return _mm512_maskz_permutexvar_epi8(~__mmask64{0}, index, table);
