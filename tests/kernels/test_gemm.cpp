@@ -170,7 +170,7 @@ TEST_P(Gemm, IntegerGemmsMatchReferenceBitExactly) {
 // blocks and not a multiple of 8, row counts that end mid-tile, a residual that is the output.
 TEST_P(Gemm, TokenMajorLutGemmMatchesReferenceBitExactly) {
   for (const Mnk& s : {Mnk{24, 33, 129}, Mnk{32, 70, 2500}, Mnk{45, 31, 300}, Mnk{90, 64, 1031},
-                       Mnk{23, 5, 17}}) {
+                       Mnk{23, 5, 17}, Mnk{23, 100, 300}}) {
     const auto x = random_int8(s.m, s.k, -128, 127, 41);
     const auto row_scale = random_floats(s.n, 0.01f, 1.0f, 42);
     const auto token_scale = random_floats(s.m, 0.001f, 0.1f, 43);
@@ -216,10 +216,10 @@ TEST_P(Gemm, IntegerGemmExtremes) {
   // padded chunk of 24): every table entry at its bound, 32 entries per int16 sum.
   const std::size_t k = 3000;
   for (std::size_t m : {5, 33, 56}) {
-    Matrix<std::int8_t> x(m, k), w(9, k);
+    Matrix<std::int8_t> x(m, k), w(37, k);  // two tiles: AVX3_DL's wide tables, then one more
     for (auto& v : x.flat()) v = -128;
     for (auto& v : w.flat()) v = -128;
-    Matrix<float> y(m, 9);
+    Matrix<float> y(m, 37);
     kernels::gemm_w8a8(x, kernels::pack_int8(w), {}, y);
     for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 16384.0f);
     for (auto& v : w.flat()) v = -1;

@@ -102,6 +102,11 @@ struct LutGemmArgs {
   std::size_t token_scale_size;
   const float* residual;
   std::size_t ldr;
+  // Optional: m * pairs * kLutWideBytesPerPair bytes of scratch for each token's wide tables (token
+  // i's at wide + i * pairs * kLutWideBytesPerPair) and the weights per 4-bit index, as in
+  // LutGemvArgs.
+  std::uint8_t* wide = nullptr;
+  std::size_t group = 0;
 };
 
 /// The token-major LUT GEMM (prefill, QAT forward with many tokens): Y[M x N] = epilogue(S),

@@ -387,12 +387,17 @@ HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
       if (next != nullptr && p1 == pairs && m0 + mc == tokens)
         PrefetchFirstVisit(next, next_tiles, pairs);
 #if HWY_TARGET == HWY_AVX3_DL
-      if (wide != nullptr) {  // one token (the GEMV): pairs of tiles on the wide tables
-        std::size_t t = 0;
-        for (; t + 2 <= ntiles; t += 2)
-          LutBlockWide(index + t * pairs * kLutTile, pairs, p0, p1, wide, acc[0] + t * kLutTile);
-        if (t < ntiles)
-          LutBlock(index + t * pairs * kLutTile, 1, pairs, p0, p1, tables, acc[0] + t * kLutTile);
+      if (wide != nullptr) {  // pairs of tiles on the wide tables (token m's at m * wide_stride)
+        const std::size_t wide_stride = pairs * detail::kLutWideBytesPerPair;
+        for (std::size_t m = 0; m < mc; ++m) {
+          const std::uint8_t* wm = wide + (m0 + m) * wide_stride;
+          std::size_t t = 0;
+          for (; t + 2 <= ntiles; t += 2)
+            LutBlockWide(index + t * pairs * kLutTile, pairs, p0, p1, wm, acc[m] + t * kLutTile);
+          if (t < ntiles)
+            LutBlock(index + t * pairs * kLutTile, 1, pairs, p0, p1,
+                     tables + (m0 + m) * table_stride, acc[m] + t * kLutTile);
+        }
         continue;
       }
 #else
@@ -581,6 +586,15 @@ HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
 HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
   const std::size_t tile_bytes = g.pairs * kLutTile;
   constexpr std::size_t kTokens = 8;
+  const std::uint8_t* wide = nullptr;
+#if HWY_TARGET == HWY_AVX3_DL
+  if (g.wide != nullptr && (g.group == 2 || g.group == 4) && g.tiles >= 2) {
+    for (std::size_t i = 0; i < g.m; ++i)
+      LutWideTables(g.tables + i * g.table_stride, g.pairs,
+                    g.wide + i * g.pairs * detail::kLutWideBytesPerPair);
+    wide = g.wide;
+  }
+#endif
   tbb::parallel_for(
       tbb::blocked_range<std::size_t>(0, (g.tiles + kLutTilesPerTask - 1) / kLutTilesPerTask, 1),
       [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
@@ -592,7 +606,9 @@ HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
           for (std::size_t m0 = 0; m0 < g.m; m0 += kTokens) {
             const std::size_t mc = std::min(kTokens, g.m - m0);
             LutTiles(g.index + t * tile_bytes, n, g.pairs, g.tables + m0 * g.table_stride,
-                     g.table_stride, mc, sums, kStride);
+                     g.table_stride, mc, sums, kStride, nullptr, 0,
+                     wide != nullptr ? wide + m0 * g.pairs * detail::kLutWideBytesPerPair
+                                     : nullptr);
             for (std::size_t i = 0; i < mc; ++i) {
               const std::size_t m = m0 + i;
               detail::LutGemvArgs a{g.index, g.tiles, g.pairs, nullptr, nullptr};

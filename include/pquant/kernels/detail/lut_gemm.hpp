@@ -55,6 +55,9 @@ void lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const
   a.token_scale_size = ep.token_scale.empty() ? 1 : ep.token_scale.size();
   a.residual = ep.residual.empty() ? nullptr : ep.residual.data;
   a.ldr = ep.residual.stride;
+  Scratch<std::uint8_t, 3> wide(m * w.pairs() * kLutWideBytesPerPair);
+  a.wide = wide.data();
+  a.group = group;
   lut_gemm(a);
 }
 
