@@ -165,12 +165,12 @@ TEST_P(Gemm, IntegerGemmsMatchReferenceBitExactly) {
   }
 }
 
-// The token-major LUT GEMM (whole chunks of 32 tokens, a last chunk of >= 24 padded, fewer tokens
+// The token-major LUT GEMM (whole chunks of 32 tokens, a last chunk of >= 30 padded, fewer tokens
 // on the per-token LUT GEMM): token counts on both sides of each split, K over several 16-byte
 // blocks and not a multiple of 8, row counts that end mid-tile, a residual that is the output.
 TEST_P(Gemm, TokenMajorLutGemmMatchesReferenceBitExactly) {
-  for (const Mnk& s : {Mnk{24, 33, 129}, Mnk{32, 70, 2500}, Mnk{45, 31, 300}, Mnk{90, 64, 1031},
-                       Mnk{23, 5, 17}, Mnk{23, 100, 300}}) {
+  for (const Mnk& s : {Mnk{30, 33, 129}, Mnk{32, 70, 2500}, Mnk{45, 31, 300}, Mnk{94, 64, 1031},
+                       Mnk{29, 5, 17}, Mnk{23, 100, 300}}) {
     const auto x = random_int8(s.m, s.k, -128, 127, 41);
     const auto row_scale = random_floats(s.n, 0.01f, 1.0f, 42);
     const auto token_scale = random_floats(s.m, 0.001f, 0.1f, 43);
@@ -212,10 +212,10 @@ TEST_P(Gemm, Int8GemmSymmetricWeightsPathIsExact) {
 }
 
 TEST_P(Gemm, IntegerGemmExtremes) {
-  // 5 tokens (per-token LUT GEMM), 33 (a token-major chunk, then one token) and 56 (a chunk and a
-  // padded chunk of 24): every table entry at its bound, 32 entries per int16 sum.
+  // 5 tokens (per-token LUT GEMM), 33 (a token-major chunk, then one token) and 62 (a chunk and a
+  // padded chunk of 30): every table entry at its bound, 32 entries per int16 sum.
   const std::size_t k = 3000;
-  for (std::size_t m : {5, 33, 56}) {
+  for (std::size_t m : {5, 33, 62}) {
     Matrix<std::int8_t> x(m, k), w(37, k);  // two tiles: AVX3_DL's wide tables, then one more
     for (auto& v : x.flat()) v = -128;
     for (auto& v : w.flat()) v = -128;

@@ -145,8 +145,8 @@ inline constexpr std::size_t kTokenLutTokens = 32;         // tokens per table e
 inline constexpr std::size_t kTokenLutPairsPerBlock = 16;  // 32 * 512 <= 32767
 /// gemm_w1a8 / gemm_w2a8 run whole chunks of kTokenLutTokens tokens on the token-major kernel, and a
 /// last chunk of at least kTokenLutMinTokens tokens too (padded: its cost is that of a whole chunk,
-/// about 20 tokens of the per-token LUT GEMM); fewer tokens go through the per-token LUT GEMM.
-inline constexpr std::size_t kTokenLutMinTokens = 24;
+/// about 30 tokens of the per-token LUT GEMM on AVX3_DL); fewer go through the per-token LUT GEMM.
+inline constexpr std::size_t kTokenLutMinTokens = 30;
 
 /// The split tables of a LUT GEMV (layout in LutGemvArgs) for one activation vector: for group
 /// g < groups with activations v_i = x[g * group + i] (0 at or past k), i < group <= 4,
