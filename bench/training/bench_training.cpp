@@ -1,16 +1,67 @@
 // Training throughput: one optimizer step (forward, backward, clip, AdamW) of each variant on the
 // issue's reference shape (d_model 128, 4 layers, 4 heads, D_ff 384, r 32, context 128, batch 16),
 // at 1 and 2 threads. Reports tokens/s as items_per_second.
+//   BM_FmaPeak: the FP32 multiply-add peak of one core (register-resident FMA loop on the best
+//   Highway target), GFLOP_per_s on the thread's CPU clock.
+//   BM_Gemm: the FP32 GEMMs of a training step; at 1 thread also cpu_GFLOP_per_s (the thread's CPU
+//   clock: other processes' load does not count) and of_peak = cpu_GFLOP_per_s / BM_FmaPeak's.
 //   bench_training --benchmark_filter=.   (Release build; see docs/training.md)
 #include <benchmark/benchmark.h>
 #include <oneapi/tbb/global_control.h>
+#include <time.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
+
+#include "pquant/kernels/detail/hwy_config.hpp"  // before any Highway header
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "fma_peak-inl.h"
+#include "hwy/foreach_target.h"  // must precede highway.h
+#include "hwy/highway.h"
+#include "fma_peak-inl.h"
+
+namespace pquant_bench {
+HWY_EXPORT(FmaLoop);
+}  // namespace pquant_bench
 
 #include "pquant/model.hpp"
 #include "pquant/training.hpp"
 
 namespace {
+
+double thread_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// FLOP/s of the FMA loop on this thread's CPU clock (best of 5 runs of ~50 ms).
+std::size_t fma_lanes = 0;
+double fma_peak_flops() {
+  static const double peak = [] {
+    double best = 0.0;
+    constexpr std::int64_t kIters = 20'000'000;
+    for (int r = 0; r < 5; ++r) {
+      std::size_t lanes = 0;
+      const double t0 = thread_cpu_s();
+      const float s = HWY_DYNAMIC_DISPATCH(pquant_bench::FmaLoop)(kIters, 1.0f, &lanes);
+      const double t = thread_cpu_s() - t0;
+      benchmark::DoNotOptimize(s);
+      best = std::max(best, 2.0 * 12.0 * double(lanes) * double(kIters) / t);
+      fma_lanes = lanes;
+    }
+    return best;
+  }();
+  return peak;
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(fma_peak_flops());
+  state.counters["GFLOP_per_s"] = fma_peak_flops() * 1e-9;
+  state.SetLabel(std::to_string(32 * fma_lanes) + "-bit vectors");
+}
+BENCHMARK(BM_FmaPeak)->Iterations(1);
 
 const pquant::ByteDataset& corpus() {
   static const pquant::ByteDataset data([] {
@@ -76,6 +127,7 @@ void BM_Gemm(benchmark::State& state) {
   pquant::Matrix<float> a = op == GemmOp::backward_weights ? filled(k, m) : filled(m, k);
   pquant::Matrix<float> b = op == GemmOp::forward ? filled(n, k) : filled(k, n);
   pquant::Matrix<float> c(m, n);
+  const double t0 = thread_cpu_s();
   for (auto _ : state) {
     switch (op) {
       case GemmOp::forward:
@@ -89,6 +141,12 @@ void BM_Gemm(benchmark::State& state) {
         break;
     }
     benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * double(m) * double(n) * double(k) * double(state.iterations());
+  if (state.range(0) == 1) {
+    const double cpu = flops / (thread_cpu_s() - t0);
+    state.counters["cpu_GFLOP_per_s"] = cpu * 1e-9;
+    state.counters["of_peak"] = cpu / fma_peak_flops();
   }
   state.counters["GFLOP_per_s"] = benchmark::Counter(2.0 * double(m) * double(n) * double(k),
                                                      benchmark::Counter::kIsIterationInvariantRate,

@@ -21,7 +21,8 @@ struct Mnk {
 // (partial micro-panels), an in-place X (n multiple of 16) and K slices not a multiple of 256.
 const Mnk kShapes[] = {{1, 1, 1},      {3, 7, 5},      {127, 129, 131},
                        {6, 16, 256},   {97, 300, 513}, {256, 96, 64},
-                       {700, 131, 80}, {517, 7, 48},   {1000, 64, 33}};
+                       {700, 131, 80}, {517, 7, 48},   {1000, 64, 33},
+                       {1, 300, 513},  {1, 128, 128},  {1, 40, 7}};  // one row: GemmMicroRow
 
 // Error bound of a float dot product of K terms computed with FMAs in any order, plus one extra
 // rounding for an accumulated output: |error| <= gamma_(K+1) * sum_k |a b| (+ |C_old|), with
@@ -65,6 +66,28 @@ TEST_P(Gemm, ForwardMatchesDoubleReference) {
         abs_sum(i, j) += std::abs(y(i, j));
       }
     expect_close(y2, ref, abs_sum, s.k + 1, "forward accumulate");
+  }
+}
+
+// A single row of C (a decoding query) sums each element in the order the multi-row kernel does:
+// row i of a product equals the product of row i alone, bit for bit, in every operand layout.
+TEST_P(Gemm, OneRowEqualsItsRowOfALargerProductBitExactly) {
+  for (const Mnk& s : {Mnk{9, 300, 513}, Mnk{7, 128, 128}, Mnk{5, 72, 30}, Mnk{13, 2048, 64}}) {
+    const auto x = random_matrix(s.m, s.k, 3), w = random_matrix(s.n, s.k, 4);
+    const auto wt = random_matrix(s.k, s.n, 5), xt = random_matrix(s.k, s.m, 6);
+    Matrix<float> y(s.m, s.n), yd(s.m, s.n), yw(s.m, s.n), row(1, s.n);
+    kernels::gemm_forward(x, w, y);
+    kernels::gemm_backward_data(x, wt, yd);
+    kernels::gemm_backward_weights(xt, wt, yw, kernels::Accumulate::overwrite);
+    for (std::size_t i = 0; i < s.m; i += 4) {
+      kernels::gemm_forward(x.view().row_range(i, 1), w, row);
+      for (std::size_t j = 0; j < s.n; ++j) ASSERT_EQ(row(0, j), y(i, j)) << "forward " << i;
+      kernels::gemm_backward_data(x.view().row_range(i, 1), wt, row);
+      for (std::size_t j = 0; j < s.n; ++j) ASSERT_EQ(row(0, j), yd(i, j)) << "data " << i;
+      kernels::gemm_backward_weights(MatrixView<const float>(&xt(0, i), s.k, 1, xt.cols()), wt,
+                                     row, kernels::Accumulate::overwrite);
+      for (std::size_t j = 0; j < s.n; ++j) ASSERT_EQ(row(0, j), yw(i, j)) << "weights " << i;
+    }
   }
 }
 

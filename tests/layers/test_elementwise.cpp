@@ -342,6 +342,85 @@ TEST_P(Elementwise, Int8AbsMaxQuantizeStopsAtTheFirstNonFiniteRow) {
   }
 }
 
+// The fused residual add + RMSNorm + quantization equals its steps' scalar references run one
+// after the other (float add, rmsnorm_forward<float>, Int8AbsMaxPerToken::quantize), with each
+// step present or absent, over 11 rows (a full block of 8 and a partial one).
+TEST_P(Elementwise, RmsNormQuantizeEqualsItsStepsBitExactly) {
+  for (std::size_t cols : kWidths)
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool with_res = variant != 1, with_gain = variant != 2, with_q = variant != 3;
+      SCOPED_TRACE(testing::Message() << cols << " variant " << variant);
+      const std::size_t rows = 11;
+      Strided x(rows, cols, -3.0f, 3.0f, 41), res(rows, cols, -1.0f, 1.0f, 42);
+      add_quantizer_edges(x);
+      const auto gain = random_floats(cols, 0.5f, 1.5f, 43);
+      // Reference, step by step.
+      Matrix<float> want_x(rows, cols), want_y(rows, cols), want_xq(rows, cols);
+      for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t j = 0; j < cols; ++j)
+          want_x(i, j) = with_res ? x.at(i, j) + res.at(i, j) : x.at(i, j);
+      std::vector<float> want_inv(rows);
+      if (with_gain)
+        rmsnorm_forward<float>(want_x.view(), gain.data(), kRmsNormEps, want_y.view(),
+                               want_inv.data());
+      const Matrix<float>& qin = with_gain ? want_y : want_x;
+      Matrix<std::int8_t> want_q(rows, cols);
+      std::vector<float> want_g(rows);
+      if (with_q) {
+        Int8AbsMaxPerToken::quantize(qin.view(), want_q.view(), want_g);
+        for (std::size_t i = 0; i < rows; ++i)
+          for (std::size_t j = 0; j < cols; ++j)
+            want_xq(i, j) = static_cast<float>(want_q(i, j)) / want_g[i];
+      }
+      // Fused.
+      Strided y(rows, cols, 0, 0, 1), xq(rows, cols, 0, 0, 1);
+      std::vector<float> inv(rows), g(rows);
+      Matrix<std::int8_t> q(rows, cols);
+      ASSERT_TRUE(kernels::rmsnorm_quantize(
+          x.view(), with_res ? res.cview() : MatrixView<const float>{},
+          with_gain ? std::span<const float>(gain) : std::span<const float>{}, kRmsNormEps,
+          y.view(), inv, with_q ? q.view() : MatrixView<std::int8_t>{}, g, xq.view()));
+      expect_bits_equal(x.cview(), want_x.view(), "x");
+      EXPECT_TRUE(x.padding_intact());
+      if (with_gain) {
+        expect_bits_equal(y.cview(), want_y.view(), "y");
+        EXPECT_TRUE(y.padding_intact());
+        EXPECT_EQ(inv, want_inv);
+      }
+      if (with_q) {
+        for (std::size_t i = 0; i < rows; ++i) {
+          ASSERT_EQ(std::bit_cast<std::uint32_t>(g[i]), std::bit_cast<std::uint32_t>(want_g[i]));
+          for (std::size_t j = 0; j < cols; ++j) ASSERT_EQ(q(i, j), want_q(i, j)) << i << ", " << j;
+        }
+        expect_bits_equal(xq.cview(), want_xq.view(), "xq");
+        EXPECT_TRUE(xq.padding_intact());
+      }
+    }
+}
+
+TEST_P(Elementwise, RmsNormQuantizeStopsQuantizingAtTheFirstNonFiniteRow) {
+  const std::size_t rows = 12, cols = 17;
+  Strided x(rows, cols, -1.0f, 1.0f, 44), res(rows, cols, -1.0f, 1.0f, 45);
+  x.at(9, 3) = std::numeric_limits<float>::infinity();
+  const auto gain = random_floats(cols, 0.5f, 1.5f, 46);
+  Matrix<float> want_x(rows, cols), want_y(rows, cols);
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t j = 0; j < cols; ++j) want_x(i, j) = x.at(i, j) + res.at(i, j);
+  std::vector<float> want_inv(rows);
+  rmsnorm_forward<float>(want_x.view(), gain.data(), kRmsNormEps, want_y.view(), want_inv.data());
+  Matrix<float> y(rows, cols);
+  std::vector<float> inv(rows), g(rows, -1.0f);
+  Matrix<std::int8_t> q(rows, cols);
+  EXPECT_FALSE(kernels::rmsnorm_quantize(x.view(), res.cview(), gain, kRmsNormEps, y.view(), inv,
+                                         q.view(), g));
+  expect_bits_equal(x.cview(), want_x.view(), "x");  // every row normalized
+  expect_bits_equal(y.view(), want_y.view(), "y");
+  EXPECT_EQ(inv, want_inv);
+  EXPECT_GT(g[8], 0.0f);  // rows before it are quantized, it and later rows are not
+  EXPECT_EQ(g[9], -1.0f);
+  EXPECT_EQ(g[11], -1.0f);
+}
+
 TEST_P(Elementwise, CausalSoftmaxIsBitIdenticalToTheScalarRows) {
   for (std::size_t seq : {std::size_t{1}, std::size_t{3}, std::size_t{9}, std::size_t{17},
                           std::size_t{33}, std::size_t{128}}) {

@@ -3,9 +3,9 @@
 //   Engine e(model);                   // model must outlive e (a temporary does not compile)
 //   auto logits = e.prefill(prompt);   // all prompt tokens in one batched pass (GEMMs)
 //   logits = e.step(next_token);       // one token (GEMV kernels)
-// The forward is the training model's, composed from the same shared pieces: RMSNorm and INT8
-// per-token quantization (kernels::rmsnorm_forward, kernels::int8_absmax_quantize, as
-// BitLinear::quantize_input), each projection's packed form (the training forward's products),
+// The forward is the training model's, composed from the same shared pieces: the residual add,
+// RMSNorm and INT8 per-token quantization (kernels::rmsnorm_quantize: rmsnorm_forward and
+// int8_absmax_quantize fused, as BitLinear::quantize_input), each projection's packed form (the training forward's products),
 // RoPE (rope_rotate of layers/rope.hpp), the causal softmax (kernels::causal_softmax), the
 // activations (kernels::swiglu_forward, relu2_forward), routing (top1_route), the expert gather,
 // scatter and combine of layers/decoupled_ffn.hpp. Attention runs per head on the FP32 GEMM with
@@ -60,32 +60,37 @@ struct ActivationBuffer {
   }
 };
 
-/// a = RMSNorm(x) * gain (gain empty: a = x, read in place); with `quantize`, q, 1/g and
-/// X_q = q / g of Int8AbsMaxPerToken, computed as BitLinear::quantize_input does.
-// x: [n x d]; gain: [d] or empty
-inline void normalize_quantize(MatrixView<const float> x, std::span<const float> gain, float eps,
-                               bool quantize, ActivationBuffer& out) {
+/// x += res (res not empty), then a = RMSNorm(x) * gain (gain empty: a = x, read in place); with
+/// `quantize`, q, 1/g and X_q = q / g of Int8AbsMaxPerToken, computed as BitLinear::quantize_input
+/// does. One fused kernel (kernels::rmsnorm_quantize) per block of rows.
+// x: [n x d]; res: [n x d] or empty; gain: [d] or empty
+inline void normalize_quantize(MatrixView<float> x, MatrixView<const float> res,
+                               std::span<const float> gain, float eps, bool quantize,
+                               ActivationBuffer& out) {
   const std::size_t n = x.rows, d = x.cols;
   auto ensure = [](auto& m, std::size_t r, std::size_t c) {
     if (m.rows() != r || m.cols() != c) m = std::remove_cvref_t<decltype(m)>(r, c);
   };
-  if (gain.empty()) {
-    out.src = x;
-  } else {
+  if (!gain.empty()) {
     ensure(out.a, n, d);
     out.inv_rms.resize(n);
-    kernels::rmsnorm_forward(x, gain, eps, out.a.view(), out.inv_rms);
-    out.src = out.a.view();
   }
+  out.src = gain.empty() ? MatrixView<const float>(x) : out.a.view();
   out.quantized = quantize;
-  if (!quantize) return;
-  ensure(out.q, n, d);
-  ensure(out.xq, n, d);
-  out.gain.resize(n);
-  out.inv_gain.resize(n);
-  if (!kernels::int8_absmax_quantize(out.src, out.q.view(), out.gain, out.xq.view()))
+  if (quantize) {
+    ensure(out.q, n, d);
+    ensure(out.xq, n, d);
+    out.gain.resize(n);
+    out.inv_gain.resize(n);
+  } else if (gain.empty() && res.rows == 0) {
+    return;
+  }
+  if (!kernels::rmsnorm_quantize(x, res, gain, eps, out.a.view(), out.inv_rms,
+                                 quantize ? out.q.view() : MatrixView<std::int8_t>{}, out.gain,
+                                 quantize ? out.xq.view() : MatrixView<float>{}))
     Int8AbsMaxPerToken::quantize(out.src, out.q.view(), out.gain);  // names the NaN/Inf
-  for (std::size_t t = 0; t < n; ++t) out.inv_gain[t] = 1.0f / out.gain[t];
+  if (quantize)
+    for (std::size_t t = 0; t < n; ++t) out.inv_gain[t] = 1.0f / out.gain[t];
 }
 
 class Engine {
@@ -150,6 +155,7 @@ class Engine {
                   x_.row(t).data());
     last_experts_.clear();
     cache_.reserve(pos_ + n);
+    residual_ = {};
     for (std::size_t l = 0; l < s.layers(); ++l) {
       attention(l, n);
       ffn(l, n);
@@ -157,8 +163,10 @@ class Engine {
     pos_ += n;
     // Head: final RMSNorm then the FP32 projection (only the last row unless all are wanted).
     const std::size_t first = all_logits ? 0 : n - 1;
-    normalize_quantize(x_.view().row_range(first, n - first), m_->final_norm, s.norm_eps, false,
-                       act_);
+    // The last block's residual is added to the rows the head reads only (x_ is not read again).
+    normalize_quantize(x_.view().row_range(first, n - first),
+                       residual_.rows != 0 ? residual_.row_range(first, n - first) : residual_,
+                       m_->final_norm, s.norm_eps, false, act_);
     ensure(logits_, n - first, s.vocab);
     if (n - first == 1)
       kernels::gemv_f32(act_.src.row(0), m_->head.view(), logits_.row(0));
@@ -171,15 +179,15 @@ class Engine {
     const PackedBlock& b = m_->blocks[l];
     const ModelStructure& s = m_->structure;
     const std::size_t d = s.d_model;
-    normalize_quantize(x_.view(), b.attn_norm, s.norm_eps, int8(b.qkv), act_);
+    normalize_quantize(x_.view(), residual_, b.attn_norm, s.norm_eps, int8(b.qkv), act_);
     ensure(qkv_, n, 3 * d);
     b.qkv.apply(act_.rows(), qkv_.view());
     ensure(attn_, n, d);
     cache_.attend(l, qkv_.view(), pos_, attn_.view());
-    normalize_quantize(attn_.view(), b.o_norm, s.norm_eps, int8(b.o), act_o_);
+    normalize_quantize(attn_.view(), {}, b.o_norm, s.norm_eps, int8(b.o), act_o_);
     ensure(y_, n, d);
     b.o.apply(act_o_.rows(), y_.view());
-    add_into(x_, y_);  // the residual after the projection, as the training block
+    residual_ = y_.view();  // x += y: added by the next normalization (as the training block)
   }
 
   struct BranchBuffers {
@@ -200,7 +208,7 @@ class Engine {
                               MatrixView<const float>(up.data + w, n, w, up.stride), buf.h.view());
     else
       relu2_forward<float>(up, buf.h.view());
-    normalize_quantize(buf.h.view(), br.down_norm, s.norm_eps, int8(br.down), buf.act);
+    normalize_quantize(buf.h.view(), {}, br.down_norm, s.norm_eps, int8(br.down), buf.act);
     ensure(buf.out, n, s.d_model);
     br.down.apply(buf.act.rows(), buf.out.view());
   }
@@ -210,10 +218,10 @@ class Engine {
     const ModelStructure& s = m_->structure;
     bool quant = int8(b.branch.up);
     for (const PackedBranch& e : b.experts) quant = quant || int8(e.up);
-    normalize_quantize(x_.view(), b.ffn_norm, s.norm_eps, quant, act_);
+    normalize_quantize(x_.view(), residual_, b.ffn_norm, s.norm_eps, quant, act_);
     if (s.blocks[l].ffn == FfnKind::kDense) {
       run_branch(b.branch, act_.rows(), low_);
-      add_into(x_, low_.out);
+      residual_ = low_.out.view();
       return;
     }
     // The low-bit branch and the experts only read act_ and write their own buffers.
@@ -221,7 +229,7 @@ class Engine {
                          [&] { experts(b, n); });
     ensure(y_, n, s.d_model);
     decoupled_combine(b.alpha, y8_.view(), b.beta, low_.out.view(), y_.view(), 0, n);
-    add_into(x_, y_);
+    residual_ = y_.view();
   }
 
   // y8_ = p_e * Expert_e(a) with e the router's top-1 expert per token (DecoupledFfn's routing).
@@ -267,11 +275,6 @@ class Engine {
     }
   }
 
-  static void add_into(Matrix<float>& x, const Matrix<float>& y) {
-    float* a = x.data();
-    const float* b = y.data();
-    for (std::size_t i = 0; i < x.size(); ++i) a[i] += b[i];
-  }
   template <class T>
   static void ensure(Matrix<T>& m, std::size_t rows, std::size_t cols) {
     if (m.rows() != rows || m.cols() != cols) m = Matrix<T>(rows, cols);
@@ -282,6 +285,7 @@ class Engine {
   std::size_t pos_ = 0;
   KvCache cache_;
   Matrix<float> x_, y_, qkv_, attn_, y8_, logits_, router_logits_;
+  MatrixView<const float> residual_;  // the last block output not yet added into x_
   ActivationBuffer act_, act_o_;
   BranchBuffers low_, expert_;
   Matrix<float> sub_a_, sub_xq_;

@@ -316,6 +316,29 @@ struct Int8AbsMaxArgs {
   std::size_t ldxq, rows, cols;
 };
 
+/// The input side of a projection in one pass over each block of rows: x += res (when res is
+/// not null; one rounded add per element), then y = RMSNorm(x) * gain with RmsNormForwardArgs'
+/// arithmetic (when gain is not null; otherwise the quantizer reads x), then Int8AbsMaxArgs'
+/// quantization of that into q, qgain and xq (when q is not null; xq optional). Each step's
+/// results are those of its own kernel. Returns false at the first row whose quantizer input holds
+/// a NaN or +-Inf (x, y and inv_rms of every row are written; q, qgain, xq as Int8AbsMaxArgs).
+struct RmsNormQuantizeArgs {
+  float* x;
+  std::size_t ldx;
+  const float* res;  // optional
+  std::size_t ldr;
+  const float* gain;  // optional
+  float eps;
+  float* y;
+  std::size_t ldy;
+  float* inv_rms;
+  std::int8_t* q;  // optional
+  std::size_t ldq;
+  float* qgain;
+  float* xq;  // optional
+  std::size_t ldxq, rows, cols;
+};
+
 PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
 PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
@@ -331,6 +354,7 @@ PQUANT_KERNEL_API void rmsnorm_backward(const RmsNormBackwardArgs& args);
 PQUANT_KERNEL_API void adamw_update(const AdamWArgs& args);
 PQUANT_KERNEL_API bool any_non_finite(const NonFiniteArgs& args);
 PQUANT_KERNEL_API bool int8_absmax_quantize(const Int8AbsMaxArgs& args);
+PQUANT_KERNEL_API bool rmsnorm_quantize(const RmsNormQuantizeArgs& args);
 PQUANT_KERNEL_API void causal_softmax(const CausalSoftmaxArgs& args);
 PQUANT_KERNEL_API void causal_softmax_backward(const CausalSoftmaxBackwardArgs& args);
 /// Bitfield of the Highway targets compiled into the kernels (HWY_TARGETS of the dispatch unit).

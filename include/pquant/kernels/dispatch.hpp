@@ -41,6 +41,7 @@ HWY_EXPORT(RmsNormBackward);
 HWY_EXPORT(AdamWUpdate);
 HWY_EXPORT(AnyNonFinite);
 HWY_EXPORT(Int8AbsMaxQuantize);
+HWY_EXPORT(RmsNormQuantize);
 HWY_EXPORT(CausalSoftmax);
 HWY_EXPORT(CausalSoftmaxBackward);
 HWY_EXPORT(CurrentTarget);
@@ -90,6 +91,9 @@ bool any_non_finite(const NonFiniteArgs& args) {
 }
 bool int8_absmax_quantize(const Int8AbsMaxArgs& args) {
   return HWY_DYNAMIC_DISPATCH(Int8AbsMaxQuantize)(args);
+}
+bool rmsnorm_quantize(const RmsNormQuantizeArgs& args) {
+  return HWY_DYNAMIC_DISPATCH(RmsNormQuantize)(args);
 }
 void causal_softmax(const CausalSoftmaxArgs& args) {
   HWY_DYNAMIC_DISPATCH(CausalSoftmax)(args);

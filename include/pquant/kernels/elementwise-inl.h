@@ -154,46 +154,56 @@ template <class Terms>
 HWY_INLINE void RowSums(std::size_t count, std::size_t cols, Terms&& terms, float* sums) {
   constexpr std::size_t kBlock = 64;  // a multiple of every target's lane count
   HWY_ALIGN float buf[8][kBlock];
-  for (std::size_t j = count; j < 8; ++j) std::memset(buf[j], 0, sizeof(buf[j]));
   float s[8] = {};
   for (std::size_t c0 = 0; c0 < cols; c0 += kBlock) {
     const std::size_t w = std::min(kBlock, cols - c0);
     for (std::size_t j = 0; j < count; ++j) terms(j, c0, w, buf[j]);
-    for (std::size_t c = 0; c < w; ++c)
-      for (std::size_t j = 0; j < 8; ++j) s[j] += buf[j][c];  // rows >= count add zeros
+    if (count == 8) {
+      for (std::size_t c = 0; c < w; ++c)
+        for (std::size_t j = 0; j < 8; ++j) s[j] += buf[j][c];
+    } else {  // the same chains, without the absent rows' (a lone decoding token's norm)
+      for (std::size_t c = 0; c < w; ++c)
+        for (std::size_t j = 0; j < count; ++j) s[j] += buf[j][c];
+    }
   }
   for (std::size_t j = 0; j < count; ++j) sums[j] = s[j];
 }
 
-HWY_NOINLINE void RmsNormForward(const detail::RmsNormForwardArgs& a) {
+// RMSNorm of rows [i0, i0 + count), count <= 8 (RmsNormForwardArgs' arithmetic).
+HWY_INLINE void RmsNormBlock(const float* x, std::size_t ldx, const float* gain, float eps,
+                             float* y, std::size_t ldy, float* inv_rms, std::size_t i0,
+                             std::size_t count, std::size_t cols) {
   const hn::ScalableTag<float> df;
   float ss[8];
-  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
-    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
-    RowSums(
-        count, a.cols,
-        [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
-          const float* x_row = a.x + (i0 + j) * a.ldx + c0;
-          ForRowVectors(df, w, [&](std::size_t c, std::size_t n) HWY_ATTR {
-            const auto x = LoadPadded(df, x_row + c, n);
-            StorePartial(df, hn::Mul(x, x), out + c, n);
-          });
-        },
-        ss);
-    for (std::size_t j = 0; j < count; ++j) {
-      const std::size_t i = i0 + j;
-      const float* x_row = a.x + i * a.ldx;
-      float* y_row = a.y + i * a.ldy;
-      const float r = 1.0f / std::sqrt(ss[j] / static_cast<float>(a.cols) + a.eps);
-      a.inv_rms[i] = r;
-      const auto vr = hn::Set(df, r);
-      ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
-        const auto y =
-            hn::Mul(hn::Mul(LoadPadded(df, x_row + c, n), vr), LoadPadded(df, a.gain + c, n));
-        StorePartial(df, y, y_row + c, n);
-      });
-    }
+  RowSums(
+      count, cols,
+      [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
+        const float* x_row = x + (i0 + j) * ldx + c0;
+        ForRowVectors(df, w, [&](std::size_t c, std::size_t n) HWY_ATTR {
+          const auto v = LoadPadded(df, x_row + c, n);
+          StorePartial(df, hn::Mul(v, v), out + c, n);
+        });
+      },
+      ss);
+  for (std::size_t j = 0; j < count; ++j) {
+    const std::size_t i = i0 + j;
+    const float* x_row = x + i * ldx;
+    float* y_row = y + i * ldy;
+    const float r = 1.0f / std::sqrt(ss[j] / static_cast<float>(cols) + eps);
+    inv_rms[i] = r;
+    const auto vr = hn::Set(df, r);
+    ForRowVectors(df, cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
+      const auto v =
+          hn::Mul(hn::Mul(LoadPadded(df, x_row + c, n), vr), LoadPadded(df, gain + c, n));
+      StorePartial(df, v, y_row + c, n);
+    });
   }
+}
+
+HWY_NOINLINE void RmsNormForward(const detail::RmsNormForwardArgs& a) {
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8)
+    RmsNormBlock(a.x, a.ldx, a.gain, a.eps, a.y, a.ldy, a.inv_rms, i0,
+                 std::min<std::size_t>(8, a.rows - i0), a.cols);
 }
 
 HWY_NOINLINE void RmsNormBackward(const detail::RmsNormBackwardArgs& a) {
@@ -275,10 +285,9 @@ HWY_NOINLINE bool AnyNonFinite(const detail::NonFiniteArgs& a) {
   return !hn::AllFalse(du, hn::MaskFromVec(bad));
 }
 
-// Int8AbsMaxPerToken::quantize (quantizers/activation_quantizer.hpp) per element: the absmax (a
-// max: any order gives the same value), the gain in scalar code, then clamp, round half to even by
-// adding and subtracting 1.5 * 2^23, and q / gain with an IEEE division.
-HWY_NOINLINE bool Int8AbsMaxQuantize(const detail::Int8AbsMaxArgs& a) {
+// One row of Int8AbsMaxArgs: false (nothing written) when x holds a NaN or +-Inf.
+HWY_INLINE bool QuantizeRow(const float* x, std::size_t cols, std::int8_t* q, float* gain,
+                            float* xq) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::RebindToUnsigned<decltype(df)> du;
@@ -287,40 +296,83 @@ HWY_NOINLINE bool Int8AbsMaxQuantize(const detail::Int8AbsMaxArgs& a) {
   const auto exponent = hn::Set(du, 0x7f800000u);
   const auto lo = hn::Set(df, -128.0f), hi = hn::Set(df, 127.0f);
   const auto round = hn::Set(df, 12582912.0f);
-  for (std::size_t t = 0; t < a.rows; ++t) {
-    const float* x = a.x + t * a.ldx;
-    auto absmax = hn::Zero(df);
-    auto bad = hn::Zero(du);
-    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
-      const auto v = hn::Abs(LoadPadded(df, x + c, count));
-      bad =
-          hn::Or(bad, hn::VecFromMask(du, hn::Eq(hn::And(hn::BitCast(du, v), exponent), exponent)));
-      absmax = hn::Max(absmax, v);
-    });
-    if (!hn::AllFalse(du, hn::MaskFromVec(bad))) return false;
-    float g = 127.0f / std::fmax(hn::GetLane(hn::MaxOfLanes(df, absmax)), 1e-5f);
-    if (std::isinf(127.0f / g)) g = std::nextafter(g, std::numeric_limits<float>::infinity());
-    a.gain[t] = g;
-    const auto vg = hn::Set(df, g);
-    std::int8_t* q = a.q + t * a.ldq;
-    float* xq = a.xq != nullptr ? a.xq + t * a.ldxq : nullptr;
-    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
-      const auto v = hn::Min(hn::Max(hn::Mul(LoadPadded(df, x + c, count), vg), lo), hi);
-      const auto qi = hn::ConvertTo(di, hn::Sub(hn::Add(v, round), round));  // integral: exact
-      const auto q8 = hn::DemoteTo(dq, qi);
-      // dq has df's lanes; MaxLanes(dq) is not an upper bound of them everywhere (Highway 1.0.3
-      // gives 1 on SVE2_128, where Lanes(dq) is 4), so the sizes come from df.
-      if constexpr (hn::MaxLanes(df) == 1) {
-        hn::StoreU(q8, dq, q + c);  // count is 1
-      } else if (count == N) {
-        hn::StoreU(q8, dq, q + c);
-      } else {
-        HWY_ALIGN std::int8_t buf[hn::MaxLanes(df)];
-        hn::Store(q8, dq, buf);
-        std::memcpy(q + c, buf, count);
+  auto absmax = hn::Zero(df);
+  auto bad = hn::Zero(du);
+  ForRowVectors(df, cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+    const auto v = hn::Abs(LoadPadded(df, x + c, count));
+    bad = hn::Or(bad, hn::VecFromMask(du, hn::Eq(hn::And(hn::BitCast(du, v), exponent), exponent)));
+    absmax = hn::Max(absmax, v);
+  });
+  if (!hn::AllFalse(du, hn::MaskFromVec(bad))) return false;
+  float g = 127.0f / std::fmax(hn::GetLane(hn::MaxOfLanes(df, absmax)), 1e-5f);
+  if (std::isinf(127.0f / g)) g = std::nextafter(g, std::numeric_limits<float>::infinity());
+  *gain = g;
+  const auto vg = hn::Set(df, g);
+  ForRowVectors(df, cols, [&](std::size_t c, std::size_t count) HWY_ATTR {
+    const auto v = hn::Min(hn::Max(hn::Mul(LoadPadded(df, x + c, count), vg), lo), hi);
+    const auto qi = hn::ConvertTo(di, hn::Sub(hn::Add(v, round), round));  // integral: exact
+    const auto q8 = hn::DemoteTo(dq, qi);
+    // dq has df's lanes; MaxLanes(dq) is not an upper bound of them everywhere (Highway 1.0.3
+    // gives 1 on SVE2_128, where Lanes(dq) is 4), so the sizes come from df.
+    if constexpr (hn::MaxLanes(df) == 1) {
+      hn::StoreU(q8, dq, q + c);  // count is 1
+    } else if (count == N) {
+      hn::StoreU(q8, dq, q + c);
+    } else {
+      HWY_ALIGN std::int8_t buf[hn::MaxLanes(df)];
+      hn::Store(q8, dq, buf);
+      std::memcpy(q + c, buf, count);
+    }
+    if (xq != nullptr) StorePartial(df, hn::Div(hn::ConvertTo(df, qi), vg), xq + c, count);
+  });
+  return true;
+}
+
+// Int8AbsMaxPerToken::quantize (quantizers/activation_quantizer.hpp) per element: the absmax (a
+// max: any order gives the same value), the gain in scalar code, then clamp, round half to even by
+// adding and subtracting 1.5 * 2^23, and q / gain with an IEEE division.
+HWY_NOINLINE bool Int8AbsMaxQuantize(const detail::Int8AbsMaxArgs& a) {
+  for (std::size_t t = 0; t < a.rows; ++t)
+    if (!QuantizeRow(a.x + t * a.ldx, a.cols, a.q + t * a.ldq, a.gain + t,
+                     a.xq != nullptr ? a.xq + t * a.ldxq : nullptr))
+      return false;
+  return true;
+}
+
+// Residual add, RMSNorm and quantization per block of 8 rows, each step on rows its previous step
+// just wrote (in cache), instead of three passes over the whole matrix.
+HWY_NOINLINE bool RmsNormQuantize(const detail::RmsNormQuantizeArgs& a) {
+  const hn::ScalableTag<float> df;
+  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
+    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
+    if (a.res != nullptr)
+      for (std::size_t i = i0; i < i0 + count; ++i) {
+        float* x_row = a.x + i * a.ldx;
+        const float* r_row = a.res + i * a.ldr;
+        ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
+          StorePartial(df, hn::Add(LoadPadded(df, x_row + c, n), LoadPadded(df, r_row + c, n)),
+                       x_row + c, n);
+        });
       }
-      if (xq != nullptr) StorePartial(df, hn::Div(hn::ConvertTo(df, qi), vg), xq + c, count);
-    });
+    if (a.gain != nullptr)
+      RmsNormBlock(a.x, a.ldx, a.gain, a.eps, a.y, a.ldy, a.inv_rms, i0, count, a.cols);
+    if (a.q == nullptr) continue;
+    const float* src = a.gain != nullptr ? a.y : a.x;
+    const std::size_t lds = a.gain != nullptr ? a.ldy : a.ldx;
+    for (std::size_t i = i0; i < i0 + count; ++i)
+      if (!QuantizeRow(src + i * lds, a.cols, a.q + i * a.ldq, a.qgain + i,
+                       a.xq != nullptr ? a.xq + i * a.ldxq : nullptr)) {
+        // The remaining rows' norms, as documented (every row of x, y, inv_rms written).
+        for (std::size_t j0 = i0 + 8; j0 < a.rows; j0 += 8) {
+          const std::size_t n = std::min<std::size_t>(8, a.rows - j0);
+          if (a.res != nullptr)
+            for (std::size_t j = j0; j < j0 + n; ++j)
+              for (std::size_t c = 0; c < a.cols; ++c) a.x[j * a.ldx + c] += a.res[j * a.ldr + c];
+          if (a.gain != nullptr)
+            RmsNormBlock(a.x, a.ldx, a.gain, a.eps, a.y, a.ldy, a.inv_rms, j0, n, a.cols);
+        }
+        return false;
+      }
   }
   return true;
 }

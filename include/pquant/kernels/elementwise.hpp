@@ -1,5 +1,6 @@
 // SIMD entry points for the element-wise work of a training step: SwiGLU forward and backward,
-// RMSNorm forward and backward, the AdamW update and the NaN/Inf check. Runtime-dispatched like the
+// RMSNorm forward and backward, the AdamW update and the NaN/Inf check; and the fused residual
+// add + RMSNorm + INT8 quantization of a decoding projection's input. Runtime-dispatched like the
 // GEMMs (compiled per target in the dispatch unit, elementwise-inl.h), single-threaded: the layers
 // call them on blocks of rows inside their own parallel loops.
 //
@@ -115,6 +116,37 @@ inline bool int8_absmax_quantize(MatrixView<const float> x, MatrixView<std::int8
   return detail::int8_absmax_quantize({x.data, x.stride, q.data, q.stride, gain.data(),
                                        xq.rows != 0 ? xq.data : nullptr, xq.stride, x.rows,
                                        x.cols});
+}
+
+/// The input side of a projection, fused per block of rows: x += res (res not empty), then
+/// a = RMSNorm(x) * gain with inv_rms (gain not empty; otherwise a is not written and the
+/// quantizer reads x), then (q not empty) int8_absmax_quantize of that into q, qgain and xq. Bit
+/// for bit the same as add, rmsnorm_forward and int8_absmax_quantize run one after the other.
+/// Returns false when a quantizer input row holds a NaN or +-Inf (x, a and inv_rms are written for
+/// every row; q, qgain and xq as int8_absmax_quantize leaves them).
+inline bool rmsnorm_quantize(MatrixView<float> x, MatrixView<const float> res,
+                             std::span<const float> gain, float eps, MatrixView<float> a,
+                             std::span<float> inv_rms, MatrixView<std::int8_t> q,
+                             std::span<float> qgain, MatrixView<float> xq = {}) {
+  constexpr const char* fn = "kernels::rmsnorm_quantize";
+  const MatrixView<const float> xc(x);
+  if (res.rows != 0) check::shape(res, x.rows, x.cols, fn, "res");
+  if (!gain.empty()) {
+    check::size(gain, x.cols, fn, "gain");
+    check::shape(MatrixView<const float>(a), x.rows, x.cols, fn, "a");
+    check::size(std::span<const float>(inv_rms), x.rows, fn, "inv_rms");
+  }
+  if (q.rows != 0) {
+    check::shape(q, x.rows, x.cols, fn, "q");
+    check::size(std::span<const float>(qgain), x.rows, fn, "qgain");
+    if (xq.rows != 0) check::shape(MatrixView<const float>(xq), x.rows, x.cols, fn, "xq");
+  }
+  if (xc.empty()) return true;
+  return detail::rmsnorm_quantize(
+      {x.data, x.stride, res.rows != 0 ? res.data : nullptr, res.stride,
+       gain.empty() ? nullptr : gain.data(), eps, a.data, a.stride, inv_rms.data(),
+       q.rows != 0 ? q.data : nullptr, q.stride, qgain.data(), xq.rows != 0 ? xq.data : nullptr,
+       xq.stride, x.rows, x.cols});
 }
 
 /// The causal softmax of rows of a score matrix s [n x seq], row i being query t = first + i

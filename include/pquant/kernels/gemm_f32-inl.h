@@ -104,6 +104,53 @@ HWY_INLINE void GemmMicro(DF df, std::size_t kc, const float* a, std::size_t a_r
       c[i * ldc + j] = add ? c[i * ldc + j] + tile[i * w + j] : tile[i * w + j];
 }
 
+// One row of C (M = 1: a decoding query's scores and outputs), NP <= 4 column panels at once:
+// C[0, 0 : ncols] (= or +=) sum_k A(0, k) B(k, :), panel q's B(k, :) at b + q * pstride + k * bk.
+// Each element is the same chain as in GemmMicro (k in order into a zeroed register, then added to
+// C), so results equal the kMR-row kernel's; it runs NP * 2 independent chains instead of 12 of
+// which kMR - 1 rows would be discarded.
+template <std::size_t NP, class DF>
+HWY_INLINE void GemmMicroRow(DF df, std::size_t kc, const float* a, std::size_t a_cs,
+                             const float* HWY_RESTRICT b, std::size_t bk, std::size_t pstride,
+                             float* c, bool add, std::size_t ncols) {
+  const std::size_t N = hn::Lanes(df);
+  const float* b1 = b + (NP > 1 ? pstride : 0);
+  const float* b2 = b + (NP > 2 ? 2 * pstride : 0);
+  const float* b3 = b + (NP > 3 ? 3 * pstride : 0);
+  auto c0 = hn::Zero(df), c1 = hn::Zero(df), c2 = hn::Zero(df), c3 = hn::Zero(df);
+  auto c4 = hn::Zero(df), c5 = hn::Zero(df), c6 = hn::Zero(df), c7 = hn::Zero(df);
+  for (std::size_t k = 0; k < kc; ++k) {
+    const auto av = hn::Set(df, a[k * a_cs]);
+    const std::size_t o = k * bk;
+    c0 = hn::MulAdd(av, hn::LoadU(df, b + o), c0);
+    c1 = hn::MulAdd(av, hn::LoadU(df, b + o + N), c1);
+    if constexpr (NP > 1) {
+      c2 = hn::MulAdd(av, hn::LoadU(df, b1 + o), c2);
+      c3 = hn::MulAdd(av, hn::LoadU(df, b1 + o + N), c3);
+    }
+    if constexpr (NP > 2) {
+      c4 = hn::MulAdd(av, hn::LoadU(df, b2 + o), c4);
+      c5 = hn::MulAdd(av, hn::LoadU(df, b2 + o + N), c5);
+    }
+    if constexpr (NP > 3) {
+      c6 = hn::MulAdd(av, hn::LoadU(df, b3 + o), c6);
+      c7 = hn::MulAdd(av, hn::LoadU(df, b3 + o + N), c7);
+    }
+  }
+  HWY_ALIGN float tile[8 * HWY_MAX_BYTES / sizeof(float)];
+  hn::Store(c0, df, tile), hn::Store(c1, df, tile + N);
+  hn::Store(c2, df, tile + 2 * N), hn::Store(c3, df, tile + 3 * N);
+  hn::Store(c4, df, tile + 4 * N), hn::Store(c5, df, tile + 5 * N);
+  hn::Store(c6, df, tile + 6 * N), hn::Store(c7, df, tile + 7 * N);
+  std::size_t j = 0;
+  for (; j + N <= ncols; j += N) {
+    auto v = hn::Load(df, tile + j);
+    if (add) v = hn::Add(hn::LoadU(df, c + j), v);
+    hn::StoreU(v, df, c + j);
+  }
+  for (; j < ncols; ++j) c[j] = add ? c[j] + tile[j] : tile[j];
+}
+
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 // dst[r * ldd + c] = src[c * lds + r] for r, c < 8 (256-bit vectors: unpack within 128-bit halves,
 // then 64-bit unpacks, then the halves exchanged).
@@ -292,6 +339,24 @@ HWY_NOINLINE void GemmF32(const detail::GemmF32Args& g) {
       if (pack_a) {
         GemmPackA(g, i0, mc, k0, kc, ap);
         a = ap, a_rs = 1, a_cs = kMR, a_panel = kc * kMR;
+      }
+      if (mc == 1) {  // one row: up to 4 panels per pass (GemmMicroRow)
+        const std::size_t bk = b_in_place ? g.b_rs : nr, pstride = b_in_place ? nr : kc * nr;
+        for (std::size_t p = p0; p < p1; p += 4) {
+          const std::size_t np = std::min<std::size_t>(4, p1 - p), j0 = p * nr;
+          const std::size_t ncols = std::min(np * nr, g.n - j0);
+          const float* b = b_in_place ? g.b + k0 * g.b_rs + j0 : bp + k0 * npad + p * kc * nr;
+          float* c = g.c + i0 * g.ldc + j0;
+          if (np == 4)
+            GemmMicroRow<4>(df, kc, a, a_cs, b, bk, pstride, c, add, ncols);
+          else if (np == 3)
+            GemmMicroRow<3>(df, kc, a, a_cs, b, bk, pstride, c, add, ncols);
+          else if (np == 2)
+            GemmMicroRow<2>(df, kc, a, a_cs, b, bk, pstride, c, add, ncols);
+          else
+            GemmMicroRow<1>(df, kc, a, a_cs, b, bk, pstride, c, add, ncols);
+        }
+        continue;
       }
       for (std::size_t p = p0; p < p1; ++p) {
         const std::size_t j0 = p * nr, ncols = std::min(nr, g.n - j0);

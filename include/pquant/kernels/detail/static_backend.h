@@ -55,6 +55,9 @@ inline bool any_non_finite(const NonFiniteArgs& args) {
 inline bool int8_absmax_quantize(const Int8AbsMaxArgs& args) {
   return HWY_NAMESPACE::Int8AbsMaxQuantize(args);
 }
+inline bool rmsnorm_quantize(const RmsNormQuantizeArgs& args) {
+  return HWY_NAMESPACE::RmsNormQuantize(args);
+}
 inline void causal_softmax(const CausalSoftmaxArgs& args) {
   HWY_NAMESPACE::CausalSoftmax(args);
 }
