@@ -1,7 +1,10 @@
 // Training GEMM benchmarks: BM_gemm/<op>/<M>/<N>/<K>/<threads> for the forward (Y = X W^T),
 // backward-data (dX = dY W) and backward-weights (dW += dY^T X) FP32 GEMMs and the integer W1A8
 // and W2A8 GEMMs of the QAT forward, at the training shapes (M = batch * T = 2048 tokens, d_model
-// 128-256, FFN widths up to 4 d_model). Counter GFLOP_per_s = 2 M N K / time.
+// 128-256, FFN widths up to 4 d_model). Counter GFLOP_per_s = 2 M N K / time, tokens_per_s = M /
+// time. The prefill rows (M = 8, 24, 32 tokens through 4096 x 4096) come with the W1A8 GEMV of the
+// same matrix (BM_gemm/gemv_w1a8/1/4096/4096/<threads>), so their time per token can be compared
+// with one GEMV in the same run.
 #include <benchmark/benchmark.h>
 
 #include <oneapi/tbb/task_arena.h>
@@ -22,7 +25,7 @@ Matrix<float> filled(std::size_t r, std::size_t c, float phase) {
   return m;
 }
 
-enum class Op { forward, backward_data, backward_weights, w1a8, w2a8, w8a8 };
+enum class Op { forward, backward_data, backward_weights, w1a8, w2a8, w8a8, gemv_w1a8 };
 
 void BM_gemm(benchmark::State& state, Op op, std::size_t m, std::size_t n, std::size_t k,
              int threads) {
@@ -56,12 +59,17 @@ void BM_gemm(benchmark::State& state, Op op, std::size_t m, std::size_t n, std::
         case Op::w8a8:
           kernels::gemm_w8a8(xq, w8, {}, y);
           break;
+        case Op::gemv_w1a8:
+          kernels::gemv_w1a8(xq.row(0), w1, {}, y.row(0));
+          break;
       }
       benchmark::ClobberMemory();
     }
   });
   state.counters["GFLOP_per_s"] = benchmark::Counter(2.0 * double(m) * double(n) * double(k) * 1e-9,
                                                      benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(double(m), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 int register_all() {
@@ -85,10 +93,13 @@ int register_all() {
   };
   // Prompt prefill: a few tokens through a large low-bit or INT8 matrix (weights read once per
   // call).
-  const Shape prefill[] = {{8, 4096, 4096}, {32, 4096, 4096}, {32, 1536, 1536}};
-  for (int threads : {1, 2})
-    for (auto [op, op_name] : {std::pair{Op::w1a8, "w1a8"}, std::pair{Op::w8a8, "w8a8"}})
+  const Shape prefill[] = {{8, 4096, 4096}, {24, 4096, 4096}, {32, 4096, 4096}, {32, 1536, 1536}};
+  for (int threads : {1, 2}) {
+    add(Op::gemv_w1a8, "gemv_w1a8", {1, 4096, 4096}, threads);
+    for (auto [op, op_name] : {std::pair{Op::w1a8, "w1a8"}, std::pair{Op::w2a8, "w2a8"},
+                               std::pair{Op::w8a8, "w8a8"}})
       for (Shape s : prefill) add(op, op_name, s, threads);
+  }
   for (int threads : {1, 2})
     for (auto [op, op_name] : ops)
       for (Shape s : shapes) add(op, op_name, s, threads);

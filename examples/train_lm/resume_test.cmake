@@ -1,18 +1,21 @@
 # ctest: train_lm resumed from a mid-run checkpoint ends exactly where an uninterrupted run ends
-# (same validation loss to the last printed digit), and --json's last line has the required keys.
+# (same validation loss to the last printed digit), so does one resumed from the --save-init
+# checkpoint of step 0, and --json's last line has the required keys.
 # Invoked as: cmake -DTRAIN_LM=<binary> -DWORK=<dir> -P resume_test.cmake
 set(args --variant pquant --experts 2 --r 16 --d-model 32 --layers 2 --heads 2 --d-ff 64
          --context 32 --batch 4 --steps 12 --warmup 2 --corpus-bytes 60000 --json)
 file(MAKE_DIRECTORY "${WORK}")
 set(ckpt "${WORK}/train_lm_resume.ckpt")
-file(REMOVE "${ckpt}")
-execute_process(COMMAND "${TRAIN_LM}" ${args} OUTPUT_VARIABLE full RESULT_VARIABLE rc1)
+set(init "${WORK}/train_lm_init.ckpt")
+file(REMOVE "${ckpt}" "${init}")
+execute_process(COMMAND "${TRAIN_LM}" ${args} --save-init "${init}" OUTPUT_VARIABLE full RESULT_VARIABLE rc1)
 execute_process(COMMAND "${TRAIN_LM}" ${args} --stop-at 5 --save "${ckpt}" OUTPUT_VARIABLE first RESULT_VARIABLE rc2)
 execute_process(COMMAND "${TRAIN_LM}" ${args} --resume "${ckpt}" OUTPUT_VARIABLE resumed RESULT_VARIABLE rc3)
-if(NOT rc1 EQUAL 0 OR NOT rc2 EQUAL 0 OR NOT rc3 EQUAL 0)
-  message(FATAL_ERROR "train_lm failed: ${rc1} ${rc2} ${rc3}\n${full}\n${first}\n${resumed}")
+execute_process(COMMAND "${TRAIN_LM}" ${args} --resume "${init}" OUTPUT_VARIABLE from_init RESULT_VARIABLE rc4)
+if(NOT rc1 EQUAL 0 OR NOT rc2 EQUAL 0 OR NOT rc3 EQUAL 0 OR NOT rc4 EQUAL 0)
+  message(FATAL_ERROR "train_lm failed: ${rc1} ${rc2} ${rc3} ${rc4}\n${full}\n${first}\n${resumed}\n${from_init}")
 endif()
-foreach(out full resumed)
+foreach(out full resumed from_init)
   string(STRIP "${${out}}" text)
   string(REGEX REPLACE ".*\n" "" last "${text}")
   foreach(key variant val_loss val_ppl train_tokens_per_s params_total params_active steps)
@@ -26,5 +29,9 @@ foreach(out full resumed)
 endforeach()
 if(NOT full_loss STREQUAL resumed_loss OR NOT full_steps EQUAL 12 OR NOT resumed_steps EQUAL 12)
   message(FATAL_ERROR "resumed run differs: uninterrupted val_loss ${full_loss}, resumed ${resumed_loss}")
+endif()
+if(NOT full_loss STREQUAL from_init_loss OR NOT from_init_steps EQUAL 12)
+  message(FATAL_ERROR "run resumed from --save-init differs: uninterrupted val_loss ${full_loss}, "
+                      "from the step-0 checkpoint ${from_init_loss}")
 endif()
 message(STATUS "uninterrupted and resumed runs both end at val_loss ${full_loss}")

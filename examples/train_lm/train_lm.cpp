@@ -28,6 +28,7 @@
 #include <string>
 #include <system_error>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../common/cli.hpp"
@@ -56,7 +57,7 @@ struct Options {
   double init_std = 0.0;  // fan-in (ModelConfig)
   double embed_std = -1;  // < 0: follow --init-std
   std::string fan_in = "uniform";  // distribution of fan-in scaled block weights
-  float alpha_init = 2.0f, beta_init = 0.2f;  // pquant branch scales at step 0
+  float alpha_init = 1.0f, beta_init = 1.0f;  // pquant branch scales at step 0
   std::string data;
   std::string tokens;     // pre-tokenized uint16 ids instead of --data's bytes
   std::size_t vocab = 0;  // with --tokens: every id is below it
@@ -64,6 +65,7 @@ struct Options {
   std::uint64_t seed = 1;
   std::size_t threads = 0;  // 0: all cores
   std::string save, resume;
+  std::string save_init;      // checkpoint of the initial state (step 0), before training
   std::size_t stop_at = 0;    // stop (and --save) after this step, to be resumed later
   std::size_t log_every = 0;  // 0: about ten progress lines per run
   std::size_t save_every = 0;  // 0: only at the end (or --stop-at)
@@ -172,6 +174,9 @@ void declare(CLI::App& app, Options& o) {
       ->transform(in_range<std::size_t>(0, 4096))
       ->capture_default_str();
   app.add_option("--save", o.save, "write a checkpoint at the end (or at --stop-at)");
+  app.add_option("--save-init", o.save_init,
+                 "write a checkpoint of the initial state (step 0, before the first step; with "
+                 "--resume: of the resumed state)");
   app.add_option("--resume", o.resume, "continue from a checkpoint written with the same options");
   app.add_option("--stop-at", o.stop_at, "stop after step S (with --save: to resume later)")
       ->transform(in_range<std::size_t>(0, kMaxSteps));
@@ -266,13 +271,15 @@ void finish(const CLI::App& app, Options& o) {
     cli::reject("--vocab", "is the vocabulary of a --tokens file; byte-level data has 256");
   if (o.save_every > 0 && o.save.empty())
     cli::reject("--save-every", "needs --save (the checkpoint file to write)");
-  if (!o.save.empty()) {
-    try {
-      pquant::check_checkpoint_target(o.save);  // refuse a bad target before training
-    } catch (const pquant::IoError& e) {
-      cli::reject("--save", e.what());
+  for (const auto& [flag, path] :
+       {std::pair{"--save", &o.save}, std::pair{"--save-init", &o.save_init}})
+    if (!path->empty()) {
+      try {
+        pquant::check_checkpoint_target(*path);  // refuse a bad target before training
+      } catch (const pquant::IoError& e) {
+        cli::reject(flag, e.what());
+      }
     }
-  }
   check_memory(o);
   if (app.count("--lr") == 0) o.lr = o.variant == "fp" ? 1e-3f : 3e-3f;
   if (o.log_every == 0) o.log_every = std::max<std::size_t>(1, o.steps / 10);
@@ -426,6 +433,13 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
             << data.val_size() << " held out | schedule " << o.schedule << ", peak lr " << o.lr
             << ", warm-up " << o.warmup << ", " << o.steps << " steps\n";
 
+  if (!o.save_init.empty()) {
+    if (parallel)
+      parallel->save(o.save_init, meta.dump());
+    else
+      trainer.save(o.save_init, meta.dump());
+    std::cout << "saved checkpoint " << o.save_init << " at step " << trainer.step_index() << "\n";
+  }
   pquant::FlipRatio flips;
   std::vector<std::uint8_t> codes;
   model.one_bit_codes(codes);

@@ -27,8 +27,11 @@ setup train_lm
 COMMON=("${SIZE[@]}" --steps "$STEPS" --lr "$LR" --seed 1 --threads 1 --log-every $((STEPS / 20)))
 
 # name|label|flags (after the common flags: a run's own --seed or --lr wins)
-PQ1="--variant pquant --experts 1 --r $R"
-PQ1_FIXED="--variant pquant-fixed-scales --experts 1 --r $R"
+# pQuant runs start from the paper's alpha = 2.0, beta = 0.2 (train_lm's default is 1 / 1) unless
+# the run says otherwise: the table compares inits against it.
+A2="--alpha-init 2 --beta-init 0.2"
+PQ1="--variant pquant --experts 1 --r $R $A2"
+PQ1_FIXED="--variant pquant-fixed-scales --experts 1 --r $R $A2"
 PLAN=(
   "bitnet|bitnet|--variant bitnet"
   "pq1|pquant-n1|$PQ1"
@@ -45,11 +48,11 @@ PLAN=(
   "pq1-s2|pquant-n1|$PQ1 --seed 2"
   "bitnet-s3|bitnet|--variant bitnet --seed 3"
   "pq1-s3|pquant-n1|$PQ1 --seed 3"
-  "pq2|pquant-n2|--variant pquant --experts 2 --r $R"
-  "pq4|pquant-n4|--variant pquant --experts 4 --r $R"
-  "pq8|pquant-n8|--variant pquant --experts 8 --r $R"
-  "pq1-r$((R / 2))|pquant-n1 r/2|--variant pquant --experts 1 --r $((R / 2))"
-  "pq1-r$((R * 2))|pquant-n1 2r|--variant pquant --experts 1 --r $((R * 2))"
+  "pq2|pquant-n2|--variant pquant --experts 2 --r $R $A2"
+  "pq4|pquant-n4|--variant pquant --experts 4 --r $R $A2"
+  "pq8|pquant-n8|--variant pquant --experts 8 --r $R $A2"
+  "pq1-r$((R / 2))|pquant-n1 r/2|--variant pquant --experts 1 --r $((R / 2)) $A2"
+  "pq1-r$((R * 2))|pquant-n1 2r|--variant pquant --experts 1 --r $((R * 2)) $A2"
   "pq1-cosine|pquant-n1 cosine|$PQ1 --schedule cosine"
   "bitnet-cosine|bitnet cosine|--variant bitnet --schedule cosine"
 )

@@ -188,6 +188,31 @@ TEST_P(Gemm, IntegerGemmsMatchReferenceBitExactly) {
   }
 }
 
+// The token-major LUT GEMM (whole chunks of 32 tokens, a last chunk of >= 30 padded, fewer tokens
+// on the per-token LUT GEMM): token counts on both sides of each split, K over several 16-byte
+// blocks and not a multiple of 8, row counts that end mid-tile, a residual that is the output.
+TEST_P(Gemm, TokenMajorLutGemmMatchesReferenceBitExactly) {
+  for (const Mnk& s : {Mnk{30, 33, 129}, Mnk{32, 70, 2500}, Mnk{45, 31, 300}, Mnk{94, 64, 1031},
+                       Mnk{29, 5, 17}, Mnk{23, 100, 300}}) {
+    const auto x = random_int8(s.m, s.k, -128, 127, 41);
+    const auto row_scale = random_floats(s.n, 0.01f, 1.0f, 42);
+    const auto token_scale = random_floats(s.m, 0.001f, 0.1f, 43);
+    const auto residual = random_matrix(s.m, s.n, 44);
+    Matrix<float> y(s.m, s.n), ref(s.m, s.n);
+    const auto w1 = random_sign(s.n, s.k, 45);
+    kernels::gemm_w1a8(x, kernels::pack_sign(w1), {row_scale, token_scale, residual}, y);
+    kernels::reference::gemm_int(x, w1, {row_scale, token_scale, residual}, ref);
+    EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0)
+        << "w1a8 " << s.m << "x" << s.n << "x" << s.k;
+    const auto w2 = random_int8(s.n, s.k, -1, 1, 46);
+    Matrix<float> y2 = residual;  // the residual is the output
+    kernels::gemm_w2a8(x, kernels::pack_ternary(w2), {{}, token_scale, y2}, y2);
+    kernels::reference::gemm_int(x, w2, {{}, token_scale, residual}, ref);
+    EXPECT_EQ(std::memcmp(y2.data(), ref.data(), y2.size() * sizeof(float)), 0)
+        << "w2a8 " << s.m << "x" << s.n << "x" << s.k;
+  }
+}
+
 TEST_P(Gemm, Int8GemmSymmetricWeightsPathIsExact) {
   // No weight is -128 (as the absmax quantizer guarantees), so AVX2 takes the |x| x sign(w, x)
   // pmaddubsw path; activations include -128 and +127 and K is and is not a multiple of 32.
@@ -210,13 +235,14 @@ TEST_P(Gemm, Int8GemmSymmetricWeightsPathIsExact) {
 }
 
 TEST_P(Gemm, IntegerGemmExtremes) {
-  // 5 tokens, and 33 (five token chunks of the LUT GEMM, the last with one token).
+  // 5 tokens (per-token LUT GEMM), 33 (a token-major chunk, then one token) and 62 (a chunk and a
+  // padded chunk of 30): every table entry at its bound, 32 entries per int16 sum.
   const std::size_t k = 3000;
-  for (std::size_t m : {5, 33}) {
-    Matrix<std::int8_t> x(m, k), w(9, k);
+  for (std::size_t m : {5, 33, 62}) {
+    Matrix<std::int8_t> x(m, k), w(37, k);  // two tiles: AVX3_DL's wide tables, then one more
     for (auto& v : x.flat()) v = -128;
     for (auto& v : w.flat()) v = -128;
-    Matrix<float> y(m, 9);
+    Matrix<float> y(m, 37);
     kernels::gemm_w8a8(x, kernels::pack_int8(w), {}, y);
     for (float v : y.flat()) ASSERT_EQ(v, 3000.0f * 16384.0f);
     for (auto& v : w.flat()) v = -1;

@@ -189,6 +189,7 @@ TYPED_TEST(DecoupledFfnTest, GradientsMatchFiniteDifferencesIncludingRouterAndAu
   typename DecoupledFfn<I8, I1>::Config cfg;
   cfg.d_model = d, cfg.d_ff = d_ff, cfg.r = r8, cfg.experts = N, cfg.activation = TypeParam::act;
   cfg.load_balance_coef = coef, cfg.init_std = 0.4, cfg.out_init_std = 0.4;
+  cfg.alpha_init = 2.0f, cfg.beta_init = 0.2f;  // unequal: a swapped alpha/beta gradient shows
   DecoupledFfn<I8, I1> ffn(store, "ffn", cfg);
   Rng rng(32);
   ffn.init(rng);

@@ -119,8 +119,8 @@ TEST(Variants, NamesAndTensorLayout) {
   EXPECT_TRUE(has_alpha && has_int1 && has_expert);
   const ModelMetrics m = p.metrics();
   ASSERT_EQ(m.alpha.size(), 2u);
-  EXPECT_FLOAT_EQ(m.alpha[0], 2.0f);  // docs/method.md section 3: initial values
-  EXPECT_FLOAT_EQ(m.beta[1], 0.2f);
+  EXPECT_FLOAT_EQ(m.alpha[0], 1.0f);  // docs/method.md section 3: initial values
+  EXPECT_FLOAT_EQ(m.beta[1], 1.0f);
   // ModelConfig::alpha_init / beta_init reach every layer's scalars.
   ModelConfig c = small();
   c.alpha_init = 1.5f;

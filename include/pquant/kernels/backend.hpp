@@ -69,7 +69,15 @@ struct LutGemvArgs {
   std::size_t row_scale_size = 0;
   float token_scale = 1.0f;
   const float* residual = nullptr;
+  // Optional scratch of pairs * kLutWideBytesPerPair bytes for the wide tables of targets with
+  // 64-entry byte lookups (AVX3_DL), used when `group` (weights per 4-bit index) is 2 or 4, whose
+  // codes never straddle bit 6 of a byte (kernels-inl.h, LutWideTables). They split a group's
+  // entry into the sums of its codes, so code 0 must add nothing to any entry (true for the sign,
+  // ternary and codebook bucket j >= 1 tables).
+  std::uint8_t* wide = nullptr;
+  std::size_t group = 0;
 };
+inline constexpr std::size_t kLutWideBytesPerPair = 144;
 inline constexpr std::size_t kLutGroupsPerBlock = 64;  // 16 steps * 4080 = 65280 <= 65535
 // Groups per pass of a task's tiles over the tables: 4 KiB of tables per token stay in L1, and each
 // tile's index stream advances 2 KiB per pass (longer passes measured slower on DRAM-resident
@@ -94,7 +102,51 @@ struct LutGemmArgs {
   std::size_t token_scale_size;
   const float* residual;
   std::size_t ldr;
+  // Optional: m * pairs * kLutWideBytesPerPair bytes of scratch for each token's wide tables (token
+  // i's at wide + i * pairs * kLutWideBytesPerPair) and the weights per 4-bit index, as in
+  // LutGemvArgs.
+  std::uint8_t* wide = nullptr;
+  std::size_t group = 0;
 };
+
+/// The token-major LUT GEMM (prefill, QAT forward with many tokens): Y[M x N] = epilogue(S),
+/// S[i][r] = sum_k w(r, k) x[i * ldx + k] exactly, for weights in the LUT layout (kernel_weights.hpp)
+/// read one byte at a time: with bits == 1 the byte of (row r, pair p) holds the signs of weights
+/// 8p..8p+7 (bit i set: +1, clear: -1), with bits == 2 the ternary codes c of weights 4p..4p+3
+/// (weight c - 1). Tokens are taken kTokenLutTokens at a time; per 4-bit group (half a byte) the
+/// kernel builds a table of 16 entries, entry n holding the int16 dot products of nibble n's weights
+/// with the group's activations of every token of the chunk (|entry| <= 4 * 128 = 512), and a row
+/// adds two entries (vectors of all the chunk's tokens) per byte. The 2 * kTokenLutPairsPerBlock
+/// entries of a block are added in int16 (<= 32 * 512 = 16384 in magnitude), then widened into
+/// int32 (exact within the K limits). The epilogue is LutGemmArgs' with mul = 1 and offset 0.
+/// Arguments are checked by the caller.
+struct TokenLutGemmArgs {
+  const std::uint8_t* index;
+  std::size_t tiles, pairs;
+  unsigned bits;  // 1 (sign) or 2 (ternary)
+  const std::int8_t* x;
+  std::size_t ldx, m, k;
+  float* y;
+  std::size_t ldy, rows;
+  const float* row_scale;
+  std::size_t row_scale_size;
+  const float* token_scale;
+  std::size_t token_scale_size;
+  const float* residual;
+  std::size_t ldr;
+  // Scratch of the caller (not shared with other calls): kTokenLutPairsPerBlock * 8 *
+  // kTokenLutTokens int16 (activations), kTokenLutPairsPerBlock * 32 * kTokenLutTokens int16
+  // (tables, 32 KiB), tiles * kLutTile * kTokenLutTokens int32 (sums).
+  std::int16_t* xt;
+  std::int16_t* tables;
+  std::int32_t* acc;
+};
+inline constexpr std::size_t kTokenLutTokens = 32;         // tokens per table entry (int16 lanes)
+inline constexpr std::size_t kTokenLutPairsPerBlock = 16;  // 32 * 512 <= 32767
+/// gemm_w1a8 / gemm_w2a8 run whole chunks of kTokenLutTokens tokens on the token-major kernel, and a
+/// last chunk of at least kTokenLutMinTokens tokens too (padded: its cost is that of a whole chunk,
+/// about 30 tokens of the per-token LUT GEMM on AVX3_DL); fewer go through the per-token LUT GEMM.
+inline constexpr std::size_t kTokenLutMinTokens = 30;
 
 /// The split tables of a LUT GEMV (layout in LutGemvArgs) for one activation vector: for group
 /// g < groups with activations v_i = x[g * group + i] (0 at or past k), i < group <= 4,
@@ -291,6 +343,7 @@ PQUANT_KERNEL_API void gemm_f32(const GemmF32Args& args);
 PQUANT_KERNEL_API void lut_tables(const LutTablesArgs& args);
 PQUANT_KERNEL_API void lut_gemv(const LutGemvArgs& args);
 PQUANT_KERNEL_API void lut_gemm(const LutGemmArgs& args);
+PQUANT_KERNEL_API void token_lut_gemm(const TokenLutGemmArgs& args);
 PQUANT_KERNEL_API void int8_gemv(const Int8GemvArgs& args);
 PQUANT_KERNEL_API void int8_gemm(const Int8GemmArgs& args);
 PQUANT_KERNEL_API void f32_gemv(const F32GemvArgs& args);

@@ -30,6 +30,7 @@ HWY_EXPORT(GemmF32);
 HWY_EXPORT(LutTables);
 HWY_EXPORT(LutGemv);
 HWY_EXPORT(LutGemm);
+HWY_EXPORT(TokenLutGemm);
 HWY_EXPORT(Int8Gemv);
 HWY_EXPORT(Int8Gemm);
 HWY_EXPORT(F32Gemv);
@@ -57,6 +58,9 @@ void lut_gemv(const LutGemvArgs& args) {
 }
 void lut_gemm(const LutGemmArgs& args) {
   HWY_DYNAMIC_DISPATCH(LutGemm)(args);
+}
+void token_lut_gemm(const TokenLutGemmArgs& args) {
+  HWY_DYNAMIC_DISPATCH(TokenLutGemm)(args);
 }
 void int8_gemv(const Int8GemvArgs& args) {
   HWY_DYNAMIC_DISPATCH(Int8Gemv)(args);

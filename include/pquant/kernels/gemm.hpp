@@ -159,17 +159,43 @@ void int_gemm(MatrixView<const std::int8_t> x, std::size_t n, std::size_t k, Dec
   });
 }
 
+/// Rows [first, first + count) of a token-major matrix view.
+template <class T>
+MatrixView<T> token_rows(MatrixView<T> v, std::size_t first, std::size_t count) {
+  return MatrixView<T>(v.data + first * v.stride, count, v.cols, v.stride);
+}
+/// The epilogue of tokens [first, first + count).
+inline Epilogue token_rows(const Epilogue& ep, std::size_t first, std::size_t count) {
+  Epilogue out = ep;
+  if (ep.token_scale.size() > 1) out.token_scale = ep.token_scale.subspan(first, count);
+  if (!ep.residual.empty()) out.residual = token_rows(ep.residual, first, count);
+  return out;
+}
+
 template <class F>
 void int_gemm_lut(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const Epilogue& ep,
                   MatrixView<float> y, const char* fn) {
   check_int_gemm(x, w.rows(), w.cols(), ep, y, fn);
   check_k(w.cols(), kMaxKLowBit, fn);
+  // Both paths compute the exact integer sums, so splitting the tokens between them gives the
+  // bits either alone gives.
+  const std::size_t rest = x.rows % kTokenLutTokens;
+  const std::size_t major = rest >= kTokenLutMinTokens ? x.rows : x.rows - rest;
+  if (major > 0) {
+    token_lut_gemm_run(token_rows(x, 0, major), w, token_rows(ep, 0, major),
+                      token_rows(y, 0, major));
+    if (major == x.rows) return;
+  }
+  const std::size_t m = x.rows - major;
+  const Epilogue ep_rest = token_rows(ep, major, m);
+  x = token_rows(x, major, m);
+  y = token_rows(y, major, m);
   if constexpr (F::kBits == 1) {
     static constexpr LutSelect kSelect = sign_select();
-    lut_gemm_run(x, w, kSelect, 4, 2, ep, y);  // W1 . x = 2 sum(b x) - sum(x)
+    lut_gemm_run(x, w, kSelect, 4, 2, ep_rest, y);  // W1 . x = 2 sum(b x) - sum(x)
   } else {
     static constexpr LutSelect kSelect = ternary_select();
-    lut_gemm_run(x, w, kSelect, 2, 1, ep, y);  // W2 . x = sum(c x) - sum(x)
+    lut_gemm_run(x, w, kSelect, 2, 1, ep_rest, y);  // W2 . x = sum(c x) - sum(x)
   }
 }
 

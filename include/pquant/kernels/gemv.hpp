@@ -45,7 +45,11 @@ inline void finish_gemv(const std::int32_t* acc, const GemvEpilogue& ep, std::sp
 /// Runs the LUT kernel over `w` with `tables`; out gets the padded accumulators.
 template <class F>
 void run_lut(const LutWeights<F>& w, const std::uint8_t* tables, std::int32_t* out) {
-  lut_gemv({w.data(), w.tiles(), w.pairs(), tables, out});
+  Scratch<std::uint8_t, 3> wide(w.pairs() * kLutWideBytesPerPair);
+  LutGemvArgs args{w.data(), w.tiles(), w.pairs(), tables, out};
+  args.wide = wide.data();
+  args.group = LutWeights<F>::kGroup;
+  lut_gemv(args);
 }
 
 /// Runs the LUT kernel with the epilogue fused into its parallel loop:
@@ -54,7 +58,10 @@ template <class F>
 void run_lut_fused(const LutWeights<F>& w, const std::uint8_t* tables, std::int32_t* out,
                    std::int32_t mul, std::int64_t offset, const GemvEpilogue& ep,
                    std::span<float> y) {
+  Scratch<std::uint8_t, 3> wide(w.pairs() * kLutWideBytesPerPair);
   LutGemvArgs args{w.data(), w.tiles(), w.pairs(), tables, out};
+  args.wide = wide.data();
+  args.group = LutWeights<F>::kGroup;
   args.y = y.data();
   args.rows = w.rows();
   args.mul = mul;
@@ -100,7 +107,7 @@ inline void gemv_w2a8(std::span<const std::int8_t> x, const TernaryWeights& w,
 
 /// y[N] = token_scale * sum_j C[n][j] * S_j[n] + residual[n]: b-bit codebook weights with per-row
 /// codebooks C (k-means), INT8 activations. S_j[n] = sum of x[k] over the k whose code is j, exact
-/// in int32 (one table-lookup pass per code but the last, whose sums are sum(x) minus the others);
+/// in int32 (one table-lookup pass per code but code 0, whose sums are sum(x) minus the others);
 /// then acc = fma(C[n][j], float(S_j), acc) for j = 0.., y = fma(acc, token_scale, residual).
 template <unsigned Bits>
 void gemv_codebook(std::span<const std::int8_t> x, const CodebookWeights<Bits>& w,
@@ -118,26 +125,32 @@ void gemv_codebook(std::span<const std::int8_t> x, const CodebookWeights<Bits>& 
   detail::Scratch<float, 0> acc_buffer(w.rows());
   float* acc = acc_buffer.data();
   const std::int32_t* s = sums.data();
-  // Padding codes are 0: the last code's sums come without a table pass, as
-  // S_last = sum(x) - sum of the other S_j (exact: every S_j and sum(x) fit int32, so the
-  // difference taken modulo 2^32 is the true value), and padded rows are never read.
+  // Code 0's sums come without a table pass, as S_0 = sum(x) - sum of the other S_j (exact:
+  // every S_j and sum(x) fit int32, so the difference taken modulo 2^32 is the true value; padding
+  // codes are 0 and meet zero activations). The passes' code 0 then adds nothing to any table
+  // entry, which the wide tables of some targets need (LutGemvArgs).
   constexpr unsigned kCodes = 1u << Bits;
-  detail::Scratch<std::int32_t, 1> rest_buffer(w.rows());
-  std::int32_t* rest = rest_buffer.data();
+  const std::size_t rows = w.rows();
+  detail::Scratch<std::int32_t, 1> code_sums(rows * kCodes);  // S_j[n] at j * rows + n
+  std::int32_t* S = code_sums.data();
   std::int64_t sum_x = 0;
-  for (std::size_t n = 0; n < w.rows(); ++n) acc[n] = 0.0f;
-  for (unsigned j = 0; j + 1 < kCodes; ++j) {
+  for (unsigned j = 1; j < kCodes; ++j) {
     const detail::LutSelect select = detail::bucket_select<Bits>(j);
     detail::lut_tables({x.data(), x.size(), 4 / Bits, groups, select.data(), tables.data(),
-                        j == 0 ? &sum_x : nullptr});
+                        j == 1 ? &sum_x : nullptr});
     detail::run_lut(w, tables.data(), sums.data());
-    for (std::size_t n = 0; n < w.rows(); ++n) {
-      rest[n] = j == 0 ? detail::wrap32(sum_x - s[n]) : detail::wrap32(std::int64_t{rest[n]} - s[n]);
-      acc[n] = std::fma(w.codebook(n)[j], static_cast<float>(s[n]), acc[n]);
-    }
+    for (std::size_t n = 0; n < rows; ++n) S[j * rows + n] = s[n];
   }
-  for (std::size_t n = 0; n < w.rows(); ++n)
-    acc[n] = std::fma(w.codebook(n)[kCodes - 1], static_cast<float>(rest[n]), acc[n]);
+  for (std::size_t n = 0; n < rows; ++n) {
+    std::int64_t rest = sum_x;
+    for (unsigned j = 1; j < kCodes; ++j) rest -= S[j * rows + n];
+    S[n] = detail::wrap32(rest);
+  }
+  // acc = fma(C[n][j], float(S_j), acc) for j = 0, 1, ... in code order.
+  for (std::size_t n = 0; n < rows; ++n) acc[n] = 0.0f;
+  for (unsigned j = 0; j < kCodes; ++j)
+    for (std::size_t n = 0; n < rows; ++n)
+      acc[n] = std::fma(w.codebook(n)[j], static_cast<float>(S[j * rows + n]), acc[n]);
   for (std::size_t n = 0; n < w.rows(); ++n)
     y[n] = std::fma(acc[n], token_scale, residual.empty() ? 0.0f : residual[n]);
 }

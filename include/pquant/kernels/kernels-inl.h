@@ -218,6 +218,142 @@ HWY_INLINE void LutBlock(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
 }
 #endif  // HWY_TARGET == HWY_SCALAR
 
+#if HWY_TARGET == HWY_AVX3_DL
+// Wide tables (AVX3_DL): 64-entry byte lookups (vpermb on 512-bit vectors reads index bits 0-5).
+// For formats whose codes never straddle bit 6 of an index byte (2 or 4 weights per nibble), a
+// byte of pair p splits into bits 0-5 (group 2p and the low half of group 2p + 1) and bits 6-7
+// (the high half of group 2p + 1). Per step of two pairs (p, p + 1), `wide` holds at (p / 2) * 288:
+// TL64 and TH64 of pair p, TL64 and TH64 of pair p + 1 (64 bytes each; entry n = the sums of
+// bits 0-5 = n, TL <= 60 + 30 = 90 and TH biased by 48 in [0, 90]), then TLr and THr (16 bytes
+// each; entry m = the sums of bits 6-7 of pair p = m & 3 and of pair p + 1 = m >> 2, TL <= 60 and
+// TH biased by 32 in [0, 60]). A step's three TL lookups add to <= 240 and its TH lookups too,
+// with a bias of 48 + 48 + 32 = 128 = 4 * 32, the same as four groups of the 16-entry tables, so
+// the widening, the 16-bit block bound and the final correction are the same.
+// GCC 12 warns (maybe-uninitialized) on the undefined pass-through operand inside many AVX-512
+// intrinsics once inlined; Highway's own x86 headers silence the same false positive.
+HWY_DIAGNOSTICS(push)
+#if HWY_COMPILER_GCC_ACTUAL
+HWY_DIAGNOSTICS_OFF(disable : 4701, ignored "-Wmaybe-uninitialized")
+#endif
+
+HWY_INLINE __m512i Vpermb512(__m512i index, __m512i table) {
+  return _mm512_maskz_permutexvar_epi8(~__mmask64{0}, index, table);
+}
+HWY_INLINE __m512i Bcast128(__m128i v) {
+  return _mm512_maskz_broadcast_i32x4(0xFFFF, v);
+}
+
+HWY_INLINE void LutWideTables(const std::uint8_t* HWY_RESTRICT tables, std::size_t pairs,
+                              std::uint8_t* HWY_RESTRICT wide) {
+  const __m512i lo_index = _mm512_set_epi8(
+      15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
+      3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9,
+      8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i hi_index = _mm512_set_epi8(
+      3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+      1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  // m -> nibble (m & 3) << 2 and (m >> 2) << 2: the codes of bits 6-7 alone in their group.
+  const __m128i rest_a = _mm_set_epi8(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
+  const __m128i rest_b = _mm_set_epi8(12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0);
+  const __m512i sixteen = _mm512_set1_epi8(16);
+  const __m128i thirty_two = _mm_set1_epi8(32);
+  for (std::size_t p = 0; p < pairs; p += 2) {
+    std::uint8_t* out = wide + (p / 2) * 288;
+    for (std::size_t q = 0; q < 2; ++q) {
+      const std::uint8_t* g0 = tables + (p + q) * 64;  // group 2(p + q), then 2(p + q) + 1
+      const auto bcast = [](const std::uint8_t* t) HWY_ATTR {
+        return Bcast128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+      };
+      const __m512i tl = _mm512_add_epi8(Vpermb512(lo_index, bcast(g0)),
+                                         Vpermb512(hi_index, bcast(g0 + 32)));
+      const __m512i th = _mm512_sub_epi8(
+          _mm512_add_epi8(Vpermb512(lo_index, bcast(g0 + 16)),
+                          Vpermb512(hi_index, bcast(g0 + 48))),
+          sixteen);
+      _mm512_storeu_si512(out + q * 128, tl);
+      _mm512_storeu_si512(out + q * 128 + 64, th);
+    }
+    const auto load = [&](std::size_t off) HWY_ATTR {
+      return _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables + p * 64 + off));
+    };
+    // Group 2p + 1 at 32, group 2p + 3 at 96.
+    const __m128i tlr =
+        _mm_add_epi8(_mm_shuffle_epi8(load(32), rest_a), _mm_shuffle_epi8(load(96), rest_b));
+    const __m128i thr = _mm_sub_epi8(
+        _mm_add_epi8(_mm_shuffle_epi8(load(48), rest_a), _mm_shuffle_epi8(load(112), rest_b)),
+        thirty_two);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 256), tlr);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 272), thr);
+  }
+}
+
+// LutBlock on the wide tables for a pair of tiles (64 rows in one 512-bit vector: tile t in the
+// lower half, tile t + 1 in the upper). Per step of two pairs (1024 weights): 2 index vectors
+// (4 loads), 2 shifts and a ternary-logic select for the bits 6-7 index, 6 vpermb, 4 byte adds,
+// 2 interleaves, 2 vpmaddubsw and 2 word adds.
+HWY_INLINE void LutBlockWide(const std::uint8_t* HWY_RESTRICT index, std::size_t pairs,
+                             std::size_t p0, std::size_t p1, const std::uint8_t* HWY_RESTRICT wide,
+                             std::uint32_t* HWY_RESTRICT acc) {
+  const std::size_t tile_bytes = pairs * kLutTile;
+  const std::uint8_t* idx0 = index;
+  const std::uint8_t* idx1 = index + tile_bytes;
+  const __m512i weights = _mm512_set1_epi16(0x1001);  // (1, 16) multipliers
+  const __m512i low2 = _mm512_set1_epi8(3);
+  __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
+  const auto load2 = [&](std::size_t p) HWY_ATTR {
+    return _mm512_maskz_inserti64x4(
+        0xFF, _mm512_zextsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(idx0 + p * kLutTile))),
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(idx1 + p * kLutTile)), 1);
+  };
+  for (std::size_t b0 = p0; b0 < p1; b0 += detail::kLutGroupsPerBlock / 2) {
+    const std::size_t b1 = std::min(p1, b0 + detail::kLutGroupsPerBlock / 2);
+    __m512i lower = _mm512_setzero_si512(), upper = lower;
+    for (std::size_t p = b0; p < b1; p += 2) {
+      const __m512i v0 = load2(p), v1 = load2(p + 1);
+      if (p + kLutPrefetchPairs < pairs) {
+        PrefetchL2(idx0 + (p + kLutPrefetchPairs) * kLutTile);
+        PrefetchL2(idx1 + (p + kLutPrefetchPairs) * kLutTile);
+      }
+      const std::uint8_t* w = wide + (p / 2) * 288;
+      const auto table = [&](std::size_t off) HWY_ATTR {
+        return _mm512_loadu_si512(w + off);
+      };
+      // Bits 0-1 from v0 >> 6 (its bits 6-7), bits 2-3 from v1 >> 4 (its bits 6-7); bits 4-5 are
+      // left over from the shift and select copies of the broadcast 16-entry table.
+      const __m512i rest = _mm512_ternarylogic_epi32(low2, _mm512_srli_epi16(v0, 6),
+                                                     _mm512_srli_epi16(v1, 4), 0xCA);
+      const __m512i tlr = Bcast128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 256)));
+      const __m512i thr = Bcast128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 272)));
+      __m512i lo = _mm512_add_epi8(Vpermb512(v0, table(0)),
+                                   Vpermb512(v1, table(128)));
+      __m512i hi = _mm512_add_epi8(Vpermb512(v0, table(64)),
+                                   Vpermb512(v1, table(192)));
+      lo = _mm512_add_epi8(lo, Vpermb512(rest, tlr));
+      hi = _mm512_add_epi8(hi, Vpermb512(rest, thr));
+      lower = _mm512_add_epi16(lower, _mm512_maddubs_epi16(_mm512_unpacklo_epi8(lo, hi), weights));
+      upper = _mm512_add_epi16(upper, _mm512_maddubs_epi16(_mm512_unpackhi_epi8(lo, hi), weights));
+    }
+    sum0 = _mm512_add_epi32(sum0, _mm512_cvtepu16_epi32(_mm512_castsi512_si256(lower)));
+    sum1 = _mm512_add_epi32(sum1, _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(lower, 1)));
+    sum2 = _mm512_add_epi32(sum2, _mm512_cvtepu16_epi32(_mm512_castsi512_si256(upper)));
+    sum3 = _mm512_add_epi32(sum3, _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(upper, 1)));
+  }
+  // Interleaves work per 128-bit lane (16 rows): lower holds rows 0-7 of each lane, upper rows
+  // 8-15. sum0: tile t rows 0-7 and 16-23; sum2: its rows 8-15 and 24-31; sum1 and sum3: tile t + 1.
+  const auto add8 = [&](std::uint32_t* a, __m256i v) HWY_ATTR {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a),
+                        _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)), v));
+  };
+  const __m512i quarter[4] = {sum0, sum2, sum1, sum3};
+  for (std::size_t i = 0; i < 4; ++i) {
+    std::uint32_t* a = acc + (i / 2) * kLutTile + (i % 2) * 8;
+    add8(a, _mm512_castsi512_si256(quarter[i]));
+    add8(a + 16, _mm512_extracti64x4_epi64(quarter[i], 1));
+  }
+}
+HWY_DIAGNOSTICS(pop)
+#endif
+
 // The first visit's index bytes of `ntiles` tiles, requested all at once so that their cache
 // misses overlap (the step loop prefetches only each tile's next visit).
 HWY_INLINE void PrefetchFirstVisit(const std::uint8_t* index, std::size_t ntiles,
@@ -236,7 +372,8 @@ HWY_INLINE void PrefetchFirstVisit(const std::uint8_t* index, std::size_t ntiles
 HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t ntiles,
                          std::size_t pairs, const std::uint8_t* tables, std::size_t table_stride,
                          std::size_t tokens, std::int32_t* out, std::size_t out_stride,
-                         const std::uint8_t* next = nullptr, std::size_t next_tiles = 0) {
+                         const std::uint8_t* next = nullptr, std::size_t next_tiles = 0,
+                         const std::uint8_t* wide = nullptr) {
   constexpr std::size_t kMaxTokens = 8;
   std::uint32_t acc[kMaxTokens][kLutTilesPerTask * kLutTile];
   constexpr std::size_t kPairsPerVisit = detail::kLutGroupsPerVisit / 2;
@@ -249,6 +386,23 @@ HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
       const std::size_t p1 = std::min(pairs, p0 + kPairsPerVisit);
       if (next != nullptr && p1 == pairs && m0 + mc == tokens)
         PrefetchFirstVisit(next, next_tiles, pairs);
+#if HWY_TARGET == HWY_AVX3_DL
+      if (wide != nullptr) {  // pairs of tiles on the wide tables (token m's at m * wide_stride)
+        const std::size_t wide_stride = pairs * detail::kLutWideBytesPerPair;
+        for (std::size_t m = 0; m < mc; ++m) {
+          const std::uint8_t* wm = wide + (m0 + m) * wide_stride;
+          std::size_t t = 0;
+          for (; t + 2 <= ntiles; t += 2)
+            LutBlockWide(index + t * pairs * kLutTile, pairs, p0, p1, wm, acc[m] + t * kLutTile);
+          if (t < ntiles)
+            LutBlock(index + t * pairs * kLutTile, 1, pairs, p0, p1,
+                     tables + (m0 + m) * table_stride, acc[m] + t * kLutTile);
+        }
+        continue;
+      }
+#else
+      (void)wide;
+#endif
       for (std::size_t m = 0; m < mc; ++m)
         LutBlock(index, ntiles, pairs, p0, p1, tables + (m0 + m) * table_stride, acc[m]);
     }
@@ -399,6 +553,13 @@ HWY_NOINLINE void LutTables(const detail::LutTablesArgs& a) {
 
 HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
   const std::size_t tile_bytes = a.pairs * kLutTile;
+  const std::uint8_t* wide = nullptr;
+#if HWY_TARGET == HWY_AVX3_DL
+  if (a.wide != nullptr && (a.group == 2 || a.group == 4) && a.tiles >= 2) {
+    LutWideTables(a.tables, a.pairs, a.wide);
+    wide = a.wide;
+  }
+#endif
   // Small row tiles (kLutTilesPerTask x 32 rows) scheduled dynamically: the two cores of a VM are
   // not always equal. Each tile's rows are computed by one task, so results do not depend on the
   // threads.
@@ -412,7 +573,7 @@ HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
           const std::size_t tn = t + n;
           const std::size_t nn = std::min(a.tiles - tn, kLutTilesPerTask);
           LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, 0, 1, a.out + t * kLutTile, 0,
-                   nn != 0 ? a.index + tn * tile_bytes : nullptr, nn);
+                   nn != 0 ? a.index + tn * tile_bytes : nullptr, nn, wide);
           if (a.y != nullptr) LutEpilogue(a, t * kLutTile, n * kLutTile, a.out + t * kLutTile);
         }
       },
@@ -425,6 +586,15 @@ HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
 HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
   const std::size_t tile_bytes = g.pairs * kLutTile;
   constexpr std::size_t kTokens = 8;
+  const std::uint8_t* wide = nullptr;
+#if HWY_TARGET == HWY_AVX3_DL
+  if (g.wide != nullptr && (g.group == 2 || g.group == 4) && g.tiles >= 2) {
+    for (std::size_t i = 0; i < g.m; ++i)
+      LutWideTables(g.tables + i * g.table_stride, g.pairs,
+                    g.wide + i * g.pairs * detail::kLutWideBytesPerPair);
+    wide = g.wide;
+  }
+#endif
   tbb::parallel_for(
       tbb::blocked_range<std::size_t>(0, (g.tiles + kLutTilesPerTask - 1) / kLutTilesPerTask, 1),
       [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
@@ -436,7 +606,9 @@ HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
           for (std::size_t m0 = 0; m0 < g.m; m0 += kTokens) {
             const std::size_t mc = std::min(kTokens, g.m - m0);
             LutTiles(g.index + t * tile_bytes, n, g.pairs, g.tables + m0 * g.table_stride,
-                     g.table_stride, mc, sums, kStride);
+                     g.table_stride, mc, sums, kStride, nullptr, 0,
+                     wide != nullptr ? wide + m0 * g.pairs * detail::kLutWideBytesPerPair
+                                     : nullptr);
             for (std::size_t i = 0; i < mc; ++i) {
               const std::size_t m = m0 + i;
               detail::LutGemvArgs a{g.index, g.tiles, g.pairs, nullptr, nullptr};
@@ -454,6 +626,191 @@ HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
         }
       },
       tbb::simple_partitioner());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token-major LUT GEMM (TokenLutGemmArgs): per chunk of up to 32 tokens and per block of 16 weight
+// bytes of a row (pairs), one table of 16 entries per 4-bit group (two per pair), entry n = the
+// int16 dot products of the weights n stands for with the group's activations of the 32 tokens
+// (64 bytes, one 512-bit vector). A row then costs two table reads and two vector adds per weight
+// byte for all 32 tokens: the weight nibbles are the table indices, so each weight load serves
+// every token, and a block's tables (32 KiB) stay in L1 while every row passes over them. Bounds:
+// |entry| <= 4 * 128 = 512 (4 sign weights, or 2 ternary codes whose weight c - 1 is at most 2 for
+// the invalid code 3), 32 entries <= 16384 in int16, then widened into the int32 sums.
+
+inline constexpr std::size_t kTokenLutEntries = 16;
+
+// The activations of pairs [p0, p0 + np) transposed: xt[j * 32 + i] = x of token m0 + i at column
+// p0 * per + j (0 for tokens past mc and columns past k).
+HWY_INLINE void TokenLutTranspose(const detail::TokenLutGemmArgs& a, std::size_t m0, std::size_t mc,
+                                  std::size_t p0, std::size_t np, std::size_t per) {
+  constexpr std::size_t T = detail::kTokenLutTokens;
+  std::fill(a.xt, a.xt + np * per * T, std::int16_t{0});
+  const std::size_t k0 = p0 * per, k1 = std::min(a.k, (p0 + np) * per);
+  for (std::size_t i = 0; i < mc; ++i) {
+    const std::int8_t* x = a.x + (m0 + i) * a.ldx;
+    for (std::size_t k = k0; k < k1; ++k) a.xt[(k - k0) * T + i] = x[k];
+  }
+}
+
+// The table of one 4-bit group: entry n (T int16) from the group's transposed activations v.
+// Sign nibbles (4 weights): entry 0 = -sum v_i, entry n = entry (n without its lowest set bit i)
+// + 2 v_i. Ternary nibbles (2 codes): entry 0 = -sum v_i (both codes 0), entry n = entry (n - 1 at
+// its lowest non-zero 2-bit digit j) + v_j. Every entry is an exact sum of at most 4 terms of
+// magnitude <= 128 (sign) or 2 terms of magnitude <= 256 (ternary, code 3 counting 2 v_j).
+HWY_INLINE void TokenLutTable(const std::int16_t* HWY_RESTRICT v, unsigned bits,
+                              std::int16_t* HWY_RESTRICT table) {
+  constexpr std::size_t T = detail::kTokenLutTokens;
+  const std::size_t per = 4 / bits;
+#if HWY_TARGET == HWY_SCALAR
+  for (std::size_t t = 0; t < T; ++t) {
+    int base = 0;
+    for (std::size_t i = 0; i < per; ++i) base -= v[i * T + t];
+    table[t] = static_cast<std::int16_t>(base);
+  }
+  for (unsigned n = 1; n < kTokenLutEntries; ++n) {
+    const unsigned j = static_cast<unsigned>(std::countr_zero(n)) / bits;
+    const unsigned prev = bits == 1 ? (n & (n - 1)) : n - (1u << (2 * j));
+    const int mul = bits == 1 ? 2 : 1;
+    for (std::size_t t = 0; t < T; ++t)
+      table[n * T + t] = static_cast<std::int16_t>(table[prev * T + t] + mul * v[j * T + t]);
+  }
+#else
+  const hn::CappedTag<std::int16_t, T> d;
+  const std::size_t L = hn::Lanes(d);
+  for (std::size_t o = 0; o < T; o += L) {
+    auto base = hn::Zero(d);
+    for (std::size_t i = 0; i < per; ++i) base = hn::Sub(base, hn::Load(d, v + i * T + o));
+    hn::Store(base, d, table + o);
+  }
+  for (unsigned n = 1; n < kTokenLutEntries; ++n) {
+    const unsigned j = static_cast<unsigned>(std::countr_zero(n)) / bits;
+    const unsigned prev = bits == 1 ? (n & (n - 1)) : n - (1u << (2 * j));
+    for (std::size_t o = 0; o < T; o += L) {
+      auto add = hn::Load(d, v + j * T + o);
+      if (bits == 1) add = hn::Add(add, add);
+      hn::Store(hn::Add(hn::Load(d, table + prev * T + o), add), d, table + n * T + o);
+    }
+  }
+#endif
+}
+
+// Rows of tiles [t0, t1) over pairs [p0, p0 + np): acc[row * 32 + i] (+)= the row's sum for token
+// i (stored on the first block, added after). Tables: group 2p's, then group 2p + 1's, per pair.
+HWY_INLINE void TokenLutRows(const detail::TokenLutGemmArgs& a, std::size_t t0, std::size_t t1,
+                             std::size_t p0, std::size_t np, bool first) {
+  constexpr std::size_t T = detail::kTokenLutTokens, E = kTokenLutEntries;
+  for (std::size_t t = t0; t < t1; ++t) {
+    const std::uint8_t* idx = a.index + (t * a.pairs + p0) * kLutTile;
+#if HWY_TARGET == HWY_SCALAR
+    for (std::size_t r = 0; r < kLutTile; ++r) {
+      std::int32_t* out = a.acc + (t * kLutTile + r) * T;
+      std::int16_t sum[T] = {};
+      for (std::size_t p = 0; p < np; ++p) {
+        const unsigned b = idx[p * kLutTile + r];
+        const std::int16_t* lo = a.tables + (2 * p * E + (b & 15u)) * T;
+        const std::int16_t* hi = a.tables + ((2 * p + 1) * E + (b >> 4)) * T;
+        for (std::size_t i = 0; i < T; ++i)
+          sum[i] = static_cast<std::int16_t>(sum[i] + lo[i] + hi[i]);
+      }
+      for (std::size_t i = 0; i < T; ++i) out[i] = (first ? 0 : out[i]) + sum[i];
+    }
+#else
+    // Two rows per step: one 16-bit load holds both rows' bytes (rows r and r + 1 are adjacent in
+    // the layout), and each nibble's table offset (n * 32 int16) is one shift and one and.
+    const hn::CappedTag<std::int16_t, T> d;
+    const hn::Half<decltype(d)> dh;
+    const hn::Rebind<std::int32_t, decltype(dh)> d32;
+    constexpr std::size_t kMaxVec = T / 8;  // vectors of at least 128 bits
+    const std::size_t L = hn::Lanes(d), nv = T / L, H = L / 2;
+    static_assert(T == 32 && kLutTile % 2 == 0, "offsets below are n * 32");
+    for (std::size_t r = 0; r < kLutTile; r += 2) {
+      // Low- and high-nibble chains of both rows keep four table reads in flight per step.
+      hn::Vec<decltype(d)> lo0[kMaxVec], hi0[kMaxVec], lo1[kMaxVec], hi1[kMaxVec];
+      for (std::size_t v = 0; v < nv; ++v) lo0[v] = hi0[v] = lo1[v] = hi1[v] = hn::Zero(d);
+      const std::int16_t* tab = a.tables;
+      for (std::size_t p = 0; p < np; ++p, tab += 2 * E * T) {
+        // Row r in bits 0-7, row r + 1 in bits 8-15 (one 16-bit load on little-endian targets).
+        const std::uint8_t* b = idx + p * kLutTile + r;
+        const unsigned w = b[0] | (unsigned{b[1]} << 8);
+        const std::int16_t* l0 = tab + ((w << 5) & 0x1E0u);
+        const std::int16_t* h0 = tab + E * T + ((w << 1) & 0x1E0u);
+        const std::int16_t* l1 = tab + ((w >> 3) & 0x1E0u);
+        const std::int16_t* h1 = tab + E * T + ((w >> 7) & 0x1E0u);
+        for (std::size_t v = 0; v < nv; ++v) {
+          lo0[v] = hn::Add(lo0[v], hn::Load(d, l0 + v * L));
+          hi0[v] = hn::Add(hi0[v], hn::Load(d, h0 + v * L));
+          lo1[v] = hn::Add(lo1[v], hn::Load(d, l1 + v * L));
+          hi1[v] = hn::Add(hi1[v], hn::Load(d, h1 + v * L));
+        }
+      }
+      for (std::size_t q = 0; q < 2; ++q) {
+        std::int32_t* out = a.acc + (t * kLutTile + r + q) * T;
+        for (std::size_t v = 0; v < nv; ++v) {
+          const auto s = q == 0 ? hn::Add(lo0[v], hi0[v]) : hn::Add(lo1[v], hi1[v]);
+          auto lo = hn::PromoteTo(d32, hn::LowerHalf(dh, s));
+          auto hi = hn::PromoteTo(d32, hn::UpperHalf(dh, s));
+          std::int32_t* o = out + v * L;
+          if (!first) {
+            lo = hn::Add(lo, hn::Load(d32, o));
+            hi = hn::Add(hi, hn::Load(d32, o + H));
+          }
+          hn::Store(lo, d32, o);
+          hn::Store(hi, d32, o + H);
+        }
+      }
+    }
+#endif
+  }
+}
+
+HWY_NOINLINE void TokenLutGemm(const detail::TokenLutGemmArgs& a) {
+  constexpr std::size_t T = detail::kTokenLutTokens, P = detail::kTokenLutPairsPerBlock;
+  const std::size_t per = 8 / a.bits;
+  const std::size_t tasks = (a.tiles + kLutTilesPerTask - 1) / kLutTilesPerTask;
+  for (std::size_t m0 = 0; m0 < a.m; m0 += T) {
+    const std::size_t mc = std::min(T, a.m - m0);
+    for (std::size_t p0 = 0; p0 < a.pairs; p0 += P) {
+      const std::size_t np = std::min(P, a.pairs - p0);
+      TokenLutTranspose(a, m0, mc, p0, np, per);
+      // 32 small tables (a few hundred vector operations): on the calling thread.
+      for (std::size_t g = 0; g < 2 * np; ++g)
+        TokenLutTable(a.xt + g * (per / 2) * T, a.bits, a.tables + g * kTokenLutEntries * T);
+      tbb::parallel_for(
+          tbb::blocked_range<std::size_t>(0, tasks, 1),
+          [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+            for (std::size_t blk = range.begin(); blk != range.end(); ++blk) {
+              const std::size_t t0 = blk * kLutTilesPerTask;
+              TokenLutRows(a, t0, std::min(a.tiles, t0 + kLutTilesPerTask), p0, np, p0 == 0);
+            }
+          },
+          tbb::simple_partitioner());
+    }
+    // The epilogue, one tile and token at a time (the sums are token-major per row).
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, a.tiles, 1),
+        [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+          HWY_ALIGN std::int32_t sums[kLutTile];
+          for (std::size_t t = range.begin(); t != range.end(); ++t) {
+            if (t * kLutTile >= a.rows) continue;
+            for (std::size_t i = 0; i < mc; ++i) {
+              const std::size_t m = m0 + i;
+              for (std::size_t r = 0; r < kLutTile; ++r) sums[r] = a.acc[(t * kLutTile + r) * T + i];
+              detail::LutGemvArgs e{a.index, a.tiles, a.pairs, nullptr, nullptr};
+              e.y = a.y + m * a.ldy;
+              e.rows = a.rows;
+              e.mul = 1;
+              e.offset = 0;
+              e.row_scale = a.row_scale;
+              e.row_scale_size = a.row_scale_size;
+              e.token_scale = a.token_scale[a.token_scale_size == 1 ? 0 : m];
+              e.residual = a.residual ? a.residual + m * a.ldr : nullptr;
+              LutEpilogue(e, t * kLutTile, kLutTile, sums);
+            }
+          }
+        },
+        tbb::simple_partitioner());
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,10 +6,11 @@
 // activations by default); FFN_int1 has hidden width D_ff - r (Int1Proj, 1-bit by default).
 // With N > 1 a Top1Router picks e_t and p_t = its softmax probability (Switch convention); with
 // N = 1 there is no router and p_t = 1. alpha, beta are learnable scalars (ParamRole::kScalar,
-// init 2.0 and 0.2; Config::learn_scales = false keeps them at their init, the paper's feature
-// scaling ablation: they get no gradient, so AdamW, which does not decay scalars, never moves
-// them). The optional load-balancing loss (N > 1) is aux_loss(); its gradient is
-// included by backward(), so the caller adds aux_loss() to the reported training loss.
+// init 1.0 and 1.0; the paper's 2.0 and 0.2 through Config; Config::learn_scales = false keeps
+// them at their init, the paper's feature scaling ablation: they get no gradient, so AdamW, which
+// does not decay scalars, never moves them). The optional load-balancing loss (N > 1) is
+// aux_loss(); its gradient is included by backward(), so the caller adds aux_loss() to the
+// reported training loss.
 // Experts that receive no token in a forward are skipped (their gradients stay untouched).
 #pragma once
 
@@ -74,8 +75,8 @@ class DecoupledFfn {
     std::size_t r = 0;        // INT8 hidden width per expert, 0 < r < d_ff
     std::size_t experts = 1;  // N in 1..; N > 1 adds the router
     FfnActivation activation = FfnActivation::kSwiGLU;
-    float alpha_init = 2.0f;
-    float beta_init = 0.2f;
+    float alpha_init = 1.0f;  // the paper's 2.0 / 0.2 is an option (docs/method.md section 3)
+    float beta_init = 1.0f;
     bool learn_scales = true;  // false: alpha, beta stay at their init (no gradient)
     float load_balance_coef = 0.01f;  // 0 disables the auxiliary loss
     double init_std = 0.02;

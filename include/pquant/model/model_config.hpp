@@ -28,8 +28,8 @@ struct ModelConfig {
   FfnActivation activation = FfnActivation::kSwiGLU;
   double rope_theta = kRopeBase;  // RoPE base (imported checkpoints may use another, e.g. 500000)
   float aux_loss_coef = 0.01f;  // pQuant with experts > 1: Switch load-balancing loss weight
-  float alpha_init = 2.0f;      // pQuant: initial INT8-branch scale (method.md section 3)
-  float beta_init = 0.2f;       // pQuant: initial 1-bit-branch scale
+  float alpha_init = 1.0f;      // pQuant: initial INT8-branch scale (method.md section 3; the
+  float beta_init = 1.0f;       // paper's 2.0 / 0.2 trains worse at our sizes) and 1-bit one
   // Initialisation (docs/training.md): init_std 0 (default) = fan-in scaled, every linear weight
   // ~ U(+-1/sqrt(fan_in)) (PyTorch nn.Linear) and the embedding ~ N(0, 1) (nn.Embedding, a
   // one-hot input has fan-in 1); init_std > 0 = N(0, init_std^2) everywhere, output projections

@@ -55,7 +55,45 @@ void lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const
   a.token_scale_size = ep.token_scale.empty() ? 1 : ep.token_scale.size();
   a.residual = ep.residual.empty() ? nullptr : ep.residual.data;
   a.ldr = ep.residual.stride;
+  Scratch<std::uint8_t, 3> wide(m * w.pairs() * kLutWideBytesPerPair);
+  a.wide = wide.data();
+  a.group = group;
   lut_gemm(a);
+}
+
+/// The token-major LUT GEMM (TokenLutGemmArgs): Y = epilogue(sum_k w x) with the weights' bytes as
+/// table indices; bits 1 (sign) or 2 (ternary). Arguments are checked by the caller.
+template <class F>
+void token_lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const Epilogue& ep,
+                       MatrixView<float> y) {
+  static_assert(F::kBits == 1 || F::kBits == 2);
+  constexpr std::size_t T = kTokenLutTokens, P = kTokenLutPairsPerBlock;
+  Scratch<std::int16_t, 3> xt(P * 8 * T);
+  Scratch<std::int16_t, 4> tables(P * 32 * T);
+  Scratch<std::int32_t, 2> acc(w.tiles() * kLutTile * T);
+  static constexpr float kOne = 1.0f;
+  TokenLutGemmArgs a{};
+  a.index = w.data();
+  a.tiles = w.tiles();
+  a.pairs = w.pairs();
+  a.bits = F::kBits;
+  a.x = x.data;
+  a.ldx = x.stride;
+  a.m = x.rows;
+  a.k = x.cols;
+  a.y = y.data;
+  a.ldy = y.stride;
+  a.rows = w.rows();
+  a.row_scale = ep.row_scale.data();
+  a.row_scale_size = ep.row_scale.size();
+  a.token_scale = ep.token_scale.empty() ? &kOne : ep.token_scale.data();
+  a.token_scale_size = ep.token_scale.empty() ? 1 : ep.token_scale.size();
+  a.residual = ep.residual.empty() ? nullptr : ep.residual.data;
+  a.ldr = ep.residual.stride;
+  a.xt = xt.data();
+  a.tables = tables.data();
+  a.acc = acc.data();
+  token_lut_gemm(a);
 }
 
 }  // namespace pquant::kernels::detail

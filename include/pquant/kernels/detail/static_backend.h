@@ -22,6 +22,9 @@ inline void lut_gemv(const LutGemvArgs& args) {
 inline void lut_gemm(const LutGemmArgs& args) {
   HWY_NAMESPACE::LutGemm(args);
 }
+inline void token_lut_gemm(const TokenLutGemmArgs& args) {
+  HWY_NAMESPACE::TokenLutGemm(args);
+}
 inline void int8_gemv(const Int8GemvArgs& args) {
   HWY_NAMESPACE::Int8Gemv(args);
 }
