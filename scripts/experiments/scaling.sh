@@ -9,7 +9,10 @@
 #
 # Resumable (common.sh): finished runs are skipped, so a killed study continues where it stopped.
 # Results: docs/results/scaling/<label>-<size>-lr<lr>-s<seed>.json / .log, best_lr.json,
-# points.jsonl (the figure's points) and fig4_scaling.png.
+# points.jsonl (the figure's points) and fig4_scaling.png. The largest size's FP, BitNet and pQuant
+# N=1 models (seed 1) are also saved, as build/experiments/scaling-largest/{fp,bitnet,pquant}
+# .safetensors, for the sensitivity figures at that size (sensitivity.sh with CKPT set there and
+# TRAIN=0, docs/results.md).
 # Environment (besides common.sh's): STEPS (default 600), BATCH (16), CONTEXT (128).
 source "$(dirname "$0")/common.sh"
 STAGE=${1:-all}
@@ -40,12 +43,21 @@ declare -A LRS=([fp]="1e-3 3e-3 1e-2" [bitnet]="3e-3 1e-2 3e-2" [bitnet158]="3e-
                 [pquant-n1]="3e-3 1e-2 3e-2" [pquant-n4]="3e-3 1e-2 3e-2" [pquant-n8]="3e-3 1e-2 3e-2")
 LABELS=(fp bitnet bitnet158 pquant-n1 pquant-n4)
 
+# The checkpoints of the largest size's seed-1 models that sensitivity.sh analyses.
+LARGEST_CKPT=${LARGEST_CKPT:-build/experiments/scaling-largest}
+[[ $SMOKE == 1 ]] && LARGEST_CKPT=$OUT/checkpoints
+declare -A SENSITIVITY_NAME=([fp]=fp [bitnet]=bitnet [pquant-n1]=pquant)
+
 train() {  # train LABEL SIZE-ENTRY LR SEED
   local label=$1 lr=$3 seed=$4
   local -a s flags
   read -r -a s <<<"$2"
   read -r -a flags <<<"${FLAGS[$label]}"
   [[ $label == pquant-* ]] && flags+=(--r $((s[4] / 12)))
+  if [[ $2 == "${SIZES[-1]}" && $seed == 1 && -n ${SENSITIVITY_NAME[$label]:-} ]]; then
+    mkdir -p "$LARGEST_CKPT"
+    flags+=(--save "$LARGEST_CKPT/${SENSITIVITY_NAME[$label]}.safetensors")
+  fi
   LABEL=$label run_train "$label-${s[0]}-lr$lr-s$seed" "${flags[@]}" --d-model "${s[1]}" \
     --layers "${s[2]}" --heads "${s[3]}" --d-ff "${s[4]}" --context "$CONTEXT" --batch "$BATCH" \
     --steps "$STEPS" --lr "$lr" --seed "$seed" --threads 1

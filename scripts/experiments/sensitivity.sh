@@ -17,6 +17,10 @@
 # Environment (besides common.sh's): D_MODEL LAYERS HEADS D_FF R CONTEXT BATCH STEPS SEED LAYER
 # (the block the figures show) CALIB (calibration tokens). SEED other than 1 writes to
 # docs/results/sensitivity/seed<SEED>/ and skips the maps and figures (the statistics' spread).
+# TRAIN=0 analyses models trained elsewhere instead (CKPT/{fp,bitnet,pquant}.safetensors, e.g. the
+# largest size of scaling.sh: OUT=docs/results/sensitivity/largest CKPT=build/experiments/
+# scaling-largest TRAIN=0 D_MODEL=256 LAYERS=8 HEADS=8 D_FF=768 STEPS=600 LAYER=3; the shape
+# variables must match the checkpoints, since the initialisation's map is trained at them).
 source "$(dirname "$0")/common.sh"
 if [[ $SMOKE == 1 ]]; then
   OUT=build/experiments/smoke/sensitivity
@@ -36,6 +40,10 @@ mkdir -p "$CKPT" "$OUT/maps"
 COMMON=(--d-model "$D_MODEL" --layers "$LAYERS" --heads "$HEADS" --d-ff "$D_FF" --context "$CONTEXT"
         --batch "$BATCH" --steps "$STEPS" --seed "$SEED" --threads 1)
 for v in fp bitnet pquant; do
+  if [[ ${TRAIN:-1} == 0 ]]; then
+    [[ -e $CKPT/$v.safetensors ]] || die "TRAIN=0: no checkpoint $CKPT/$v.safetensors"
+    continue
+  fi
   extra=()
   [[ $v == pquant ]] && extra=(--experts 1 --r "$R")
   # A result without its checkpoint (a fresh clone) is trained again for the analysis.
