@@ -12,6 +12,9 @@ expect_exit(2 "--heads: must divide --d-model \\(128\\) into even head widths; a
 expect_exit(2 "--d-model: must be even" ${t} --d-model 33 --heads 1)
 expect_exit(2 "--experts: must be an integer in \\[1, 8\\], got '65'" ${t} --experts 65)
 expect_exit(2 "--embed-std: must be a finite number in \\[0, 10\\], got 'nan'" ${t} --embed-std nan)
+expect_exit(2 "--phase2-end: must be a finite number in \\[0, 0.4\\], got '0.5'" ${t} --phase2-end 0.5)
+expect_exit(2 "--phase2-end: applies to --schedule two-phase only, got --schedule cosine"
+            ${t} --phase2-end 0.1 --schedule cosine)
 expect_exit(2 "--lr: must be a finite number in \\(0, 100\\], got 'inf'" ${t} --lr inf)
 expect_exit(2 "--lr: must be a finite number in \\(0, 100\\], got '0'" ${t} --lr 0)
 expect_exit(2 "--weight-decay: must be a finite number in \\[0, 1\\]" ${t} --weight-decay -0.1)

@@ -54,6 +54,9 @@ struct Options {
   float lr = 0;  // 0 until parsed: 3e-3 (quantized) / 1e-3 (fp) unless --lr is given
   std::string schedule = "two-phase";
   float weight_decay = 0.1f;
+  float phase2_end = 0.0f;  // two-phase: learning rate at the last step, as a share of --lr
+  bool fused_qkv = false;   // Q, K, V as one projection with one 1-bit scale
+  bool block_norm = false;  // a block pre-norm in series with the sublayers' own
   double init_std = 0.0;  // fan-in (ModelConfig)
   double embed_std = -1;  // < 0: follow --init-std
   std::string fan_in = "uniform";  // distribution of fan-in scaled block weights
@@ -137,6 +140,16 @@ void declare(CLI::App& app, Options& o) {
   app.add_option("--weight-decay", o.weight_decay, "phase-1 (peak) weight decay")
       ->transform(in_range<float>(0.0f, 1.0f))
       ->capture_default_str();
+  app.add_option("--phase2-end", o.phase2_end,
+                 "two-phase: the learning rate at the last step as a share of --lr (phase 2 "
+                 "decays from 0.4 to it)")
+      ->transform(in_range<float>(0.0f, 0.4f))
+      ->capture_default_str();
+  app.add_flag("--fused-qkv", o.fused_qkv,
+               "Q, K and V as one [3d x d] projection: one quantization scale for the three");
+  app.add_flag("--block-norm", o.block_norm,
+               "a LLaMA block pre-norm before each sublayer, in series with its own (training "
+               "only: such models cannot be exported)");
   app.add_option("--init-std", o.init_std,
                  "0: fan-in scaled weights, N(0,1) embeddings; S > 0: weights and embeddings "
                  "~ N(0, S^2), GPT-2 output scaling")
@@ -252,6 +265,8 @@ void finish(const CLI::App& app, Options& o) {
   else if (o.warmup >= o.steps)
     cli::reject("--warmup", "must be in [0, " + std::to_string(o.steps - 1) +
                                 "] (below --steps), got " + std::to_string(o.warmup));
+  if (app.count("--phase2-end") != 0 && o.schedule != "two-phase")
+    cli::reject("--phase2-end", "applies to --schedule two-phase only, got --schedule " + o.schedule);
   if (o.stop_at > o.steps)
     cli::reject("--stop-at", "must be in [0, " + std::to_string(o.steps) + "] (--steps), got " +
                                  std::to_string(o.stop_at));
@@ -312,6 +327,10 @@ nlohmann::json identity(const Options& o, const pquant::ByteDataset& data) {
       {"data", o.data},
       {"corpus_bytes", o.data.empty() ? o.corpus_bytes : 0},
       {"data_bytes", data.size()}};
+  // Only when set: checkpoints written before these options existed keep their identity.
+  if (o.phase2_end != 0.0f) j["phase2_end"] = pquant::detail::json_float(o.phase2_end);
+  if (o.fused_qkv) j["fused_qkv"] = true;
+  if (o.block_norm) j["block_norm"] = true;
   if (!o.tokens.empty()) {  // only then: byte-level checkpoints keep their identity
     j["tokens"] = o.tokens;
     j["vocab"] = o.vocab;
@@ -398,7 +417,14 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   pquant::TrainerConfig tc;
   tc.batch = o.batch;
   tc.seq_len = o.context;
-  tc.schedule = pquant::make_schedule(o.schedule, o.lr, o.warmup, o.steps, o.weight_decay);
+  if (o.schedule != "two-phase")
+    tc.schedule = pquant::make_schedule(o.schedule, o.lr, o.warmup, o.steps, o.weight_decay);
+  else
+    tc.schedule = pquant::TwoPhaseSchedule{.peak_lr = o.lr,
+                                           .warmup_steps = o.warmup,
+                                           .total_steps = o.steps,
+                                           .weight_decay = o.weight_decay,
+                                           .phase2_end = o.phase2_end};
   tc.data_seed = o.seed ^ 0x9e3779b97f4a7c15ULL;
   tc.guard.max_loss = o.max_loss;
   tc.guard.max_grad_norm = o.max_grad_norm;
@@ -551,6 +577,9 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
         {"fan_in", o.fan_in},
         {"alpha_init", o.alpha_init},
         {"beta_init", o.beta_init},
+        {"phase2_end", pquant::detail::json_float(o.phase2_end)},
+        {"fused_qkv", o.fused_qkv},
+        {"block_norm", o.block_norm},
         {"threads", o.threads},
         {"val_tokens", ev.tokens},
         {"ranks", comm ? comm->size() : 1},
@@ -605,6 +634,8 @@ int main(int argc, char** argv) {
         mc.embed_std = o.embed_std;
         mc.alpha_init = o.alpha_init;
         mc.beta_init = o.beta_init;
+        mc.fused_qkv = o.fused_qkv;
+        mc.block_norm = o.block_norm;
         mc.fan_in =
             o.fan_in == "normal" ? pquant::FanInInit::kNormal : pquant::FanInInit::kUniform;
         const auto train = [&](const Communicator* comm) {

@@ -53,7 +53,8 @@ void randomise(ParameterStore& s, std::uint64_t seed) {
   }
 }
 
-template <class V, std::size_t Experts, FfnActivation Act = FfnActivation::kSwiGLU>
+template <class V, std::size_t Experts, FfnActivation Act = FfnActivation::kSwiGLU,
+          bool FusedQkv = false>
 struct Case {
   using variant = V;
   static ModelConfig config() {
@@ -67,6 +68,7 @@ struct Case {
     c.experts = Experts;
     c.r = 64;
     c.activation = Act;
+    c.fused_qkv = FusedQkv;
     return c;
   }
   static std::string name() {
@@ -75,6 +77,7 @@ struct Case {
       if (ch == '-') ch = '_';
     n += "_N" + std::to_string(Experts);
     if (Act == FfnActivation::kReLU2) n += "_relu2";
+    if (FusedQkv) n += "_fused_qkv";
     return n;
   }
 };
@@ -89,7 +92,9 @@ using Cases = ::testing::Types<
     Case<test_variants::PQuantPerRow, 2>, Case<test_variants::TernaryPQuant, 2>,
     Case<test_variants::BitNetGroup64, 1>, Case<test_variants::TernaryKMeansExperts, 2>,
     Case<test_variants::KMeans2, 1>, Case<test_variants::UserQuantizerVariant, 1>,
-    Case<test_variants::FpAttentionBitFfn, 1>>;
+    Case<test_variants::FpAttentionBitFfn, 1>,
+    Case<variants::PQuant<>, 1, FfnActivation::kSwiGLU, true>,
+    Case<variants::BitNet, 1, FfnActivation::kSwiGLU, true>>;
 
 struct CaseNames {
   template <class C>
@@ -153,6 +158,13 @@ TYPED_TEST(Parity, EngineLogitsEqualTrainingForward) {
                 diff_all / scale, diff_step / scale);
   }
   kernels::force_target(0);
+}
+
+TEST(Exportable, BlockNormModelsAreRefused) {
+  ModelConfig cfg = Case<variants::BitNet, 1>::config();
+  cfg.block_norm = true;  // training only: the engine has no second pre-norm
+  const DecoderModel<variants::BitNet> model(cfg, 1);
+  EXPECT_THROW((void)export_model(model), ValueError);
 }
 
 TEST(Exportable, NamesVariantsWithoutPackedForms) {

@@ -39,12 +39,15 @@ class AttentionTest : public ::testing::Test {};
 using ProjTypes = ::testing::Types<Linear, BitLinear<SignAbsMean<PerTensor>>>;
 TYPED_TEST_SUITE(AttentionTest, ProjTypes, test::TypeNames);
 
-TYPED_TEST(AttentionTest, GradientsMatchFiniteDifferences) {
-  using Info = Projections<TypeParam>;
+// fused: one [3d x d] projection "qkv" (one quantization scale for Q, K and V), else three.
+template <class Proj>
+void check_attention_gradients(bool fused) {
+  using Info = Projections<Proj>;
   constexpr std::size_t batch = 2, seq = 3, d = 8, heads = 2, n = batch * seq;
   const SequenceShape shape{batch, seq};
   ParameterStore store;
-  CausalSelfAttention<TypeParam> att(store, "attn", {d, heads, kRopeBase, 0.4, 0.4});
+  CausalSelfAttention<Proj> att(store, "attn", {d, heads, kRopeBase, 0.4, 0.4, fused});
+  EXPECT_EQ(att.qkv_projections().size(), fused ? 1u : 3u);
   Rng rng(21);
   att.init(rng);
   init::normal(store.value(att.norm().gain_id()), rng, 1.0);
@@ -62,7 +65,7 @@ TYPED_TEST(AttentionTest, GradientsMatchFiniteDifferences) {
     DTensor a = testing::zeros("a", n, d);
     rmsnorm_forward<double>(p[0].view(), p[1].v.data(), 1e-5, a.view(), inv.data());
     auto project = [&](const DTensor& in_raw, const DTensor& w_raw) {
-      DTensor in = in_raw, w = w_raw, out = testing::zeros("out", n, d);
+      DTensor in = in_raw, w = w_raw, out = testing::zeros("out", n, w_raw.rows);
       if constexpr (Info::kQuantized) {
         sur.quantize(in.view(), [](auto i, auto o) { Info::A::fake_quantize(i, o); });
         sur.quantize(w.view(), [](auto i, auto o) { Info::W::fake_quantize(i, o); });
@@ -70,7 +73,19 @@ TYPED_TEST(AttentionTest, GradientsMatchFiniteDifferences) {
       detail::matmul_xwt<double>(in.view(), w.view(), out.view());
       return out;
     };
-    DTensor q = project(a, p[2]), k = project(a, p[3]), v = project(a, p[4]);
+    DTensor q, k, v;
+    if (fused) {  // the columns of one product, quantized as one tensor
+      const DTensor qkv = project(a, p[2]);
+      DTensor* parts[] = {&q, &k, &v};
+      for (std::size_t part = 0; part < 3; ++part) {
+        *parts[part] = testing::zeros("part", n, d);
+        for (std::size_t i = 0; i < n; ++i)
+          for (std::size_t j = 0; j < d; ++j) (*parts[part])(i, j) = qkv(i, part * d + j);
+      }
+    } else {
+      q = project(a, p[2]), k = project(a, p[3]), v = project(a, p[4]);
+    }
+    const std::size_t o_index = fused ? 3 : 5;
     rope_apply<double>(q.view(), heads, rope);
     rope_apply<double>(k.view(), heads, rope);
     DTensor o = testing::zeros("o", n, d);
@@ -79,23 +94,20 @@ TYPED_TEST(AttentionTest, GradientsMatchFiniteDifferences) {
                                      probs.data());
     if constexpr (Info::kQuantized) {
       DTensor on = o;
-      rmsnorm_forward<double>(o.view(), p[6].v.data(), 1e-5, on.view(), inv.data());
+      rmsnorm_forward<double>(o.view(), p[o_index + 1].v.data(), 1e-5, on.view(), inv.data());
       o = on;
     }
-    return project(o, p[5]);
+    return project(o, p[o_index]);
   };
   std::vector<DTensor> point = {to_double("x", x.view()),
-                                to_double("norm.gain", store.value(att.norm().gain_id())),
-                                to_double("q", store.value(Info::weight(att.q()))),
-                                to_double("k", store.value(Info::weight(att.k()))),
-                                to_double("v", store.value(Info::weight(att.v()))),
-                                to_double("o", store.value(Info::weight(att.o())))};
-  std::vector<MatrixView<const float>> analytic = {dx.view(),
-                                                   store.grad(att.norm().gain_id()),
-                                                   store.grad(Info::weight(att.q())),
-                                                   store.grad(Info::weight(att.k())),
-                                                   store.grad(Info::weight(att.v())),
-                                                   store.grad(Info::weight(att.o()))};
+                                to_double("norm.gain", store.value(att.norm().gain_id()))};
+  std::vector<MatrixView<const float>> analytic = {dx.view(), store.grad(att.norm().gain_id())};
+  for (const Proj* part : att.qkv_projections()) {
+    point.push_back(to_double("qkv part", store.value(Info::weight(*part))));
+    analytic.push_back(store.grad(Info::weight(*part)));
+  }
+  point.push_back(to_double("o", store.value(Info::weight(att.o()))));
+  analytic.push_back(store.grad(Info::weight(att.o())));
   if constexpr (Info::kQuantized) {
     point.push_back(to_double("o.norm.gain", store.value(att.o().norm_gain_id())));
     analytic.push_back(store.grad(att.o().norm_gain_id()));
@@ -109,6 +121,14 @@ TYPED_TEST(AttentionTest, GradientsMatchFiniteDifferences) {
     return testing::dot(rd.view(), reference(p).view());
   };
   check_gradients(loss, point, analytic);
+}
+
+TYPED_TEST(AttentionTest, GradientsMatchFiniteDifferences) {
+  check_attention_gradients<TypeParam>(false);
+}
+
+TYPED_TEST(AttentionTest, FusedQkvGradientsMatchFiniteDifferences) {
+  check_attention_gradients<TypeParam>(true);
 }
 
 TEST(Attention, IsCausalAndSequencesAreIndependent) {
@@ -162,6 +182,12 @@ TEST(Attention, RejectsBadConfigAndShapes) {
   EXPECT_THROW(att.forward(x, y, {2, 4}), ShapeError);
   x(0, 0) = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THROW(att.forward(x, y, {2, 3}), ValueError);
+  // A fused attention has one projection "qkv" [3d x d] and no separate q, k, v.
+  CausalSelfAttention<Linear> fused(store, "f", {.d_model = 8, .heads = 2, .fused_qkv = true});
+  EXPECT_THROW((void)fused.q(), ValueError);
+  EXPECT_THROW((void)fused.v(), ValueError);
+  EXPECT_EQ(store.value(fused.qkv_projections()[0]->weight_id()).rows, 24u);
+  for (const ParamInfo& p : store.infos()) EXPECT_NE(p.name, "f.q.weight");
 }
 
 }  // namespace

@@ -114,11 +114,16 @@ double loss_of(TestModel& m, const std::vector<TokenId>& in, const std::vector<s
   return m.evaluate(in, tgt, shape).mean();
 }
 
-TEST(DecoderModel, GradientsMatchFiniteDifferences) {
-  // The block's residual wiring and the model's chaining are what is checked here (each layer's
-  // own backward is checked in double in tests/layers); central differences in float with
-  // h = 1e-2 on a smooth FP model: agreement to ~1e-3 relative.
-  TestModel m(tiny(), 3);
+// randomise_gains: norm gains drawn from U(0.5, 1.5) instead of 1.
+void check_model_gradients(const ModelConfig& cfg, bool randomise_gains = false) {
+  TestModel m(cfg, 3);
+  if (randomise_gains) {
+    Rng rng(5);
+    for (const ParamInfo& p : m.store().infos())
+      if (p.role == ParamRole::kNormGain)
+        for (std::size_t i = 0; i < p.size(); ++i)
+          m.store().values()[p.offset + i] = static_cast<float>(rng.uniform(0.5, 1.5));
+  }
   const SequenceShape shape{2, 5};
   std::vector<TokenId> in = {1, 4, 2, 9, 0, 3, 3, 7, 10, 5};
   std::vector<std::int32_t> tgt = {4, 2, 9, 0, 6, 3, 7, 10, 5, 1};
@@ -148,6 +153,26 @@ TEST(DecoderModel, GradientsMatchFiniteDifferences) {
     }
   }
   EXPECT_GT(checked, 50u);
+}
+
+TEST(DecoderModel, GradientsMatchFiniteDifferences) {
+  // The block's residual wiring and the model's chaining are what is checked here (each layer's
+  // own backward is checked in double in tests/layers); central differences in float with
+  // h = 1e-2 on a smooth FP model: agreement to ~1e-3 relative.
+  check_model_gradients(tiny());
+}
+
+TEST(DecoderModel, BlockNormGradientsMatchFiniteDifferences) {
+  // The block pre-norms in series with the sublayers' own, with non-uniform gains (with gains 1
+  // the two norms in series collapse into one).
+  ModelConfig cfg = tiny();
+  cfg.block_norm = true;
+  const TestModel m(cfg, 3);
+  std::size_t norms = 0;
+  for (const ParamInfo& p : m.store().infos())
+    if (p.name.ends_with(".pre_attn.gain") || p.name.ends_with(".pre_ffn.gain")) ++norms;
+  EXPECT_EQ(norms, 2 * cfg.layers);
+  check_model_gradients(cfg, /*randomise_gains=*/true);
 }
 
 std::string corpus() {

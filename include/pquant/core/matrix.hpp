@@ -43,6 +43,10 @@ struct MatrixView {
   constexpr MatrixView row_range(std::size_t first, std::size_t count) const {
     return {data + first * stride, count, cols, stride};
   }
+  /// Columns [first, first + count) (same rows and stride).
+  constexpr MatrixView col_range(std::size_t first, std::size_t count) const {
+    return {data + first, rows, count, stride};
+  }
 };
 
 template <class T>

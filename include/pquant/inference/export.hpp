@@ -209,9 +209,12 @@ std::pair<PackedBlock, BlockSpec> export_block(const ParameterStore& s,
   require<ValueError>(static_cast<float>(att.config().rope_base) == rope_theta,
                       "export_model: every block must use the RoPE base ", rope_theta, ", got ",
                       att.config().rope_base);
+  require<ValueError>(!blk.has_block_norm(),
+                      "export_model: blocks with block_norm (a second pre-norm before each "
+                      "sublayer) have no packed form; train without it to serve the model");
   using AttnProj = typename V::Attention::projection_type;
   b.attn_norm = gain_of(s, att.norm().gain_id());
-  b.qkv = pack_projections<AttnProj>(s, {&att.q(), &att.k(), &att.v()}, "attention q/k/v");
+  b.qkv = pack_projections<AttnProj>(s, att.qkv_projections(), "attention q/k/v");
   b.o = pack_projections<AttnProj>(s, {&att.o()}, "attention o");
   b.o_norm = own_norm(s, att.o());
   spec.qkv_form = std::string(b.qkv.id());

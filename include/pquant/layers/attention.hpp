@@ -2,6 +2,8 @@
 //
 //   a = RMSNorm(x)                      one pre-norm shared by Q, K and V (learnable gain)
 //   Q = RoPE(a Wq^T), K = RoPE(a Wk^T), V = a Wv^T      (Q/K/V projections: normalize_input off)
+//   (Config::fused_qkv: one projection "qkv" with W = [Wq; Wk; Wv], [3 d x d], whose output
+//   columns are Q | K | V: one quantization scale and mean for the three instead of one each)
 //   per sequence b and head h:  S = Q_h K_h^T / sqrt(hd), S[t, s] = -inf for s > t (causal),
 //                               P = softmax_rows(S), O_h = P V_h
 //   y = O Wo^T                          (a quantized O projection normalizes its own input)
@@ -14,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <cstddef>
 #include <string>
@@ -272,6 +275,7 @@ class CausalSelfAttention {
     double rope_base = kRopeBase;
     double init_std = 0.02;      // Q, K, V latent weights
     double out_init_std = 0.02;  // O (GPT-2 scales it by 1/sqrt(2 * layers): caller's choice)
+    bool fused_qkv = false;      // Q, K, V as one [3 d_model x d_model] projection "qkv"
   };
 
   /// Registers "<name>.norm.gain", then "<name>.{q,k,v,o}.*" (Proj's tensors, e.g. ".weight";
@@ -279,20 +283,17 @@ class CausalSelfAttention {
   CausalSelfAttention(ParameterStore& store, std::string name, Config cfg)
       : cfg_(checked(cfg, name)),
         norm_(store, detail::param_name(name, "norm"), RMSNorm::Config{cfg.d_model}),
-        q_(store, detail::param_name(name, "q"),
-           Proj::make_config(cfg.d_model, cfg.d_model, false, cfg.init_std)),
-        k_(store, detail::param_name(name, "k"),
-           Proj::make_config(cfg.d_model, cfg.d_model, false, cfg.init_std)),
-        v_(store, detail::param_name(name, "v"),
-           Proj::make_config(cfg.d_model, cfg.d_model, false, cfg.init_std)),
+        q_(input_projection(!cfg.fused_qkv, store, name, "q", 1, cfg)),
+        k_(input_projection(!cfg.fused_qkv, store, name, "k", 1, cfg)),
+        v_(input_projection(!cfg.fused_qkv, store, name, "v", 1, cfg)),
+        qkv_(input_projection(cfg.fused_qkv, store, name, "qkv", 3, cfg)),
         o_(store, detail::param_name(name, "o"),
            Proj::make_config(cfg.d_model, cfg.d_model, true, cfg.out_init_std)) {}
 
   void init(Rng& rng) {
     norm_.init(rng);
-    q_.init(rng);
-    k_.init(rng);
-    v_.init(rng);
+    for (auto* p : {&q_, &k_, &v_, &qkv_})
+      if (*p) (*p)->init(rng);
     o_.init(rng);
   }
 
@@ -317,19 +318,23 @@ class CausalSelfAttention {
     detail::check_backward_io(dy, dx, probs_.empty() ? 0 : a_.rows(), cfg_.d_model, cfg_.d_model,
                               fn);
     const std::size_t n = dy.rows, d = cfg_.d_model;
-    for (Matrix<float>* m : {&datt_, &dq_, &dk_, &dv_, &da_, &da_part_})
-      detail::ensure_shape(*m, n, d);
+    for (Matrix<float>* m : {&datt_, &dk_, &dv_, &da_, &da_part_}) detail::ensure_shape(*m, n, d);
+    detail::ensure_shape(dqkv_, n, cfg_.fused_qkv ? 3 * d : d);
+    const auto [dq, dk, dv] = split_qkv(dqkv_, dk_, dv_);
     o_.backward(dy, datt_.view());
-    causal_attention_backward<float>(datt_.view(), q_out_.view(), k_out_.view(), v_out_.view(),
-                                     probs_.data(), cfg_.heads, shape_, dq_.view(), dk_.view(),
-                                     dv_.view());
-    rope_apply<float>(dq_.view(), cfg_.heads, rope_, /*inverse=*/true);
-    rope_apply<float>(dk_.view(), cfg_.heads, rope_, /*inverse=*/true);
-    q_.backward(dq_.view(), da_.view());
-    k_.backward(dk_.view(), da_part_.view());
-    add_into(da_, da_part_);
-    v_.backward(dv_.view(), da_part_.view());
-    add_into(da_, da_part_);
+    causal_attention_backward<float>(datt_.view(), q_view_, k_view_, v_view_, probs_.data(),
+                                     cfg_.heads, shape_, dq, dk, dv);
+    rope_apply<float>(dq, cfg_.heads, rope_, /*inverse=*/true);
+    rope_apply<float>(dk, cfg_.heads, rope_, /*inverse=*/true);
+    if (cfg_.fused_qkv) {
+      qkv_->backward(dqkv_.view(), da_.view());
+    } else {
+      q_->backward(dq, da_.view());
+      k_->backward(dk, da_part_.view());
+      add_into(da_, da_part_);
+      v_->backward(dv, da_part_.view());
+      add_into(da_, da_part_);
+    }
     norm_.backward(da_.view(), dx);
   }
 
@@ -338,9 +343,15 @@ class CausalSelfAttention {
   std::size_t head_dim() const { return cfg_.d_model / cfg_.heads; }
   const Config& config() const { return cfg_; }
   const RMSNorm& norm() const { return norm_; }
-  const Proj& q() const { return q_; }
-  const Proj& k() const { return k_; }
-  const Proj& v() const { return v_; }
+  /// The separate Q, K, V projections (ValueError with fused_qkv: use qkv_projections()).
+  const Proj& q() const { return separate(q_, "q"); }
+  const Proj& k() const { return separate(k_, "k"); }
+  const Proj& v() const { return separate(v_, "v"); }
+  /// The projections whose stacked weights are [Wq; Wk; Wv]: {q, k, v}, or {qkv} when fused.
+  std::vector<const Proj*> qkv_projections() const {
+    if (cfg_.fused_qkv) return {&*qkv_};
+    return {&*q_, &*k_, &*v_};
+  }
   const Proj& o() const { return o_; }
   /// Attention probabilities of the last forward, [batch*heads*seq_len*seq_len].
   std::span<const float> probabilities() const { return probs_; }
@@ -353,29 +364,65 @@ class CausalSelfAttention {
                         shape.seq_len, " rows, got ", x.rows);
     detail::check_forward_shapes(x, y, cfg_.d_model, cfg_.d_model, kForward);
     const std::size_t n = x.rows, d = cfg_.d_model;
-    for (Matrix<float>* m : {&a_, &q_out_, &k_out_, &v_out_, &att_}) detail::ensure_shape(*m, n, d);
+    for (Matrix<float>* m : {&a_, &k_out_, &v_out_, &att_}) detail::ensure_shape(*m, n, d);
+    detail::ensure_shape(qkv_out_, n, cfg_.fused_qkv ? 3 * d : d);
   }
   // a_ = RMSNorm(x) -> y; the projections read the attention's own buffers (lent).
   void attend(MatrixView<float> y, SequenceShape shape) {
     shape_ = shape;
-    if constexpr (SharedInputProjection<Proj>) {  // Q, K, V read one quantized copy of a
+    const auto [q, k, v] = split_qkv(qkv_out_, k_out_, v_out_);
+    auto project = [&](std::optional<Proj>& proj, MatrixView<float> out) {
+      if constexpr (SharedInputProjection<Proj>)
+        detail::forward_shared_borrowed(*proj, shared_, out);
+      else
+        detail::forward_borrowed(*proj, a_.view(), out);
+    };
+    if constexpr (SharedInputProjection<Proj>)  // Q, K, V read one quantized copy of a
       Proj::quantize_input(a_.view(), shared_);
-      detail::forward_shared_borrowed(q_, shared_, q_out_.view());
-      detail::forward_shared_borrowed(k_, shared_, k_out_.view());
-      detail::forward_shared_borrowed(v_, shared_, v_out_.view());
+    if (cfg_.fused_qkv) {
+      project(qkv_, qkv_out_.view());
     } else {
-      detail::forward_borrowed(q_, a_.view(), q_out_.view());
-      detail::forward_borrowed(k_, a_.view(), k_out_.view());
-      detail::forward_borrowed(v_, a_.view(), v_out_.view());
+      project(q_, q);
+      project(k_, k);
+      project(v_, v);
     }
     if (rope_.seq_len != shape.seq_len)
       rope_ = RopeTable<float>(shape.seq_len, head_dim(), cfg_.rope_base);
-    rope_apply<float>(q_out_.view(), cfg_.heads, rope_);
-    rope_apply<float>(k_out_.view(), cfg_.heads, rope_);
+    rope_apply<float>(q, cfg_.heads, rope_);
+    rope_apply<float>(k, cfg_.heads, rope_);
+    q_view_ = q;
+    k_view_ = k;
+    v_view_ = v;
     probs_.resize(shape.batch * cfg_.heads * shape.seq_len * shape.seq_len);
-    causal_attention_forward<float>(q_out_.view(), k_out_.view(), v_out_.view(), cfg_.heads, shape,
+    causal_attention_forward<float>(MatrixView<const float>(q), k, v, cfg_.heads, shape,
                                     att_.view(), probs_.data());
     detail::forward_borrowed(o_, att_.view(), y);
+  }
+
+  struct QkvViews {
+    MatrixView<float> q, k, v;
+  };
+  /// Q, K, V (or their gradients): the three column blocks of `first` when fused, else `first`,
+  /// `k` and `v` themselves.
+  QkvViews split_qkv(Matrix<float>& first, Matrix<float>& k, Matrix<float>& v) const {
+    if (!cfg_.fused_qkv) return {first.view(), k.view(), v.view()};
+    const std::size_t d = cfg_.d_model;
+    const MatrixView<float> all = first.view();
+    return {all.col_range(0, d), all.col_range(d, d), all.col_range(2 * d, d)};
+  }
+  static std::optional<Proj> input_projection(bool present, ParameterStore& store,
+                                              const std::string& name, const char* part,
+                                              std::size_t stacked, const Config& cfg) {
+    if (!present) return std::nullopt;
+    return std::optional<Proj>(std::in_place, store, detail::param_name(name, part),
+                               Proj::make_config(cfg.d_model, stacked * cfg.d_model, false,
+                                                 cfg.init_std));
+  }
+  const Proj& separate(const std::optional<Proj>& p, const char* part) const {
+    require<ValueError>(p.has_value(), "CausalSelfAttention::", part,
+                        ": this attention has fused_qkv set; its one projection is "
+                        "qkv_projections()[0]");
+    return *p;
   }
 
   static Config checked(Config cfg, const std::string& name) {
@@ -400,11 +447,15 @@ class CausalSelfAttention {
 
   Config cfg_;
   RMSNorm norm_;
-  Proj q_, k_, v_, o_;
+  std::optional<Proj> q_, k_, v_, qkv_;  // q, k and v, or qkv alone (fused_qkv)
+  Proj o_;
   SequenceShape shape_;
   RopeTable<float> rope_;
-  Matrix<float> x_, a_, q_out_, k_out_, v_out_, att_;  // x_: copy of a non-lent input
-  Matrix<float> datt_, dq_, dk_, dv_, da_, da_part_;
+  // x_: copy of a non-lent input. qkv_out_ holds Q (Q | K | V when fused), dqkv_ its gradient;
+  // q_view_, k_view_, v_view_ are the forward's Q, K, V for the backward.
+  Matrix<float> x_, a_, qkv_out_, k_out_, v_out_, att_;
+  Matrix<float> datt_, dqkv_, dk_, dv_, da_, da_part_;
+  MatrixView<float> q_view_, k_view_, v_view_;
   std::vector<float> probs_;
   typename detail::shared_input_of<Proj>::type shared_;
 };

@@ -26,6 +26,8 @@ struct ModelConfig {
   std::size_t experts = 1;    // pQuant: INT8 experts behind the top-1 router (1..8)
   std::size_t r = 32;         // pQuant: hidden width of each INT8 expert
   FfnActivation activation = FfnActivation::kSwiGLU;
+  bool fused_qkv = false;   // Q, K, V as one projection: one 1-bit scale for the three (attention.hpp)
+  bool block_norm = false;  // a LLaMA block pre-norm in series with the sublayers' own (training only)
   double rope_theta = kRopeBase;  // RoPE base (imported checkpoints may use another, e.g. 500000)
   float aux_loss_coef = 0.01f;  // pQuant with experts > 1: Switch load-balancing loss weight
   float alpha_init = 1.0f;      // pQuant: initial INT8-branch scale (method.md section 3; the

@@ -60,7 +60,8 @@ struct Dense {
             .heads = c.heads,
             .rope_base = c.rope_theta,
             .init_std = init_std(c),
-            .out_init_std = out_init_std(c)};
+            .out_init_std = out_init_std(c),
+            .fused_qkv = c.fused_qkv};
   }
   static typename Ffn::Config ffn_config(const ModelConfig& c) {
     return {.d_model = c.d_model,
