@@ -18,7 +18,7 @@ expect_exit(2 "--phase2-end: applies to --schedule two-phase only, got --schedul
 expect_exit(2 "--lr: must be a finite number in \\(0, 100\\], got 'inf'" ${t} --lr inf)
 expect_exit(2 "--lr: must be a finite number in \\(0, 100\\], got '0'" ${t} --lr 0)
 expect_exit(2 "--weight-decay: must be a finite number in \\[0, 1\\]" ${t} --weight-decay -0.1)
-expect_exit(2 "--variant: must be fp, bitnet, bitnet158, pquant, pquant-fixed-scales, bitnet-keep5, bitnet-row, bitnet-group64 or bitnet-kmeans, got 'gpt'" ${t} --variant gpt)
+expect_exit(2 "--variant: must be fp, bitnet, bitnet158, pquant, pquant-fixed-scales, bitnet-keep5, bitnet-keep1.3, bitnet-row, bitnet-group64 or bitnet-kmeans, got 'gpt'" ${t} --variant gpt)
 expect_exit(2 "--d-model: must be an integer in \\[2, 65536\\]" ${t} --d-model 18446744073709551552)
 expect_exit(2 "--layers: must be an integer in \\[1, 4096\\]" ${t} --layers 100000)
 expect_exit(2 "--batch: must be an integer in \\[1, 65536\\]" ${t} --batch 1000000)

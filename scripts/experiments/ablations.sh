@@ -41,6 +41,7 @@ PLAN=(
   "pq1-a1b1|pquant-n1 alpha=beta=1 at init|$PQ1 --alpha-init 1 --beta-init 1"
   "pq1-fixed|pquant-n1 alpha=2 beta=0.2 fixed|$PQ1_FIXED"
   "bitnet-keep5|bitnet 5% largest FP32|--variant bitnet-keep5"
+  "bitnet-keep1.3|bitnet 1.3% largest FP32 (pQuant N=1's bits)|--variant bitnet-keep1.3"
   "bitnet-row|bitnet per-row scales|--variant bitnet-row"
   "bitnet-group64|bitnet group-64 scales|--variant bitnet-group64"
   "bitnet-kmeans|bitnet k-means 2 centroids per row|--variant bitnet-kmeans"

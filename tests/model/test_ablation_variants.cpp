@@ -54,6 +54,7 @@ void expect_learns() {
 TEST(AblationVariants, EveryAblationVariantLearns) {
   expect_learns<PQuantFixedScales>();
   expect_learns<BitNetKeep5>();
+  expect_learns<BitNetKeep1p3>();
   expect_learns<BitNetRowScales>();
   expect_learns<BitNetGroup64>();
   expect_learns<BitNetKMeans>();
@@ -75,7 +76,7 @@ TEST(AblationVariants, FixedScalesStayAtTheirInitLearnedOnesMove) {
 }
 
 TEST(AblationVariants, StudyVariantsNameThePaperFourAndTheAblations) {
-  EXPECT_EQ(StudyVariants::size, PaperVariants::size + 5);
+  EXPECT_EQ(StudyVariants::size, PaperVariants::size + 6);
   for (std::string_view name : PaperVariants::names()) EXPECT_TRUE(StudyVariants::contains(name));
   const std::string got = visit_variant<StudyVariants>(
       "bitnet-kmeans", []<class V>(std::type_identity<V>) { return std::string(V::kName); });

@@ -5,6 +5,8 @@
 //   PQuantFixedScales<N, r>  pQuant with alpha, beta fixed at their init (feature scaling off)
 //   BitNetKeep5              BitNet whose projections keep the 5% largest-|w| latent weights of
 //                            each tensor in FP32 (naive mixed precision, KeepLargest)
+//   BitNetKeep1p3            the same with 1.3%: 1 + 0.013 * 31 = 1.40 bits per weight, pQuant
+//                            N=1's budget at r = D_ff / 12 (positions not counted)
 //   BitNetRowScales          BitNet with one 1-bit scale per output row instead of per tensor
 //   BitNetGroup64            BitNet with one 1-bit scale per 64 input columns of a row
 //   BitNetKMeans             BitNet with a two-centroid k-means codebook per output row instead
@@ -36,6 +38,8 @@ using SignGroup64BitLinear = BitLinear<SignAbsMean<PerGroup<64>>>;
 using KMeans1RowBitLinear = BitLinear<KMeansCodebook<1, PerRow>>;
 /// 1-bit (sign x absmean per tensor) with the 5% largest |W| of the tensor in FP32.
 using Keep5SignBitLinear = BitLinear<KeepLargest<SignAbsMean<PerTensor>, 50>>;
+/// The same with the 1.3% largest.
+using Keep1p3SignBitLinear = BitLinear<KeepLargest<SignAbsMean<PerTensor>, 13>>;
 
 namespace variants {
 
@@ -55,6 +59,10 @@ struct BitNetKeep5 : Dense<Keep5SignBitLinear> {
   static constexpr std::string_view kName = "bitnet-keep5";
 };
 
+struct BitNetKeep1p3 : Dense<Keep1p3SignBitLinear> {
+  static constexpr std::string_view kName = "bitnet-keep1.3";
+};
+
 struct BitNetRowScales : Dense<SignRowBitLinear> {
   static constexpr std::string_view kName = "bitnet-row";
 };
@@ -71,6 +79,7 @@ struct BitNetKMeans : Dense<KMeans1RowBitLinear> {
 
 using PQuantFixedScales = DecoderModel<variants::PQuantFixedScales<>>;
 using BitNetKeep5 = DecoderModel<variants::BitNetKeep5>;
+using BitNetKeep1p3 = DecoderModel<variants::BitNetKeep1p3>;
 using BitNetRowScales = DecoderModel<variants::BitNetRowScales>;
 using BitNetGroup64 = DecoderModel<variants::BitNetGroup64>;
 using BitNetKMeans = DecoderModel<variants::BitNetKMeans>;
@@ -78,7 +87,7 @@ using BitNetKMeans = DecoderModel<variants::BitNetKMeans>;
 /// The paper's four variants and the ablations' (train_lm --variant).
 using StudyVariants =
     VariantList<variants::FP, variants::BitNet, variants::BitNet158, variants::PQuant<>,
-                variants::PQuantFixedScales<>, variants::BitNetKeep5, variants::BitNetRowScales,
-                variants::BitNetGroup64, variants::BitNetKMeans>;
+                variants::PQuantFixedScales<>, variants::BitNetKeep5, variants::BitNetKeep1p3,
+                variants::BitNetRowScales, variants::BitNetGroup64, variants::BitNetKMeans>;
 
 }  // namespace pquant
