@@ -236,6 +236,10 @@ def main():
 
     tensors, meta = load_checkpoint(opts.init)
     cfg = json.loads(meta["pquant.meta"])
+    for option in ("fused_qkv", "block_norm", "phase2_end"):  # train_lm options not re-implemented
+        if cfg.get(option):
+            sys.exit(f"pquant_torch_ref.py: the checkpoint was trained with {option}, which this "
+                     "re-implementation does not have")
     start = int(tensors["training.step"][0])
     rng = SplitMix64(int(meta["pquant.rng"]))
     names = [k for k in tensors if not k.startswith(("adamw.", "training."))]

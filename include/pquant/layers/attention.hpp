@@ -15,6 +15,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <optional>
 #include <span>
@@ -279,7 +280,7 @@ class CausalSelfAttention {
   };
 
   /// Registers "<name>.norm.gain", then "<name>.{q,k,v,o}.*" (Proj's tensors, e.g. ".weight";
-  /// a quantized O also has "<name>.o.norm.gain").
+  /// a quantized O also has "<name>.o.norm.gain"); with fused_qkv "<name>.qkv.*" instead of q, k, v.
   CausalSelfAttention(ParameterStore& store, std::string name, Config cfg)
       : cfg_(checked(cfg, name)),
         norm_(store, detail::param_name(name, "norm"), RMSNorm::Config{cfg.d_model}),
@@ -318,8 +319,8 @@ class CausalSelfAttention {
     detail::check_backward_io(dy, dx, probs_.empty() ? 0 : a_.rows(), cfg_.d_model, cfg_.d_model,
                               fn);
     const std::size_t n = dy.rows, d = cfg_.d_model;
-    for (Matrix<float>* m : {&datt_, &dk_, &dv_, &da_, &da_part_}) detail::ensure_shape(*m, n, d);
-    detail::ensure_shape(dqkv_, n, cfg_.fused_qkv ? 3 * d : d);
+    for (Matrix<float>* m : {&datt_, &da_}) detail::ensure_shape(*m, n, d);
+    ensure_qkv_shapes(n, dqkv_, {&dk_, &dv_, &da_part_});
     const auto [dq, dk, dv] = split_qkv(dqkv_, dk_, dv_);
     o_.backward(dy, datt_.view());
     causal_attention_backward<float>(datt_.view(), q_view_, k_view_, v_view_, probs_.data(),
@@ -364,8 +365,8 @@ class CausalSelfAttention {
                         shape.seq_len, " rows, got ", x.rows);
     detail::check_forward_shapes(x, y, cfg_.d_model, cfg_.d_model, kForward);
     const std::size_t n = x.rows, d = cfg_.d_model;
-    for (Matrix<float>* m : {&a_, &k_out_, &v_out_, &att_}) detail::ensure_shape(*m, n, d);
-    detail::ensure_shape(qkv_out_, n, cfg_.fused_qkv ? 3 * d : d);
+    for (Matrix<float>* m : {&a_, &att_}) detail::ensure_shape(*m, n, d);
+    ensure_qkv_shapes(n, qkv_out_, {&k_out_, &v_out_});
   }
   // a_ = RMSNorm(x) -> y; the projections read the attention's own buffers (lent).
   void attend(MatrixView<float> y, SequenceShape shape) {
@@ -399,6 +400,15 @@ class CausalSelfAttention {
     detail::forward_borrowed(o_, att_.view(), y);
   }
 
+  /// first: [n x 3d] when fused, else [n x d] like the separate-projection buffers `rest` (which
+  /// a fused attention does not use).
+  void ensure_qkv_shapes(std::size_t n, Matrix<float>& first,
+                         std::initializer_list<Matrix<float>*> rest) const {
+    const std::size_t d = cfg_.d_model;
+    detail::ensure_shape(first, n, cfg_.fused_qkv ? 3 * d : d);
+    if (!cfg_.fused_qkv)
+      for (Matrix<float>* m : rest) detail::ensure_shape(*m, n, d);
+  }
   struct QkvViews {
     MatrixView<float> q, k, v;
   };
