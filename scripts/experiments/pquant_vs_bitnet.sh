@@ -70,8 +70,7 @@ PLAN=(
   # The independent implementation's choices that train_lm's defaults do not make: Q, K, V fused
   # with one 1-bit scale, phase 2 ending at 0.04 x peak, N(0, 1/fan_in) weights and (pQuant) the
   # paper's 2.0 / 0.2 ("indep"); with its block pre-norm in series as well ("indep-bn"); the
-  # block pre-norm alone on top of the defaults ("bn"); fused Q/K/V and the phase-2 end on top of
-  # the defaults ("fp2").
+  # block pre-norm alone on top of the defaults ("bn").
   "pq1-1000-s1-indep|PQ1|1000|1|--alpha-init 2 --beta-init 0.2 --fan-in normal --fused-qkv --phase2-end 0.04"
   "bitnet-1000-s1-indep|BITNET|1000|1|--fan-in normal --fused-qkv --phase2-end 0.04"
   "pq1-1000-s1-bn|PQ1|1000|1|--alpha-init 1 --beta-init 1 --block-norm"
@@ -81,12 +80,6 @@ PLAN=(
   # The peak learning rate every variant did best at in the scaling sweep (docs/results.md).
   "pq1-1000-s1-lr1e-2|PQ1|1000|1|--alpha-init 1 --beta-init 1 --lr 1e-2"
   "bitnet-1000-s1-lr1e-2|BITNET|1000|1|--lr 1e-2"
-  "pq1-1000-s1-fp2|PQ1|1000|1|--alpha-init 1 --beta-init 1 --fused-qkv --phase2-end 0.04"
-  "bitnet-1000-s1-fp2|BITNET|1000|1|--fused-qkv --phase2-end 0.04"
-  "pq1-1000-s2-fp2|PQ1|1000|2|--alpha-init 1 --beta-init 1 --fused-qkv --phase2-end 0.04"
-  "bitnet-1000-s2-fp2|BITNET|1000|2|--fused-qkv --phase2-end 0.04"
-  "pq1-1000-s3-fp2|PQ1|1000|3|--alpha-init 1 --beta-init 1 --fused-qkv --phase2-end 0.04"
-  "bitnet-1000-s3-fp2|BITNET|1000|3|--fused-qkv --phase2-end 0.04"
 )
 
 run_one() {
