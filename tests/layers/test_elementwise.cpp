@@ -116,11 +116,24 @@ TEST_P(Elementwise, SwigluBackwardIsBitIdenticalToTheScalarReference) {
 
 constexpr std::size_t kRows = 19;  // rows across lanes: 2 groups of 8 (1 of 16) and a tail
 
-// The documented reduction order (backend.hpp, RmsNormForwardArgs): columns in increasing order.
+// The backward's documented reduction order (backend.hpp): columns in increasing order.
 float sequential_sum(std::size_t n, auto&& term) {
   float s = 0;
   for (std::size_t c = 0; c < n; ++c) s += term(c);
   return s;
+}
+
+// The forward's documented order (backend.hpp, RmsNormForwardArgs), written out as the four
+// levels of its tree: 16 partial sums (term c into c % 16, columns in increasing order), then
+// (p0 + p8), (p1 + p9), ..., then those pairwise at distance 4, 2 and 1.
+float sixteen_lane_sum(std::size_t n, auto&& term) {
+  float p[16] = {};
+  for (std::size_t c = 0; c < n; ++c) p[c % 16] += term(c);
+  float h8[8], h4[4], h2[2];
+  for (int i = 0; i < 8; ++i) h8[i] = p[i] + p[i + 8];
+  for (int i = 0; i < 4; ++i) h4[i] = h8[i] + h8[i + 4];
+  for (int i = 0; i < 2; ++i) h2[i] = h4[i] + h4[i + 2];
+  return h2[0] + h2[1];
 }
 
 TEST_P(Elementwise, RmsNormForwardFollowsTheDocumentedOrderAndMatchesDouble) {
@@ -133,7 +146,8 @@ TEST_P(Elementwise, RmsNormForwardFollowsTheDocumentedOrderAndMatchesDouble) {
     SCOPED_TRACE(cols);
     EXPECT_TRUE(y.padding_intact());
     for (std::size_t i = 0; i < kRows; ++i) {
-      const float ss = sequential_sum(cols, [&](std::size_t c) { return x.at(i, c) * x.at(i, c); });
+      const float ss =
+          sixteen_lane_sum(cols, [&](std::size_t c) { return x.at(i, c) * x.at(i, c); });
       const float r = 1.0f / std::sqrt(ss / static_cast<float>(cols) + kRmsNormEps);
       ASSERT_EQ(std::bit_cast<std::uint32_t>(inv_rms[i]), std::bit_cast<std::uint32_t>(r)) << i;
       double ssd = 0;

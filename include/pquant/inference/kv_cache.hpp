@@ -8,13 +8,14 @@
 // RoPE is rope_rotate (layers/rope.hpp) with the training table's values; scores and outputs run
 // per head on the FP32 GEMM with the training code's operands, so every score and output has its
 // summation order; the softmax is kernels::causal_softmax (the training attention's).
-// Memory: 2 * layers * capacity * d floats; capacity doubles on demand, at most the context.
+// Memory: 2 * layers * capacity * d floats; capacity doubles on demand, at most the context. All
+// layers' K^T share one allocation and all layers' V another (so a cache of 2 MiB or more lies on
+// transparent huge pages, as AlignedBuffer advises).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <vector>
 
 #include <tbb/parallel_for.h>
 
@@ -32,8 +33,7 @@ class KvCache {
   KvCache() = default;
   KvCache(std::size_t layers, std::size_t d_model, std::size_t heads, std::size_t context,
           float rope_theta)
-      : layers_(layers), d_(d_model), heads_(heads), context_(context), theta_(rope_theta),
-        kt_(layers), v_(layers) {}
+      : layers_(layers), d_(d_model), heads_(heads), context_(context), theta_(rope_theta) {}
 
   std::size_t capacity() const { return capacity_; }
 
@@ -45,14 +45,14 @@ class KvCache {
     std::size_t cap = std::max<std::size_t>(capacity_ * 2, 64);
     cap = std::min(std::max(cap, positions), context_);
     const std::size_t wide = (cap + kKeyPad - 1) / kKeyPad * kKeyPad;
-    for (std::size_t l = 0; l < layers_; ++l) {
-      Matrix<float> kt(d_, wide), v(cap, d_);
+    Matrix<float> kt(layers_ * d_, wide), v(layers_ * cap, d_);
+    for (std::size_t l = 0; l < layers_ && capacity_ > 0; ++l) {
       for (std::size_t c = 0; c < d_; ++c)
-        std::copy_n(kt_[l].data() + c * kt_[l].cols(), capacity_, kt.data() + c * wide);
-      std::copy_n(v_[l].data(), capacity_ * d_, v.data());
-      kt_[l] = std::move(kt);
-      v_[l] = std::move(v);
+        std::copy_n(&keys_t(l)(c, 0), capacity_, kt.data() + (l * d_ + c) * wide);
+      std::copy_n(values(l).data, capacity_ * d_, v.data() + l * cap * d_);
     }
+    kt_ = std::move(kt);
+    v_ = std::move(v);
     rope_ = RopeTable<float>(cap, d_ / heads_, static_cast<double>(theta_));
     capacity_ = cap;
   }
@@ -62,8 +62,8 @@ class KvCache {
     const std::size_t n = qkv.rows, d = d_, hd = d_ / heads_, keys = pos + n;
     require<ValueError>(keys <= capacity_, "KvCache::attend: positions up to ", keys,
                         " exceed the reserved ", capacity_);
-    Matrix<float>& Kt = kt_[layer];
-    Matrix<float>& V = v_[layer];
+    const MatrixView<float> Kt = keys_t(layer);
+    const MatrixView<float> V = values(layer);
     for (std::size_t t = 0; t < n; ++t) {
       float* q = &qkv(t, 0);
       rope_rotate(q, 2 * heads_, rope_, pos + t);  // the heads of Q, then those of K
@@ -75,7 +75,7 @@ class KvCache {
       if (probs_.rows() != n || probs_.cols() != keys) probs_ = Matrix<float>(n, keys);
       for (std::size_t h = 0; h < heads_; ++h) {
         const MatrixView<const float> qh(&qkv(0, h * hd), n, hd, qkv.stride);
-        const MatrixView<const float> kth(&Kt(h * hd, 0), hd, keys, Kt.cols());
+        const MatrixView<const float> kth(&Kt(h * hd, 0), hd, keys, Kt.stride);
         const MatrixView<const float> vh(&V(0, h * hd), keys, hd, d);
         kernels::gemm_backward_data(qh, kth, probs_.view());  // Q_h (K_h^T) = Q_h K_h^T
         kernels::causal_softmax(probs_.view(), pos, scale);
@@ -98,20 +98,22 @@ class KvCache {
   /// One query, heads split over threads. The GEMM runs as dW = dY^T X (gemm_backward_weights),
   /// which reads K^T and V in place (no packing) when the query and the probabilities are given
   /// as strided columns; longer reductions take the packed GEMM with the training operand order.
-  void decode(const Matrix<float>& Kt, const Matrix<float>& V, MatrixView<const float> qkv,
+  void decode(MatrixView<const float> Kt, MatrixView<const float> V, MatrixView<const float> qkv,
               std::size_t hd, std::size_t keys, float scale, MatrixView<float> out) {
     const std::size_t d = d_;
-    const std::size_t wide = std::min(Kt.cols(), (keys + kKeyPad - 1) / kKeyPad * kKeyPad);
-    if (scores_.rows() != heads_ || scores_.cols() != Kt.cols())
-      scores_ = Matrix<float>(heads_, Kt.cols());
+    const std::size_t wide = std::min(Kt.cols, (keys + kKeyPad - 1) / kKeyPad * kKeyPad);
+    if (scores_.rows() != heads_ || scores_.cols() != Kt.cols)
+      scores_ = Matrix<float>(heads_, Kt.cols);
     const std::size_t col_width = 2 * std::max(hd, capacity_);
     if (columns_.rows() != heads_ || columns_.cols() != col_width)
       columns_ = Matrix<float>(heads_, col_width);
+    prefetch_head(Kt, V, 0, hd, wide, keys);
     tbb::parallel_for(std::size_t{0}, heads_, [&](std::size_t h) {
+      if (h + 1 < heads_) prefetch_head(Kt, V, h + 1, hd, wide, keys);
       float* col = columns_.row(h).data();
       float* s = scores_.row(h).data();
       const float* q = &qkv(0, h * hd);
-      const MatrixView<const float> kth(&Kt(h * hd, 0), hd, wide, Kt.cols());
+      const MatrixView<const float> kth(&Kt(h * hd, 0), hd, wide, Kt.stride);
       if (hd <= kInPlaceSlice) {
         for (std::size_t i = 0; i < hd; ++i) col[2 * i] = q[i];
         kernels::gemm_backward_weights(MatrixView<const float>(col, hd, 1, 2), kth,
@@ -135,10 +137,31 @@ class KvCache {
     });
   }
 
+  /// Requests head h's keys and values into the caches. A decode step finds them in DRAM (the
+  /// layer's weights passed through the caches since), and per head they are short strided runs
+  /// (hd rows of K^T, `keys` rows of V) that the hardware prefetchers pick up late, so each head
+  /// asks for the next one's before it computes (heads run mostly in order on a thread).
+  static void prefetch_head(MatrixView<const float> Kt, MatrixView<const float> V, std::size_t h,
+                            std::size_t hd, std::size_t wide, std::size_t keys) {
+#if defined(__GNUC__) || defined(__clang__)
+    constexpr std::size_t kLine = 64 / sizeof(float);
+    for (std::size_t i = h * hd; i < (h + 1) * hd; ++i)
+      for (std::size_t c = 0; c < wide; c += kLine) __builtin_prefetch(&Kt(i, c), 0, 2);
+    for (std::size_t j = 0; j < keys; ++j)
+      for (std::size_t c = h * hd; c < (h + 1) * hd; c += kLine) __builtin_prefetch(&V(j, c), 0, 2);
+#else
+    (void)Kt, (void)V, (void)h, (void)hd, (void)wide, (void)keys;
+#endif
+  }
+
+  /// Layer l's K^T [d x capacity padded to 32] and V [capacity x d].
+  MatrixView<float> keys_t(std::size_t l) { return kt_.view().row_range(l * d_, d_); }
+  MatrixView<float> values(std::size_t l) { return v_.view().row_range(l * capacity_, capacity_); }
+
   std::size_t layers_ = 0, d_ = 0, heads_ = 1, context_ = 0, capacity_ = 0;
   float theta_ = 10000.0f;
-  std::vector<Matrix<float>> kt_;  // [d x capacity (padded to 32)]: K^T after RoPE
-  std::vector<Matrix<float>> v_;   // [capacity x d]
+  Matrix<float> kt_;  // the layers' K^T after RoPE, stacked: [layers * d x capacity padded]
+  Matrix<float> v_;   // the layers' V, stacked: [layers * capacity x d]
   RopeTable<float> rope_;
   Matrix<float> probs_, scores_, columns_;
 };

@@ -7,8 +7,9 @@
 // Every kernel performs the scalar reference's operations in the same order, each rounded once
 // (no fused multiply-add), so the results are the same on every target and equal to the scalar
 // code (layers/fast_exp.hpp, activations.hpp, rms_norm.hpp, adamw.hpp) built without FMA
-// contraction. Row sums keep the reference's order (RowSums: 8 rows' chains interleaved). Tails
-// shorter than a vector are loaded zero-padded and stored partially, so they take the same path.
+// contraction. Row sums keep the reference's order (SumOfSquares: 16 lanes; RowSums: 8 rows'
+// chains interleaved). Tails shorter than a vector are loaded zero-padded and stored partially,
+// so they take the same path.
 // ---------------------------------------------------------------------------------------------
 
 // A product that the compiler must not fuse with the following add (GCC contracts a * b + c into
@@ -169,22 +170,46 @@ HWY_INLINE void RowSums(std::size_t count, std::size_t cols, Terms&& terms, floa
   for (std::size_t j = 0; j < count; ++j) sums[j] = s[j];
 }
 
+// A row's sum of squares in the reference's order (sum_of_squares, layers/rms_norm.hpp): term c
+// goes to lane c % 16, lanes are 16 / N vectors of a 16-lane-capped tag (independent chains, so a
+// lone decoding token's norm is not one latency-bound chain), then the halves are added pairwise.
+HWY_INLINE float SumOfSquares(const float* x, std::size_t cols) {
+  const hn::CappedTag<float, 16> d;
+  const std::size_t N = hn::Lanes(d);
+  HWY_ALIGN float lane[16] = {};
+  auto term = [&](std::size_t c) HWY_ATTR {
+    const auto v = LoadPadded(d, x + c, std::min(N, cols - c));
+    return Rounded(hn::Mul(v, v));
+  };
+  if (N >= 4 && 16 % N == 0) {
+    auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+    for (std::size_t c0 = 0; c0 < cols; c0 += 16) {
+      a0 = hn::Add(a0, term(c0));
+      if (N <= 8 && c0 + N < cols) a1 = hn::Add(a1, term(c0 + N));
+      if (N == 4 && c0 + 2 * N < cols) a2 = hn::Add(a2, term(c0 + 2 * N));
+      if (N == 4 && c0 + 3 * N < cols) a3 = hn::Add(a3, term(c0 + 3 * N));
+    }
+    hn::Store(a0, d, lane);
+    if (N <= 8) hn::Store(a1, d, lane + N);
+    if (N == 4) {
+      hn::Store(a2, d, lane + 2 * N);
+      hn::Store(a3, d, lane + 3 * N);
+    }
+  } else {  // 1- or 2-lane targets: the reference's scalar loop (no FMA on these targets)
+    for (std::size_t c = 0; c < cols; ++c) lane[c % 16] += x[c] * x[c];
+  }
+  for (std::size_t w = 8; w > 0; w /= 2)
+    for (std::size_t i = 0; i < w; ++i) lane[i] += lane[i + w];
+  return lane[0];
+}
+
 // RMSNorm of rows [i0, i0 + count), count <= 8 (RmsNormForwardArgs' arithmetic).
 HWY_INLINE void RmsNormBlock(const float* x, std::size_t ldx, const float* gain, float eps,
                              float* y, std::size_t ldy, float* inv_rms, std::size_t i0,
                              std::size_t count, std::size_t cols) {
   const hn::ScalableTag<float> df;
   float ss[8];
-  RowSums(
-      count, cols,
-      [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
-        const float* x_row = x + (i0 + j) * ldx + c0;
-        ForRowVectors(df, w, [&](std::size_t c, std::size_t n) HWY_ATTR {
-          const auto v = LoadPadded(df, x_row + c, n);
-          StorePartial(df, hn::Mul(v, v), out + c, n);
-        });
-      },
-      ss);
+  for (std::size_t j = 0; j < count; ++j) ss[j] = SumOfSquares(x + (i0 + j) * ldx, cols);
   for (std::size_t j = 0; j < count; ++j) {
     const std::size_t i = i0 + j;
     const float* x_row = x + i * ldx;

@@ -7,8 +7,8 @@
 // Numerics (docs/training.md): each kernel performs its scalar reference's operations in the same
 // order, each rounded once (no FMA), so results are bit-identical on every target and to the
 // references (activations.hpp, fast_exp.hpp, rms_norm.hpp, adamw.hpp) built without FMA
-// contraction. The RMSNorm row reductions (sum of squares, backward dot product) keep the
-// references' column order (8 rows' chains interleaved).
+// contraction. The RMSNorm sum of squares follows the reference's 16-lane order (sum_of_squares),
+// the backward dot product its column order (8 rows' chains interleaved).
 #pragma once
 
 #include <cstddef>

@@ -21,14 +21,26 @@ namespace pquant {
 
 inline constexpr float kRmsNormEps = 1e-5f;
 
+/// sum(x[c]^2) in a fixed order that vectors of up to 16 lanes follow exactly: term c is added
+/// to partial sum c % 16 (in column order), then the 16 partial sums are added pairwise, lane
+/// i += lane i + 8, then + 4, + 2, + 1. Sixteen independent chains, so one row (a decoding
+/// token) is not a single latency-bound chain of d adds.
+template <class T>
+T sum_of_squares(const T* x, std::size_t d) {
+  T lane[16] = {};
+  for (std::size_t c = 0; c < d; ++c) lane[c % 16] += x[c] * x[c];
+  for (std::size_t w = 8; w > 0; w /= 2)
+    for (std::size_t i = 0; i < w; ++i) lane[i] += lane[i + w];
+  return lane[0];
+}
+
 /// x [n x d], gain [d] -> y [n x d]; inv_rms [n] receives 1/sqrt(mean(x^2) + eps) per row.
-/// The scalar reference of kernels::rmsnorm_forward (bit-identical; sums in column order).
+/// The scalar reference of kernels::rmsnorm_forward (bit-identical; sums by sum_of_squares).
 template <class T>
 void rmsnorm_forward(MatrixView<const T> x, const T* gain, T eps, MatrixView<T> y, T* inv_rms) {
   const std::size_t d = x.cols;
   for (std::size_t i = 0; i < x.rows; ++i) {
-    T ss = 0;
-    for (std::size_t c = 0; c < d; ++c) ss += x(i, c) * x(i, c);
+    const T ss = sum_of_squares(x.row(i).data(), d);
     const T r = T(1) / std::sqrt(ss / static_cast<T>(d) + eps);
     inv_rms[i] = r;
     for (std::size_t c = 0; c < d; ++c) y(i, c) = x(i, c) * r * gain[c];
