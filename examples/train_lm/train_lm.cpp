@@ -54,7 +54,7 @@ struct Options {
   float lr = 0;  // 0 until parsed: 3e-3 (quantized) / 1e-3 (fp) unless --lr is given
   std::string schedule = "two-phase";
   float weight_decay = 0.1f;
-  float phase2_end = 0.0f;  // two-phase: learning rate at the last step, as a share of --lr
+  float phase2_end = 0.0f;  // two-phase: the rate phase 2 decays to (at --steps), share of --lr
   bool fused_qkv = false;   // Q, K, V as one projection with one 1-bit scale
   bool block_norm = false;  // a block pre-norm in series with the sublayers' own
   double init_std = 0.0;  // fan-in (ModelConfig)
@@ -141,7 +141,7 @@ void declare(CLI::App& app, Options& o) {
       ->transform(in_range<float>(0.0f, 1.0f))
       ->capture_default_str();
   app.add_option("--phase2-end", o.phase2_end,
-                 "two-phase: the learning rate at the last step as a share of --lr (phase 2 "
+                 "two-phase: where phase 2 ends (at --steps), as a share of --lr (phase 2 "
                  "decays from 0.4 to it)")
       ->transform(in_range<float>(0.0f, 0.4f))
       ->capture_default_str();
@@ -417,14 +417,8 @@ int run(const Options& o, const pquant::ModelConfig& mc, const pquant::ByteDatas
   pquant::TrainerConfig tc;
   tc.batch = o.batch;
   tc.seq_len = o.context;
-  if (o.schedule != "two-phase")
-    tc.schedule = pquant::make_schedule(o.schedule, o.lr, o.warmup, o.steps, o.weight_decay);
-  else
-    tc.schedule = pquant::TwoPhaseSchedule{.peak_lr = o.lr,
-                                           .warmup_steps = o.warmup,
-                                           .total_steps = o.steps,
-                                           .weight_decay = o.weight_decay,
-                                           .phase2_end = o.phase2_end};
+  tc.schedule =
+      pquant::make_schedule(o.schedule, o.lr, o.warmup, o.steps, o.weight_decay, o.phase2_end);
   tc.data_seed = o.seed ^ 0x9e3779b97f4a7c15ULL;
   tc.guard.max_loss = o.max_loss;
   tc.guard.max_grad_norm = o.max_grad_norm;

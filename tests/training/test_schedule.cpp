@@ -65,6 +65,12 @@ TEST(AnySchedule, ByNameAndBadConfigs) {
   EXPECT_EQ(make_schedule("cosine", 1.f, 0, 4).name(), "cosine");
   EXPECT_FLOAT_EQ(make_schedule("constant", 1.f, 0, 4).at(3).lr, 1.f);
   EXPECT_THROW(make_schedule("linear", 1.f, 0, 4), ValueError);
+  // phase2_end: where the two-phase schedule's phase 2 ends (share of the peak, reached at
+  // total_steps; step 3 of 4 is halfway from 0.4), no other schedule's.
+  EXPECT_FLOAT_EQ(make_schedule("two-phase", 1.f, 0, 4, 0.1f, 0.04f).at(3).lr, 0.22f);
+  EXPECT_FLOAT_EQ(make_schedule("two-phase", 1.f, 0, 4, 0.1f, 0.04f).at(4).lr, 0.04f);
+  EXPECT_FLOAT_EQ(make_schedule("two-phase", 1.f, 0, 4, 0.1f).at(3).lr, 0.2f);
+  EXPECT_THROW(make_schedule("cosine", 1.f, 0, 4, 0.1f, 0.04f), ValueError);
   EXPECT_THROW(make_schedule("cosine", 1.f, 4, 4).at(0), ValueError);  // warm-up >= total
   EXPECT_THROW(make_schedule("cosine", -1.f, 0, 4).at(0), ValueError);
   EXPECT_THROW(make_schedule("constant", 1.f, 0, 0).at(0), ValueError);

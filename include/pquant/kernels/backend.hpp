@@ -84,24 +84,31 @@ inline constexpr std::size_t kLutGroupsPerBlock = 64;  // 16 steps * 4080 = 6528
 // weights: the four streams of a task are read less evenly).
 inline constexpr std::size_t kLutGroupsPerVisit = 2 * kLutGroupsPerBlock;
 
-/// The LUT GEMV for m activation vectors at once (prefill, QAT): token i's tables start at
-/// tables + i * table_stride and its output row at y + i * ldy; the epilogue is LutGemvArgs' with
-/// offset[i], token_scale[i] (or [0] when token_scale_size == 1) and residual + i * ldr (or none).
-struct LutGemmArgs {
-  const std::uint8_t* index;
-  std::size_t tiles, pairs;
-  const std::uint8_t* tables;
-  std::size_t table_stride, m;
+/// The epilogue of a LUT GEMM over several activation vectors: token i's output row is at
+/// y + i * ldy (`rows` values), with LutGemvArgs' epilogue for row_scale, token_scale[i] (or [0]
+/// when token_scale_size == 1) and residual + i * ldr (or none when residual is null).
+struct BatchEpilogueArgs {
   float* y;
   std::size_t ldy, rows;
-  std::int32_t mul;
-  const std::int64_t* offset;
   const float* row_scale;
   std::size_t row_scale_size;
   const float* token_scale;
   std::size_t token_scale_size;
   const float* residual;
   std::size_t ldr;
+};
+
+/// The LUT GEMV for m activation vectors at once (prefill, QAT): token i's tables start at
+/// tables + i * table_stride; its sums go through LutGemvArgs' epilogue with mul, offset[i] and
+/// ep's scales and residual for token i.
+struct LutGemmArgs {
+  const std::uint8_t* index;
+  std::size_t tiles, pairs;
+  const std::uint8_t* tables;
+  std::size_t table_stride, m;
+  std::int32_t mul;
+  const std::int64_t* offset;
+  BatchEpilogueArgs ep;
   // Optional: m * pairs * kLutWideBytesPerPair bytes of scratch for each token's wide tables (token
   // i's at wide + i * pairs * kLutWideBytesPerPair) and the weights per 4-bit index, as in
   // LutGemvArgs.
@@ -126,14 +133,7 @@ struct TokenLutGemmArgs {
   unsigned bits;  // 1 (sign) or 2 (ternary)
   const std::int8_t* x;
   std::size_t ldx, m, k;
-  float* y;
-  std::size_t ldy, rows;
-  const float* row_scale;
-  std::size_t row_scale_size;
-  const float* token_scale;
-  std::size_t token_scale_size;
-  const float* residual;
-  std::size_t ldr;
+  BatchEpilogueArgs ep;
   // Scratch of the caller (not shared with other calls): kTokenLutPairsPerBlock * 8 *
   // kTokenLutTokens int16 (activations), kTokenLutPairsPerBlock * 32 * kTokenLutTokens int16
   // (tables, 32 KiB), tiles * kLutTile * kTokenLutTokens int32 (sums).

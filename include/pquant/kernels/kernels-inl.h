@@ -414,6 +414,21 @@ HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
   }
 }
 
+// Token m's epilogue (LutGemvArgs' fields) from a batched one.
+inline detail::LutGemvArgs TokenEpilogue(const detail::BatchEpilogueArgs& ep, std::size_t m,
+                                         std::int32_t mul, std::int64_t offset) {
+  detail::LutGemvArgs a{nullptr, 0, 0, nullptr, nullptr};
+  a.y = ep.y + m * ep.ldy;
+  a.rows = ep.rows;
+  a.mul = mul;
+  a.offset = offset;
+  a.row_scale = ep.row_scale;
+  a.row_scale_size = ep.row_scale_size;
+  a.token_scale = ep.token_scale[ep.token_scale_size == 1 ? 0 : m];
+  a.residual = ep.residual != nullptr ? ep.residual + m * ep.ldr : nullptr;
+  return a;
+}
+
 // The fused epilogue of rows [first, first + count) (see LutGemvArgs): the wrap to int32 in
 // uint32 lanes, then epilogue.hpp's formula in double lanes (the product of two floats is exact in
 // double, so a fused multiply-add rounds the same as the scalar formula).
@@ -611,16 +626,8 @@ HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
                                      : nullptr);
             for (std::size_t i = 0; i < mc; ++i) {
               const std::size_t m = m0 + i;
-              detail::LutGemvArgs a{g.index, g.tiles, g.pairs, nullptr, nullptr};
-              a.y = g.y + m * g.ldy;
-              a.rows = g.rows;
-              a.mul = g.mul;
-              a.offset = g.offset[m];
-              a.row_scale = g.row_scale;
-              a.row_scale_size = g.row_scale_size;
-              a.token_scale = g.token_scale[g.token_scale_size == 1 ? 0 : m];
-              a.residual = g.residual ? g.residual + m * g.ldr : nullptr;
-              LutEpilogue(a, t * kLutTile, n * kLutTile, sums + i * kStride);
+              LutEpilogue(TokenEpilogue(g.ep, m, g.mul, g.offset[m]), t * kLutTile, n * kLutTile,
+                          sums + i * kStride);
             }
           }
         }
@@ -792,20 +799,10 @@ HWY_NOINLINE void TokenLutGemm(const detail::TokenLutGemmArgs& a) {
         [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
           HWY_ALIGN std::int32_t sums[kLutTile];
           for (std::size_t t = range.begin(); t != range.end(); ++t) {
-            if (t * kLutTile >= a.rows) continue;
+            if (t * kLutTile >= a.ep.rows) continue;
             for (std::size_t i = 0; i < mc; ++i) {
-              const std::size_t m = m0 + i;
               for (std::size_t r = 0; r < kLutTile; ++r) sums[r] = a.acc[(t * kLutTile + r) * T + i];
-              detail::LutGemvArgs e{a.index, a.tiles, a.pairs, nullptr, nullptr};
-              e.y = a.y + m * a.ldy;
-              e.rows = a.rows;
-              e.mul = 1;
-              e.offset = 0;
-              e.row_scale = a.row_scale;
-              e.row_scale_size = a.row_scale_size;
-              e.token_scale = a.token_scale[a.token_scale_size == 1 ? 0 : m];
-              e.residual = a.residual ? a.residual + m * a.ldr : nullptr;
-              LutEpilogue(e, t * kLutTile, kLutTile, sums);
+              LutEpilogue(TokenEpilogue(a.ep, m0 + i, 1, 0), t * kLutTile, kLutTile, sums);
             }
           }
         },

@@ -42,26 +42,13 @@ class TransformerBlock {
 
   /// x [tokens x d] -> y [tokens x d] (y must not alias x).
   void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape) {
-    detail::ensure_shape(a_, x.rows, x.cols);
-    if (pre_attn_) {
-      detail::ensure_shape(u_, x.rows, x.cols);
-      pre_attn_->forward(x, u_.view());  // copies x (the caller's)
-      detail::forward_borrowed(attn_, u_.view(), a_.view(), shape);
-    } else {
-      attn_.forward(x, a_.view(), shape);
-    }
+    attention_of(x, shape);  // copies x where it is kept (the caller's)
     residual_ffn(x, y);
   }
   /// The same with x lent by the caller (BorrowedInput: the model's activations).
-  void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape, BorrowedInput) {
-    detail::ensure_shape(a_, x.rows, x.cols);
-    if (pre_attn_) {
-      detail::ensure_shape(u_, x.rows, x.cols);
-      pre_attn_->forward(x, u_.view(), borrowed_input);
-      detail::forward_borrowed(attn_, u_.view(), a_.view(), shape);
-    } else {
-      detail::forward_borrowed(attn_, x, a_.view(), shape);
-    }
+  void forward(MatrixView<const float> x, MatrixView<float> y, SequenceShape shape,
+               BorrowedInput lent) {
+    attention_of(x, shape, lent);
     residual_ffn(x, y);
   }
 
@@ -104,6 +91,22 @@ class TransformerBlock {
                                            const std::string& name) {
     if (!cfg.block_norm) return std::nullopt;
     return std::optional<RMSNorm>(std::in_place, store, name, RMSNorm::Config{cfg.d_model});
+  }
+
+  // a_ = attention(pre_attn(x)) or attention(x); `lent` (none or BorrowedInput) is whether x
+  // may be kept by reference instead of copied.
+  template <class... Lent>
+  void attention_of(MatrixView<const float> x, SequenceShape shape, Lent... lent) {
+    detail::ensure_shape(a_, x.rows, x.cols);
+    if (pre_attn_) {
+      detail::ensure_shape(u_, x.rows, x.cols);
+      pre_attn_->forward(x, u_.view(), lent...);
+      detail::forward_borrowed(attn_, u_.view(), a_.view(), shape);  // u_ is ours
+    } else if constexpr (sizeof...(Lent) == 0) {
+      attn_.forward(x, a_.view(), shape);
+    } else {
+      detail::forward_borrowed(attn_, x, a_.view(), shape);
+    }
   }
 
   // h = x + attention(x); y = h + ffn(h).

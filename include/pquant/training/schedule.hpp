@@ -140,9 +140,19 @@ class AnySchedule {
 };
 
 /// Builds a schedule by name ("two-phase", "cosine", "constant"); ValueError for other names.
+/// phase2_end (TwoPhaseSchedule::phase2_end) applies to "two-phase" only: a nonzero value with
+/// another name is a ValueError.
 inline AnySchedule make_schedule(std::string_view name, float peak_lr, std::size_t warmup,
-                                 std::size_t total, float weight_decay = 0.1f) {
-  if (name == "two-phase") return TwoPhaseSchedule{peak_lr, warmup, total, weight_decay};
+                                 std::size_t total, float weight_decay = 0.1f,
+                                 float phase2_end = 0.0f) {
+  if (name == "two-phase")
+    return TwoPhaseSchedule{.peak_lr = peak_lr,
+                            .warmup_steps = warmup,
+                            .total_steps = total,
+                            .weight_decay = weight_decay,
+                            .phase2_end = phase2_end};
+  require<ValueError>(phase2_end == 0.0f, "pquant: make_schedule: argument 'phase2_end' applies to "
+                      "the two-phase schedule only, got ", phase2_end, " for '", name, "'");
   if (name == "cosine") return CosineSchedule{peak_lr, warmup, total, 0.f, weight_decay};
   if (name == "constant") return ConstantSchedule{peak_lr, warmup, total, weight_decay};
   throw ValueError(

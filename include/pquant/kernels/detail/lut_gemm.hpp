@@ -16,6 +16,20 @@
 
 namespace pquant::kernels::detail {
 
+/// The batched epilogue of Y [M x `rows`] from an Epilogue (no token scale: one scale of 1).
+inline BatchEpilogueArgs batch_epilogue(const Epilogue& ep, MatrixView<float> y, std::size_t rows) {
+  static constexpr float kOne = 1.0f;
+  return {y.data,
+          y.stride,
+          rows,
+          ep.row_scale.data(),
+          ep.row_scale.size(),
+          ep.token_scale.empty() ? &kOne : ep.token_scale.data(),
+          ep.token_scale.empty() ? 1 : ep.token_scale.size(),
+          ep.residual.empty() ? nullptr : ep.residual.data,
+          ep.residual.stride};
+}
+
 /// Y[M x N] = epilogue(mul * S + offset), S[i][r] = the LUT sum of token i's tables over row r,
 /// offset_i = -sum(x_i) (the 0/1 and code forms of 1-bit and ternary weights, see gemv.hpp).
 /// Arguments are checked by the caller.
@@ -36,7 +50,6 @@ void lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const
       off[i] = -sum;
     }
   });
-  static constexpr float kOne = 1.0f;
   LutGemmArgs a{};
   a.index = w.data();
   a.tiles = w.tiles();
@@ -44,17 +57,9 @@ void lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w, const
   a.tables = tables.data();
   a.table_stride = table_bytes;
   a.m = m;
-  a.y = y.data;
-  a.ldy = y.stride;
-  a.rows = w.rows();
   a.mul = mul;
   a.offset = offset.data();
-  a.row_scale = ep.row_scale.data();
-  a.row_scale_size = ep.row_scale.size();
-  a.token_scale = ep.token_scale.empty() ? &kOne : ep.token_scale.data();
-  a.token_scale_size = ep.token_scale.empty() ? 1 : ep.token_scale.size();
-  a.residual = ep.residual.empty() ? nullptr : ep.residual.data;
-  a.ldr = ep.residual.stride;
+  a.ep = batch_epilogue(ep, y, w.rows());
   Scratch<std::uint8_t, 3> wide(m * w.pairs() * kLutWideBytesPerPair);
   a.wide = wide.data();
   a.group = group;
@@ -71,7 +76,6 @@ void token_lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w,
   Scratch<std::int16_t, 3> xt(P * 8 * T);
   Scratch<std::int16_t, 4> tables(P * 32 * T);
   Scratch<std::int32_t, 2> acc(w.tiles() * kLutTile * T);
-  static constexpr float kOne = 1.0f;
   TokenLutGemmArgs a{};
   a.index = w.data();
   a.tiles = w.tiles();
@@ -81,15 +85,7 @@ void token_lut_gemm_run(MatrixView<const std::int8_t> x, const LutWeights<F>& w,
   a.ldx = x.stride;
   a.m = x.rows;
   a.k = x.cols;
-  a.y = y.data;
-  a.ldy = y.stride;
-  a.rows = w.rows();
-  a.row_scale = ep.row_scale.data();
-  a.row_scale_size = ep.row_scale.size();
-  a.token_scale = ep.token_scale.empty() ? &kOne : ep.token_scale.data();
-  a.token_scale_size = ep.token_scale.empty() ? 1 : ep.token_scale.size();
-  a.residual = ep.residual.empty() ? nullptr : ep.residual.data;
-  a.ldr = ep.residual.stride;
+  a.ep = batch_epilogue(ep, y, w.rows());
   a.xt = xt.data();
   a.tables = tables.data();
   a.acc = acc.data();
