@@ -137,10 +137,10 @@ class KvCache {
     });
   }
 
-  /// Requests head h's keys and values into the caches. A decode step finds them in DRAM (the
-  /// layer's weights passed through the caches since), and per head they are short strided runs
-  /// (hd rows of K^T, `keys` rows of V) that the hardware prefetchers pick up late, so each head
-  /// asks for the next one's before it computes (heads run mostly in order on a thread).
+  /// Requests head h's keys and values (hd rows of K^T, `keys` rows of V) into L2. A decode step
+  /// finds them in DRAM (the layer's weights passed through the caches since), so each head asks
+  /// for the next one's before it computes its own (heads run mostly in order on a thread) and
+  /// the two heads' misses overlap.
   static void prefetch_head(MatrixView<const float> Kt, MatrixView<const float> V, std::size_t h,
                             std::size_t hd, std::size_t wide, std::size_t keys) {
 #if defined(__GNUC__) || defined(__clang__)

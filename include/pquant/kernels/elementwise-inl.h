@@ -147,8 +147,9 @@ HWY_NOINLINE void SwigluBackward(const detail::SwigluBackwardArgs& a) {
   }
 }
 
-// Row sums in column order, the scalar reference's order bit for bit. A single row's sum is one
-// chain of dependent adds (latency-bound), so up to 8 rows are summed side by side: per block of
+// Row sums in column order, the scalar reference's order bit for bit (the backward's dot products
+// and dS row sums). A single row's sum is one chain of dependent adds (latency-bound), so up to 8
+// rows are summed side by side: per block of
 // columns, terms(j, c0, w, out) writes the w terms of row j (computed in vectors) to a buffer, and
 // 8 scalar chains, one per row, add them in column order (only adds: no contraction possible).
 template <class Terms>
@@ -162,7 +163,7 @@ HWY_INLINE void RowSums(std::size_t count, std::size_t cols, Terms&& terms, floa
     if (count == 8) {
       for (std::size_t c = 0; c < w; ++c)
         for (std::size_t j = 0; j < 8; ++j) s[j] += buf[j][c];
-    } else {  // the same chains, without the absent rows' (a lone decoding token's norm)
+    } else {  // the same chains, without the absent rows' (a last block of fewer rows)
       for (std::size_t c = 0; c < w; ++c)
         for (std::size_t j = 0; j < count; ++j) s[j] += buf[j][c];
     }
