@@ -5,14 +5,17 @@
 //   Highway target), GFLOP_per_s on the thread's CPU clock.
 //   BM_Gemm: the FP32 GEMMs of a training step; at 1 thread also cpu_GFLOP_per_s (the thread's CPU
 //   clock: other processes' load does not count) and of_peak = cpu_GFLOP_per_s / BM_FmaPeak's.
+//   BM_TrainStepContext: pQuant N=4 at contexts 512 and 1024 (2048 tokens per step, 1 thread).
 //   bench_training --benchmark_filter=.   (Release build; see docs/training.md)
 #include <benchmark/benchmark.h>
 #include <oneapi/tbb/global_control.h>
 #include <time.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "pquant/kernels/detail/hwy_config.hpp"  // before any Highway header
 #undef HWY_TARGET_INCLUDE
@@ -75,22 +78,40 @@ const pquant::ByteDataset& corpus() {
   return data;
 }
 
+// One step of a model of config c on batches of `batch` x `seq_len` tokens.
+template <class Model>
+void run_train_step(benchmark::State& state, const pquant::ModelConfig& c, std::size_t batch,
+                    std::size_t seq_len) {
+  Model model(c, 1);
+  pquant::TrainerConfig tc;
+  tc.batch = batch;
+  tc.seq_len = seq_len;
+  tc.schedule =
+      pquant::ConstantSchedule{.peak_lr = 1e-3f, .warmup_steps = 0, .total_steps = 1u << 30};
+  pquant::Trainer trainer(model, corpus(), tc);
+  trainer.step();  // warm caches and scratch allocations
+  for (auto _ : state) benchmark::DoNotOptimize(trainer.step().loss);
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch * seq_len));
+}
+
 template <class Model>
 void BM_TrainStep(benchmark::State& state) {
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism,
                               static_cast<std::size_t>(state.range(0)));
   pquant::ModelConfig c;  // defaults: 128 / 4 / 4 / 384 / 128, r 32
   c.experts = static_cast<std::size_t>(state.range(1));
-  Model model(c, 1);
-  pquant::TrainerConfig tc;
-  tc.batch = 16;
-  tc.seq_len = 128;
-  tc.schedule =
-      pquant::ConstantSchedule{.peak_lr = 1e-3f, .warmup_steps = 0, .total_steps = 1u << 30};
-  pquant::Trainer trainer(model, corpus(), tc);
-  trainer.step();  // warm caches and scratch allocations
-  for (auto _ : state) benchmark::DoNotOptimize(trainer.step().loss);
-  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(tc.batch * tc.seq_len));
+  run_train_step<Model>(state, c, 16, 128);
+}
+
+// The reference model at longer contexts, 2048 tokens per step (batch 2048 / context): the
+// attention's share of the step grows with the context.
+template <class Model>
+void BM_TrainStepContext(benchmark::State& state) {
+  tbb::global_control threads(tbb::global_control::max_allowed_parallelism, 1);
+  pquant::ModelConfig c;
+  c.experts = 4;
+  c.context = static_cast<std::size_t>(state.range(0));
+  run_train_step<Model>(state, c, 2048 / c.context, c.context);
 }
 
 void Args(benchmark::internal::Benchmark* b, bool experts) {
@@ -170,10 +191,85 @@ BENCHMARK(BM_Gemm)
     ->Args({2, 2, 384, 128, 2048})
     ->UseRealTime();
 
+// The element-wise kernels of a training step at its shapes, on one thread: RMSNorm forward and
+// backward over 2048 tokens of width d (128: the block norms; 352: the 1-bit branch's down
+// projection input), the SwiGLU forward and backward, and the causal softmax and its backward over
+// one head's 128 x 128 scores (rows of one head, as the attention calls them per block).
+enum class ElementwiseOp {
+  norm_forward,
+  norm_backward,
+  swiglu_forward,
+  swiglu_backward,
+  softmax,
+  softmax_backward
+};
+
+void BM_Elementwise(benchmark::State& state) {
+  const auto op = static_cast<ElementwiseOp>(state.range(0));
+  const std::size_t rows = static_cast<std::size_t>(state.range(1)),
+                    cols = static_cast<std::size_t>(state.range(2));
+  pquant::Rng rng(3);
+  auto random = [&](std::size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = static_cast<float>(rng.normal(0.0, 1.0));
+    return v;
+  };
+  std::vector<float> a = random(rows * cols), b = random(rows * cols), c(rows * cols),
+                     e(rows * cols), gain = random(cols), dgain(cols), inv(rows, 0.5f);
+  const pquant::MatrixView<float> av(a.data(), rows, cols), bv(b.data(), rows, cols),
+      cv(c.data(), rows, cols), ev(e.data(), rows, cols);
+  const float scale = 1.0f / std::sqrt(32.0f);
+  std::copy(a.begin(), a.end(), c.begin());  // the softmaxes' scores; p of the backward
+  if (op == ElementwiseOp::softmax_backward) pquant::kernels::causal_softmax(cv, 0, scale);
+  for (auto _ : state) {
+    switch (op) {
+      case ElementwiseOp::norm_forward:
+        pquant::kernels::rmsnorm_forward(av, gain, 1e-5f, cv, inv);
+        break;
+      case ElementwiseOp::norm_backward:
+        pquant::kernels::rmsnorm_backward(bv, av, gain, inv, cv, dgain);
+        break;
+      case ElementwiseOp::swiglu_forward:
+        pquant::kernels::swiglu_forward(av, bv, cv);
+        break;
+      case ElementwiseOp::swiglu_backward:
+        pquant::kernels::swiglu_backward(av, bv, av, cv, ev);
+        break;
+      case ElementwiseOp::softmax:  // in place: each pass normalizes the last one's output
+        pquant::kernels::causal_softmax(cv, 0, scale);
+        break;
+      case ElementwiseOp::softmax_backward:  // dp re-copied (64 KiB): dS overwrites it
+        std::copy(b.begin(), b.end(), e.begin());
+        pquant::kernels::causal_softmax_backward(ev, cv, 0, scale);
+        break;
+    }
+    benchmark::DoNotOptimize(c.data());
+    benchmark::DoNotOptimize(e.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(rows * cols));
+}
+BENCHMARK(BM_Elementwise)
+    ->ArgNames({"op", "rows", "cols"})
+    ->Args({int(ElementwiseOp::norm_forward), 2048, 128})
+    ->Args({int(ElementwiseOp::norm_backward), 2048, 128})
+    ->Args({int(ElementwiseOp::norm_backward), 2048, 352})
+    ->Args({int(ElementwiseOp::swiglu_forward), 2048, 352})
+    ->Args({int(ElementwiseOp::swiglu_backward), 2048, 352})
+    ->Args({int(ElementwiseOp::softmax), 128, 128})
+    ->Args({int(ElementwiseOp::softmax_backward), 128, 128})
+    ->Unit(benchmark::kMicrosecond);
+
 BENCHMARK(BM_TrainStep<pquant::FP>)->Apply([](auto* b) { Args(b, false); });
 BENCHMARK(BM_TrainStep<pquant::BitNet>)->Apply([](auto* b) { Args(b, false); });
 BENCHMARK(BM_TrainStep<pquant::BitNet158>)->Apply([](auto* b) { Args(b, false); });
 BENCHMARK(BM_TrainStep<pquant::PQuant<>>)->Apply([](auto* b) { Args(b, true); });
+BENCHMARK(BM_TrainStepContext<pquant::PQuant<>>)
+    ->ArgName("context")
+    ->Arg(512)
+    ->Arg(1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
 
 }  // namespace
 

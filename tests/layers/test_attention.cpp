@@ -2,9 +2,12 @@
 // the STE surrogate of gradient_check.hpp), causality, RoPE by hand, bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include <tbb/global_control.h>
 
 #include "gradient_check.hpp"
 #include "pquant/layers.hpp"
@@ -89,9 +92,7 @@ void check_attention_gradients(bool fused) {
     rope_apply<double>(q.view(), heads, rope);
     rope_apply<double>(k.view(), heads, rope);
     DTensor o = testing::zeros("o", n, d);
-    std::vector<double> probs(batch * heads * seq * seq);
-    causal_attention_forward<double>(q.view(), k.view(), v.view(), heads, shape, o.view(),
-                                     probs.data());
+    causal_attention_forward<double>(q.view(), k.view(), v.view(), heads, shape, o.view());
     if constexpr (Info::kQuantized) {
       DTensor on = o;
       rmsnorm_forward<double>(o.view(), p[o_index + 1].v.data(), 1e-5, on.view(), inv.data());
@@ -152,8 +153,81 @@ TEST(Attention, IsCausalAndSequencesAreIndependent) {
   }
   // The first position attends only to itself.
   const std::span<const float> p = att.probabilities();
+  ASSERT_EQ(p.size(), 2 * heads * seq * seq);
   EXPECT_EQ(p[0], 1.0f);
   EXPECT_EQ(p[1], 0.0f);
+}
+
+// The float path (blocks of 32 queries on the FP32 GEMM, P recomputed in the backward) against
+// the generic scalar path in double (one query row at a time, P never blocked), at a length that
+// leaves a partial last block, over two sequences and three heads.
+TEST(Attention, FusedFloatPathMatchesScalarDoubleReference) {
+  constexpr std::size_t batch = 2, heads = 3, hd = 8, seq = 77, d = heads * hd, n = batch * seq;
+  const SequenceShape shape{batch, seq};
+  Rng rng(5);
+  const Matrix<float> q = random_matrix(n, d, rng, 1.5), k = random_matrix(n, d, rng, 1.5),
+                      v = random_matrix(n, d, rng), dout = random_matrix(n, d, rng);
+  Matrix<float> o(n, d), dq(n, d), dk(n, d), dv(n, d);
+  for (Matrix<float>* m : {&o, &dq, &dk, &dv})  // outputs are overwritten, whatever they held
+    std::fill(m->flat().begin(), m->flat().end(), std::numeric_limits<float>::quiet_NaN());
+  causal_attention_forward<float>(q, k, v, heads, shape, o);
+  causal_attention_backward<float>(dout, q, k, v, heads, shape, dq, dk, dv);
+  std::vector<float> p(batch * heads * seq * seq, -1.f);
+  causal_attention_probabilities<float>(q, k, heads, shape, p);
+
+  const DTensor qd = to_double("q", q.view()), kd = to_double("k", k.view()),
+                vd = to_double("v", v.view()), dod = to_double("dout", dout.view());
+  DTensor od = testing::zeros("o", n, d), dqd = od, dkd = od, dvd = od;
+  causal_attention_forward<double>(qd.view(), kd.view(), vd.view(), heads, shape, od.view());
+  causal_attention_backward<double>(dod.view(), qd.view(), kd.view(), vd.view(), heads, shape,
+                                    dqd.view(), dkd.view(), dvd.view());
+  std::vector<double> pd(p.size());
+  causal_attention_probabilities<double>(qd.view(), kd.view(), heads, shape, pd);
+
+  auto expect_close = [&](const Matrix<float>& got, const DTensor& want, const char* what) {
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < d; ++j)
+        ASSERT_NEAR(got(i, j), want(i, j), 2e-5 * (1 + std::fabs(want(i, j))))
+            << what << " " << i << "," << j;
+  };
+  expect_close(o, od, "O");
+  expect_close(dq, dqd, "dQ");
+  expect_close(dk, dkd, "dK");
+  expect_close(dv, dvd, "dV");
+  for (std::size_t bh = 0; bh < batch * heads; ++bh)
+    for (std::size_t t = 0; t < seq; ++t) {
+      double row = 0;
+      for (std::size_t s = 0; s < seq; ++s) {
+        const std::size_t i = (bh * seq + t) * seq + s;
+        if (s > t) {
+          ASSERT_EQ(p[i], 0.f) << bh << "," << t << "," << s;  // causal, and written
+        }
+        ASSERT_NEAR(p[i], pd[i], 1e-6) << bh << "," << t << "," << s;
+        row += p[i];
+      }
+      EXPECT_NEAR(row, 1.0, 1e-5);
+    }
+}
+
+// Results do not depend on the thread count (heads run in parallel, each in a fixed order).
+TEST(Attention, FusedFloatPathIsIndependentOfThreadCount) {
+  constexpr std::size_t batch = 3, heads = 2, hd = 16, seq = 70, d = heads * hd, n = batch * seq;
+  const SequenceShape shape{batch, seq};
+  Rng rng(6);
+  const Matrix<float> q = random_matrix(n, d, rng), k = random_matrix(n, d, rng),
+                      v = random_matrix(n, d, rng), dout = random_matrix(n, d, rng);
+  auto run = [&](std::size_t threads) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    std::vector<Matrix<float>> out(4, Matrix<float>(n, d));
+    for (Matrix<float>& m : out) std::fill(m.flat().begin(), m.flat().end(), 7.f);
+    causal_attention_forward<float>(q, k, v, heads, shape, out[0]);
+    causal_attention_backward<float>(dout, q, k, v, heads, shape, out[1], out[2], out[3]);
+    return out;
+  };
+  const auto one = run(1), two = run(2);
+  for (std::size_t m = 0; m < 4; ++m)
+    for (std::size_t i = 0; i < n * d; ++i)
+      ASSERT_EQ(one[m].flat()[i], two[m].flat()[i]) << m << " " << i;
 }
 
 TEST(Rope, RotatesPairsByPositionTimesThetaAndInvertsExactly) {

@@ -116,16 +116,10 @@ TEST_P(Elementwise, SwigluBackwardIsBitIdenticalToTheScalarReference) {
 
 constexpr std::size_t kRows = 19;  // rows across lanes: 2 groups of 8 (1 of 16) and a tail
 
-// The backward's documented reduction order (backend.hpp): columns in increasing order.
-float sequential_sum(std::size_t n, auto&& term) {
-  float s = 0;
-  for (std::size_t c = 0; c < n; ++c) s += term(c);
-  return s;
-}
-
-// The forward's documented order (backend.hpp, RmsNormForwardArgs), written out as the four
-// levels of its tree: 16 partial sums (term c into c % 16, columns in increasing order), then
-// (p0 + p8), (p1 + p9), ..., then those pairwise at distance 4, 2 and 1.
+// The documented order of every row sum of the norm and the softmax backward (backend.hpp:
+// sum_in_16_lanes), written out as the four levels of its tree: 16 partial sums (term c into c %
+// 16, columns in increasing order), then (p0 + p8), (p1 + p9), ..., then those pairwise at distance
+// 4, 2 and 1.
 float sixteen_lane_sum(std::size_t n, auto&& term) {
   float p[16] = {};
   for (std::size_t c = 0; c < n; ++c) p[c % 16] += term(c);
@@ -193,7 +187,7 @@ TEST_P(Elementwise, RmsNormBackwardFollowsTheDocumentedOrderAndMatchesTheReferen
     for (std::size_t i = 0; i < kRows; ++i) {
       const float r = inv_rms[i];
       const float dot =
-          sequential_sum(cols, [&](std::size_t c) { return gain[c] * dy.at(i, c) * x.at(i, c); });
+          sixteen_lane_sum(cols, [&](std::size_t c) { return gain[c] * dy.at(i, c) * x.at(i, c); });
       for (std::size_t c = 0; c < cols; ++c) want_dgain[c] += dy.at(i, c) * x.at(i, c) * r;
       const float k = r * r * r * dot / static_cast<float>(cols);
       for (std::size_t c = 0; c < cols; ++c)
@@ -476,6 +470,18 @@ TEST_P(Elementwise, CausalSoftmaxIsBitIdenticalToTheScalarRows) {
                                        0.125f);
       expect_bits_equal(MatrixView<const float>(dp.data(), rows, seq),
                         MatrixView<const float>(ref_ds.data(), rows, seq), "ds");
+      // The documented order, spelled out independently of the library's reference.
+      const auto dp0 = random_floats(rows * seq, -1.0f, 1.0f, static_cast<std::uint32_t>(seq + 7));
+      for (std::size_t i = 0; i < rows; ++i) {
+        const std::size_t n = first + i + 1;
+        const float* p_row = ref.data() + i * seq;
+        const float* dp_row = dp0.data() + i * seq;
+        const float sum = sixteen_lane_sum(n, [&](std::size_t s) { return dp_row[s] * p_row[s]; });
+        for (std::size_t s = 0; s < n; ++s)
+          ASSERT_EQ(std::bit_cast<std::uint32_t>(dp[i * seq + s]),
+                    std::bit_cast<std::uint32_t>(p_row[s] * (dp_row[s] - sum) * 0.125f))
+              << i << ", " << s;
+      }
     }
   }
 }

@@ -122,6 +122,39 @@ TEST(AlignedBuffer, IsAlignedZeroedAndPadded) {
   EXPECT_EQ(b[0], 0.f);
 }
 
+TEST(AlignedBuffer, AssignZerosReusesALargeEnoughAllocation) {
+  AlignedBuffer<float> b(100);
+  for (float& v : b) v = 7.f;
+  const float* first = b.data();
+  b.assign_zeros(40);  // smaller: same allocation, the new extent zeroed
+  EXPECT_EQ(b.data(), first);
+  EXPECT_EQ(b.size(), 40u);
+  for (float v : b) EXPECT_EQ(v, 0.f);
+  b[39] = 3.f;
+  b.assign_zeros(100);  // back to the capacity: still no new allocation, all zeros
+  EXPECT_EQ(b.data(), first);
+  for (float v : b) EXPECT_EQ(v, 0.f);
+  b.assign_zeros(1000);  // larger: a new, zeroed allocation
+  EXPECT_EQ(b.size(), 1000u);
+  EXPECT_GE(b.allocated_bytes(), 1000 * sizeof(float));
+  for (float v : b) EXPECT_EQ(v, 0.f);
+  AlignedBuffer<float> copy = b;  // a copy of a reused buffer holds its size, not its capacity
+  b.assign_zeros(3);
+  copy = b;
+  EXPECT_EQ(copy.size(), 3u);
+  EXPECT_EQ(copy.allocated_bytes(), kAlignment);
+  b.assign_zeros(0);
+  EXPECT_TRUE(b.empty());
+  EXPECT_THROW(b.assign_zeros(std::size_t{1} << 62), ValueError);
+
+  Matrix<float> m(4, 6);
+  m(3, 5) = 1.f;
+  m.assign_zeros(2, 3);
+  EXPECT_EQ(m.rows(), 2u);
+  EXPECT_EQ(m.cols(), 3u);
+  for (float v : m.flat()) EXPECT_EQ(v, 0.f);
+}
+
 TEST(AlignedBuffer, WeightSizedBuffersAreHugePageAligned) {
   // 2 MiB and up: aligned to 2 MiB (the huge-page advice needs it), still zeroed and copyable.
   const std::size_t n = kHugePage / sizeof(float) + 3;

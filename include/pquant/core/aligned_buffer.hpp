@@ -59,6 +59,19 @@ class AlignedBuffer {
       ::operator delete(static_cast<void*>(data_), std::align_val_t{alignment(bytes_)});
   }
 
+  /// Makes this `count` zeros, reusing the allocation when it is large enough (a layer's scratch
+  /// whose row count changes every step, such as an expert's tokens, then costs a memset rather
+  /// than fresh pages the kernel must clear).
+  void assign_zeros(std::size_t count) {
+    require<ValueError>(count <= max_count(), "AlignedBuffer: count ", count, " is too large");
+    if (count != 0 && data_ != nullptr && padded_bytes(count) <= bytes_) {
+      size_ = count;
+      std::memset(static_cast<void*>(data_), 0, count * sizeof(T));
+      return;
+    }
+    AlignedBuffer(count).swap(*this);
+  }
+
   void swap(AlignedBuffer& other) noexcept {
     std::swap(data_, other.data_);
     std::swap(size_, other.size_);

@@ -55,6 +55,13 @@ class Matrix {
   Matrix() = default;
   Matrix(std::size_t rows, std::size_t cols) : buffer_(rows * cols), rows_(rows), cols_(cols) {}
 
+  /// Reshapes to rows x cols, all zeros; the allocation is kept when it is large enough.
+  void assign_zeros(std::size_t rows, std::size_t cols) {
+    buffer_.assign_zeros(rows * cols);
+    rows_ = rows;
+    cols_ = cols;
+  }
+
   std::size_t rows() const { return rows_; }
   std::size_t cols() const { return cols_; }
   std::size_t size() const { return rows_ * cols_; }

@@ -247,9 +247,9 @@ struct RmsNormForwardArgs {
   std::size_t rows, cols;
 };
 
-/// Per row i (in order), r = inv_rms[i]: dot = sum of (gain * dy) * x over c in increasing order,
-/// dgain[c] += (dy * x) * r,
-/// and when dx != nullptr, k = (((r * r) * r) * dot) / cols, dx = ((r * gain) * dy) - k * x.
+/// Per row i (in order), r = inv_rms[i]: dgain[c] += (dy * x) * r, and when dx != nullptr,
+/// dot = sum of (gain * dy) * x in sum_in_16_lanes' order (layers/rms_norm.hpp),
+/// k = (((r * r) * r) * dot) / cols, dx = ((r * gain) * dy) - k * x.
 struct RmsNormBackwardArgs {
   const float* dy;
   std::size_t lddy;
@@ -285,7 +285,7 @@ struct CausalSoftmaxArgs {
   float scale;
 };
 
-/// Its backward on the same rows: sum = sum_{s <= t} dp * p in s order (one chain per row);
+/// Its backward on the same rows: sum = sum_{s <= t} dp * p in sum_in_16_lanes' order;
 /// ds = (p * (dp - sum)) * scale for s <= t, 0 above (ds overwrites dp, stride ld for both).
 struct CausalSoftmaxBackwardArgs {
   float* ds;

@@ -7,9 +7,8 @@
 // Every kernel performs the scalar reference's operations in the same order, each rounded once
 // (no fused multiply-add), so the results are the same on every target and equal to the scalar
 // code (layers/fast_exp.hpp, activations.hpp, rms_norm.hpp, adamw.hpp) built without FMA
-// contraction. Row sums keep the reference's order (SumOfSquares: 16 lanes; RowSums: 8 rows'
-// chains interleaved). Tails shorter than a vector are loaded zero-padded and stored partially,
-// so they take the same path.
+// contraction. Row sums keep the reference's order (Sum16Lanes: sum_in_16_lanes' 16 lanes). Tails
+// shorter than a vector are loaded zero-padded and stored partially, so they take the same path.
 // ---------------------------------------------------------------------------------------------
 
 // A product that the compiler must not fuse with the following add (GCC contracts a * b + c into
@@ -147,48 +146,25 @@ HWY_NOINLINE void SwigluBackward(const detail::SwigluBackwardArgs& a) {
   }
 }
 
-// Row sums in column order, the scalar reference's order bit for bit (the backward's dot products
-// and dS row sums). A single row's sum is one chain of dependent adds (latency-bound), so up to 8
-// rows are summed side by side: per block of
-// columns, terms(j, c0, w, out) writes the w terms of row j (computed in vectors) to a buffer, and
-// 8 scalar chains, one per row, add them in column order (only adds: no contraction possible).
-template <class Terms>
-HWY_INLINE void RowSums(std::size_t count, std::size_t cols, Terms&& terms, float* sums) {
-  constexpr std::size_t kBlock = 64;  // a multiple of every target's lane count
-  HWY_ALIGN float buf[8][kBlock];
-  float s[8] = {};
-  for (std::size_t c0 = 0; c0 < cols; c0 += kBlock) {
-    const std::size_t w = std::min(kBlock, cols - c0);
-    for (std::size_t j = 0; j < count; ++j) terms(j, c0, w, buf[j]);
-    if (count == 8) {
-      for (std::size_t c = 0; c < w; ++c)
-        for (std::size_t j = 0; j < 8; ++j) s[j] += buf[j][c];
-    } else {  // the same chains, without the absent rows' (a last block of fewer rows)
-      for (std::size_t c = 0; c < w; ++c)
-        for (std::size_t j = 0; j < count; ++j) s[j] += buf[j][c];
-    }
-  }
-  for (std::size_t j = 0; j < count; ++j) sums[j] = s[j];
-}
-
-// A row's sum of squares in the reference's order (sum_of_squares, layers/rms_norm.hpp): term c
-// goes to lane c % 16, lanes are 16 / N vectors of a 16-lane-capped tag (independent chains, so a
-// lone decoding token's norm is not one latency-bound chain), then the halves are added pairwise.
-HWY_INLINE float SumOfSquares(const float* x, std::size_t cols) {
+// sum_in_16_lanes (layers/rms_norm.hpp) of the terms of columns [0, cols): term c goes to lane
+// c % 16, lanes are 16 / N vectors of a 16-lane-capped tag (independent chains, so one row is not
+// a latency-bound chain), then the halves are added pairwise. term(d, c, count) returns the terms
+// of columns [c, c + count) as a vector of d, zero in lanes >= count; 1- and 2-lane targets (no
+// FMA to avoid there) take scalar(c), the reference's loop.
+template <class VTerm, class STerm>
+HWY_INLINE float Sum16Lanes(std::size_t cols, VTerm&& term, STerm&& scalar) {
   const hn::CappedTag<float, 16> d;
   const std::size_t N = hn::Lanes(d);
   HWY_ALIGN float lane[16] = {};
-  auto term = [&](std::size_t c) HWY_ATTR {
-    const auto v = LoadPadded(d, x + c, std::min(N, cols - c));
-    return Rounded(hn::Mul(v, v));
-  };
+  // Rounded: the terms' last product is not fused into the accumulating add.
+  auto at = [&](std::size_t c) HWY_ATTR { return Rounded(term(d, c, std::min(N, cols - c))); };
   if (N >= 4 && 16 % N == 0) {
     auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
     for (std::size_t c0 = 0; c0 < cols; c0 += 16) {
-      a0 = hn::Add(a0, term(c0));
-      if (N <= 8 && c0 + N < cols) a1 = hn::Add(a1, term(c0 + N));
-      if (N == 4 && c0 + 2 * N < cols) a2 = hn::Add(a2, term(c0 + 2 * N));
-      if (N == 4 && c0 + 3 * N < cols) a3 = hn::Add(a3, term(c0 + 3 * N));
+      a0 = hn::Add(a0, at(c0));
+      if (N <= 8 && c0 + N < cols) a1 = hn::Add(a1, at(c0 + N));
+      if (N == 4 && c0 + 2 * N < cols) a2 = hn::Add(a2, at(c0 + 2 * N));
+      if (N == 4 && c0 + 3 * N < cols) a3 = hn::Add(a3, at(c0 + 3 * N));
     }
     hn::Store(a0, d, lane);
     if (N <= 8) hn::Store(a1, d, lane + N);
@@ -196,12 +172,23 @@ HWY_INLINE float SumOfSquares(const float* x, std::size_t cols) {
       hn::Store(a2, d, lane + 2 * N);
       hn::Store(a3, d, lane + 3 * N);
     }
-  } else {  // 1- or 2-lane targets: the reference's scalar loop (no FMA on these targets)
-    for (std::size_t c = 0; c < cols; ++c) lane[c % 16] += x[c] * x[c];
+  } else {
+    for (std::size_t c = 0; c < cols; ++c) lane[c % 16] += scalar(c);
   }
   for (std::size_t w = 8; w > 0; w /= 2)
     for (std::size_t i = 0; i < w; ++i) lane[i] += lane[i + w];
   return lane[0];
+}
+
+// A row's sum of squares (sum_of_squares).
+HWY_INLINE float SumOfSquares(const float* x, std::size_t cols) {
+  return Sum16Lanes(
+      cols,
+      [x](auto d, std::size_t c, std::size_t count) HWY_ATTR {
+        const auto v = LoadPadded(d, x + c, count);
+        return hn::Mul(v, v);
+      },
+      [x](std::size_t c) { return x[c] * x[c]; });
 }
 
 // RMSNorm of rows [i0, i0 + count), count <= 8 (RmsNormForwardArgs' arithmetic).
@@ -234,44 +221,34 @@ HWY_NOINLINE void RmsNormForward(const detail::RmsNormForwardArgs& a) {
 
 HWY_NOINLINE void RmsNormBackward(const detail::RmsNormBackwardArgs& a) {
   const hn::ScalableTag<float> df;
-  float dots[8];
-  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
-    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
-    // One pass over dy and x per row computes the dot product's terms and adds the row's gain
-    // gradient (rows in order for every column, as the reference).
-    RowSums(
-        count, a.cols,
-        [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
-          const float* x_row = a.x + (i0 + j) * a.ldx + c0;
-          const float* dy_row = a.dy + (i0 + j) * a.lddy + c0;
-          const auto vr = hn::Set(df, a.inv_rms[i0 + j]);
-          ForRowVectors(df, w, [&](std::size_t c, std::size_t n) HWY_ATTR {
-            const auto dy = LoadPadded(df, dy_row + c, n);
-            const auto x = LoadPadded(df, x_row + c, n);
-            const auto g = LoadPadded(df, a.gain + c0 + c, n);
-            StorePartial(df, hn::Mul(hn::Mul(g, dy), x), out + c, n);
-            const auto dgain = LoadPadded(df, a.dgain + c0 + c, n);
-            const auto term = Rounded(hn::Mul(hn::Mul(dy, x), vr));
-            StorePartial(df, hn::Add(dgain, term), a.dgain + c0 + c, n);
-          });
-        },
-        dots);
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const float* dy_row = a.dy + i * a.lddy;
+    const float* x_row = a.x + i * a.ldx;
+    const float r = a.inv_rms[i];
+    // The row's gain gradient (rows in order for every column, as the reference).
+    const auto vr = hn::Set(df, r);
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
+      const auto term = Rounded(
+          hn::Mul(hn::Mul(LoadPadded(df, dy_row + c, n), LoadPadded(df, x_row + c, n)), vr));
+      StorePartial(df, hn::Add(LoadPadded(df, a.dgain + c, n), term), a.dgain + c, n);
+    });
     if (a.dx == nullptr) continue;
-    for (std::size_t j = 0; j < count; ++j) {
-      const std::size_t i = i0 + j;
-      const float* dy_row = a.dy + i * a.lddy;
-      const float* x_row = a.x + i * a.ldx;
-      float* dx_row = a.dx + i * a.lddx;
-      const float r = a.inv_rms[i];
-      const float k = r * r * r * dots[j] / static_cast<float>(a.cols);
-      const auto vr = hn::Set(df, r), vk = hn::Set(df, k);
-      ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
-        const auto first =
-            hn::Mul(hn::Mul(vr, LoadPadded(df, a.gain + c, n)), LoadPadded(df, dy_row + c, n));
-        const auto second = hn::Mul(vk, LoadPadded(df, x_row + c, n));
-        StorePartial(df, hn::Sub(Rounded(first), Rounded(second)), dx_row + c, n);
-      });
-    }
+    const float dot = Sum16Lanes(
+        a.cols,
+        [&](auto d, std::size_t c, std::size_t n) HWY_ATTR {
+          return hn::Mul(hn::Mul(LoadPadded(d, a.gain + c, n), LoadPadded(d, dy_row + c, n)),
+                         LoadPadded(d, x_row + c, n));
+        },
+        [&](std::size_t c) { return a.gain[c] * dy_row[c] * x_row[c]; });
+    float* dx_row = a.dx + i * a.lddx;
+    const float k = r * r * r * dot / static_cast<float>(a.cols);
+    const auto vk = hn::Set(df, k);
+    ForRowVectors(df, a.cols, [&](std::size_t c, std::size_t n) HWY_ATTR {
+      const auto first =
+          hn::Mul(hn::Mul(vr, LoadPadded(df, a.gain + c, n)), LoadPadded(df, dy_row + c, n));
+      const auto second = hn::Mul(vk, LoadPadded(df, x_row + c, n));
+      StorePartial(df, hn::Sub(Rounded(first), Rounded(second)), dx_row + c, n);
+    });
   }
 }
 
@@ -403,16 +380,17 @@ HWY_NOINLINE bool RmsNormQuantize(const detail::RmsNormQuantizeArgs& a) {
   return true;
 }
 
-// Causal softmax rows: causal_softmax_row_f32 (layers/attention.hpp) operation for operation. The
-// 8 lane sums are one vector on 256-bit targets, two on 128-bit ones, eight scalars on HWY_SCALAR;
-// SVE's lane count is a run-time value (4 at 128 bits, 8 from 256 bits), so the sums live in a
-// small array rather than in an array of vectors (which SVE's sizeless types cannot form).
+// Causal softmax rows: causal_softmax_row_f32 (layers/attention.hpp) operation for operation, in
+// vectors of up to 16 lanes. The sum's 8 lanes (lane j adds s = j mod 8 in s order) are the two
+// halves of each 16-lane vector added in turn when the target has 16 lanes, one vector of 8 on
+// 256-bit targets, and 8 / N vectors on narrower ones (a small array: SVE's sizeless vectors
+// cannot form arrays).
 HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
-  const hn::CappedTag<float, 8> d8;
-  const hn::RebindToSigned<decltype(d8)> di;
-  const std::size_t N = hn::Lanes(d8);
-  HWY_DASSERT(8 % N == 0);
-  const auto scale = hn::Set(d8, a.scale);
+  const hn::CappedTag<float, 16> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const std::size_t N = hn::Lanes(d);
+  HWY_DASSERT(N == 16 || 8 % N == 0);
+  const auto scale = hn::Set(d, a.scale);
   const auto magnitude = hn::Set(di, 0x7fffffff);
   for (std::size_t i = 0; i < a.rows; ++i) {
     float* row = a.p + i * a.ld;
@@ -421,17 +399,17 @@ HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
     // is read and written whole when it fits in the row (its lanes >= n are masked out of the max
     // and the sum), so only a row's last vector may need the padded path.
     auto load = [&](std::size_t c, std::size_t count) HWY_ATTR {
-      return c + N <= a.seq ? hn::LoadU(d8, row + c) : LoadPadded(d8, row + c, count);
+      return c + N <= a.seq ? hn::LoadU(d, row + c) : LoadPadded(d, row + c, count);
     };
-    auto store = [&](hn::Vec<decltype(d8)> v, std::size_t c, std::size_t count) HWY_ATTR {
+    auto store = [&](hn::Vec<decltype(d)> v, std::size_t c, std::size_t count) HWY_ATTR {
       if (c + N <= a.seq)
-        hn::StoreU(v, d8, row + c);
+        hn::StoreU(v, d, row + c);
       else
-        StorePartial(d8, v, row + c, count);
+        StorePartial(d, v, row + c, count);
     };
     // v = p * scale and the max of the order-preserving keys (bits ^ ((bits >> 31) & 0x7fffffff)).
     auto best = hn::Set(di, std::numeric_limits<std::int32_t>::min());
-    ForRowVectors(d8, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
+    ForRowVectors(d, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
       const auto v = hn::Mul(load(c, count), scale);
       store(v, c, count);
       const auto bits = hn::BitCast(di, v);
@@ -440,61 +418,67 @@ HWY_NOINLINE void CausalSoftmax(const detail::CausalSoftmaxArgs& a) {
     });
     const std::int32_t key = hn::GetLane(hn::MaxOfLanes(di, best));
     const float mx = std::bit_cast<float>(key ^ ((key >> 31) & 0x7fffffff));
-    const auto vmx = hn::Set(d8, mx);
-    // e = fast_exp(v - mx), summed into 8 lanes in s order (the tail into the first lanes).
-    HWY_ALIGN float lane[8] = {};
-    for (std::size_t s = 0; s < n; s += 8)
-      for (std::size_t j = 0; j < 8 && s + j < n; j += N) {
-        const std::size_t at = s + j, count = std::min(N, n - at);
-        const auto e = FastExp(d8, hn::Sub(load(at, count), vmx));
-        store(e, at, count);
-        const auto sum =
-            hn::Add(hn::LoadU(d8, lane + j), hn::IfThenElseZero(hn::FirstN(d8, count), e));
-        hn::StoreU(sum, d8, lane + j);
+    const auto vmx = hn::Set(d, mx);
+    // e = fast_exp(v - mx), masked to the row, summed into the 8 lanes.
+    auto exp_at = [&](std::size_t c, std::size_t count) HWY_ATTR {
+      const auto e = FastExp(d, hn::Sub(load(c, count), vmx));
+      store(e, c, count);
+      return hn::IfThenElseZero(hn::FirstN(d, count), e);
+    };
+    HWY_ALIGN float lane[16] = {};
+    bool summed = false;
+#if HWY_TARGET != HWY_SCALAR  // (no halves of a 1-lane vector)
+    if constexpr (hn::MaxLanes(d) >= 16) {
+      if (N == 16) {
+        const hn::Half<decltype(d)> dh;
+        auto sum = hn::Zero(dh);
+        for (std::size_t c = 0; c < n; c += 16) {
+          const std::size_t count = std::min<std::size_t>(16, n - c);
+          const auto e = exp_at(c, count);
+          sum = hn::Add(sum, hn::LowerHalf(dh, e));
+          if (count > 8) sum = hn::Add(sum, hn::UpperHalf(dh, e));
+        }
+        hn::Store(sum, dh, lane);
+        summed = true;
       }
+    }
+#endif
+    if (!summed)
+      for (std::size_t s = 0; s < n; s += 8)
+        for (std::size_t j = 0; j < 8 && s + j < n; j += N) {
+          const std::size_t at = s + j;
+          hn::StoreU(hn::Add(hn::LoadU(d, lane + j), exp_at(at, std::min(N, n - at))), d,
+                     lane + j);
+        }
     const float z =
         ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-    const auto inv = hn::Set(d8, 1.0f / z);
-    ForRowVectors(d8, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
+    const auto inv = hn::Set(d, 1.0f / z);
+    ForRowVectors(d, n, [&](std::size_t c, std::size_t count) HWY_ATTR {
       store(hn::Mul(load(c, count), inv), c, count);
     });
     std::memset(row + n, 0, (a.seq - n) * sizeof(float));
   }
 }
 
-// Its backward: the row sums as 8 interleaved chains (RowSums, s order), then the element-wise
-// ds = (p * (dp - sum)) * scale.
+// Its backward: the row sum in sum_in_16_lanes' order (s order into 16 lanes), then the
+// element-wise dS; causal_softmax_backward_row_f32 operation for operation.
 HWY_NOINLINE void CausalSoftmaxBackward(const detail::CausalSoftmaxBackwardArgs& a) {
   const hn::ScalableTag<float> df;
   const auto scale = hn::Set(df, a.scale);
-  float sums[8];
-  for (std::size_t i0 = 0; i0 < a.rows; i0 += 8) {
-    const std::size_t count = std::min<std::size_t>(8, a.rows - i0);
-    const std::size_t longest = a.first + i0 + count;  // row length of the group's last row
-    RowSums(
-        count, longest,
-        [&](std::size_t j, std::size_t c0, std::size_t w, float* out) HWY_ATTR {
-          const std::size_t n = a.first + i0 + j + 1;  // this row's length
-          const std::size_t valid = n > c0 ? std::min(w, n - c0) : 0;
-          const float* dp_row = a.ds + (i0 + j) * a.ld + c0;
-          const float* p_row = a.p + (i0 + j) * a.ld + c0;
-          ForRowVectors(df, valid, [&](std::size_t c, std::size_t m) HWY_ATTR {
-            StorePartial(df, hn::Mul(LoadPadded(df, dp_row + c, m), LoadPadded(df, p_row + c, m)),
-                         out + c, m);
-          });
-          std::memset(out + valid, 0, (w - valid) * sizeof(float));  // adds +0: no change
-        },
-        sums);
-    for (std::size_t j = 0; j < count; ++j) {
-      const std::size_t n = a.first + i0 + j + 1;
-      float* ds_row = a.ds + (i0 + j) * a.ld;
-      const float* p_row = a.p + (i0 + j) * a.ld;
-      const auto sum = hn::Set(df, sums[j]);
-      ForRowVectors(df, n, [&](std::size_t c, std::size_t m) HWY_ATTR {
-        const auto d = hn::Sub(LoadPadded(df, ds_row + c, m), sum);
-        StorePartial(df, hn::Mul(hn::Mul(LoadPadded(df, p_row + c, m), d), scale), ds_row + c, m);
-      });
-      std::memset(ds_row + n, 0, (a.seq - n) * sizeof(float));
-    }
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const std::size_t n = a.first + i + 1;  // this row's length
+    float* ds_row = a.ds + i * a.ld;
+    const float* p_row = a.p + i * a.ld;
+    const float total = Sum16Lanes(
+        n,
+        [&](auto d, std::size_t c, std::size_t m)
+            HWY_ATTR { return hn::Mul(LoadPadded(d, ds_row + c, m), LoadPadded(d, p_row + c, m)); },
+        [&](std::size_t c) { return ds_row[c] * p_row[c]; });
+    const auto sum = hn::Set(df, total);
+    ForRowVectors(df, n, [&](std::size_t c, std::size_t m) HWY_ATTR {
+      const auto d = hn::Sub(LoadPadded(df, ds_row + c, m), sum);
+      StorePartial(df, hn::Mul(hn::Mul(LoadPadded(df, p_row + c, m), d), scale), ds_row + c, m);
+    });
+    std::memset(ds_row + n, 0, (a.seq - n) * sizeof(float));
   }
 }

@@ -8,7 +8,9 @@
 //                               P = softmax_rows(S), O_h = P V_h
 //   y = O Wo^T                          (a quantized O projection normalizes its own input)
 // The block adds the residual (x + y) and must NOT normalize x again. Softmax subtracts the row
-// max. Work is split over batch*heads with oneTBB; each task writes its own head's columns.
+// max. Work is split over batch*heads with oneTBB; each task writes its own head's columns. The
+// attention is fused: P lives per block of queries in a per-thread scratch and the backward
+// recomputes it, so memory does not grow with batch * heads * T^2.
 #pragma once
 
 #include <algorithm>
@@ -75,11 +77,11 @@ inline void causal_softmax_row_f32(float* row, std::size_t t, std::size_t seq, f
 }
 
 /// The softmax backward of one float row (the reference of kernels::causal_softmax_backward):
-/// ds = (p * (dp - sum_{s <= t} dp * p)) * scale for s <= t (sum in s order), 0 above; in place.
+/// ds = (p * (dp - sum_{s <= t} dp * p)) * scale for s <= t (the sum in sum_in_16_lanes' order),
+/// 0 above; in place.
 inline void causal_softmax_backward_row_f32(float* ds, const float* p, std::size_t t,
                                             std::size_t seq, float scale) {
-  float sum = 0;
-  for (std::size_t s = 0; s <= t; ++s) sum += ds[s] * p[s];
+  const float sum = sum_in_16_lanes<float>(t + 1, [&](std::size_t s) { return ds[s] * p[s]; });
   for (std::size_t s = 0; s <= t; ++s) ds[s] = p[s] * (ds[s] - sum) * scale;
   for (std::size_t s = t + 1; s < seq; ++s) ds[s] = 0;
 }
@@ -109,34 +111,58 @@ void for_each_head(std::size_t count, F&& f) {
 }
 }  // namespace detail
 
-/// Q, K, V [B*T x H*hd] -> O [B*T x H*hd]; P [B*H*T*T] receives the attention probabilities
-/// (row-major per (b, h): P[((b*H + h)*T + t)*T + s], zero above the diagonal).
+namespace detail {
+/// The one definition of the attention probabilities of the float path: queries [r0, r1) of a
+/// head (rows of qh) against keys [0, r1) (rows of kh) -> p [r1 - r0 x r1], row i the causal
+/// softmax of query r0 + i (zeros above the diagonal). S = Q K^T on the kernels' FP32 GEMM (each
+/// score one chain over the head's features, whatever the block), then kernels::causal_softmax.
+/// The forward, the backward's recomputation and probabilities() all call it, so they agree bit
+/// for bit.
+inline void head_probabilities(MatrixView<const float> qh, MatrixView<const float> kh,
+                               std::size_t r0, std::size_t r1, float scale, MatrixView<float> p) {
+  kernels::gemm_forward(qh.row_range(r0, r1 - r0), kh.row_range(0, r1), p);
+  kernels::causal_softmax(p, r0, scale);
+}
+
+/// Generic-T row: the causal softmax of query t of one head (keys s <= t, zeros above), with the
+/// scores summed over features in order; the scalar reference of the float path.
+template <class T>
+void head_probability_row(MatrixView<const T> q, MatrixView<const T> k, std::size_t row0,
+                          std::size_t col0, std::size_t hd, std::size_t t, std::size_t seq, T scale,
+                          T* pt) {
+  const T* qt = &q(row0 + t, col0);
+  for (std::size_t s = 0; s <= t; ++s) {
+    const T* ks = &k(row0 + s, col0);
+    T acc = 0;
+    for (std::size_t c = 0; c < hd; ++c) acc += qt[c] * ks[c];
+    pt[s] = acc;
+  }
+  causal_softmax_row(pt, t, seq, scale);
+}
+}  // namespace detail
+
+/// Q, K, V [B*T x H*hd] -> O [B*T x H*hd]. Fused: per (sequence, head) and block of kCausalBlock
+/// queries, the block's scores and probabilities live in a per-thread scratch of kCausalBlock x T
+/// floats and are not kept (the backward recomputes them); nothing of size T x T is written.
 template <class T>
 void causal_attention_forward(MatrixView<const T> q, MatrixView<const T> k, MatrixView<const T> v,
-                              std::size_t heads, SequenceShape shape, MatrixView<T> o, T* probs) {
+                              std::size_t heads, SequenceShape shape, MatrixView<T> o) {
   const std::size_t seq = shape.seq_len, hd = q.cols / heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
   if constexpr (std::is_same_v<T, float>) {
-    // float: the two products per (sequence, head) on the kernels' FP32 GEMM, in blocks of
-    // kCausalBlock keys (S) or queries (O) that skip the blocks above the diagonal (5/8 of the full
-    // products at T = 128). The skipped terms are exact zeros, so the results are those of the
-    // full products.
+    // Blocks of kCausalBlock queries [r0, r1) see keys [0, r1) only: the products skip the blocks
+    // above the diagonal (5/8 of the full products at T = 128); the skipped terms are exact zeros.
     detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
       const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
       const MatrixView<const float> qh(&q(row0, col0), seq, hd, q.stride);
       const MatrixView<const float> kh(&k(row0, col0), seq, hd, k.stride);
       const MatrixView<const float> vh(&v(row0, col0), seq, hd, v.stride);
-      const MatrixView<float> ph(probs + bh * seq * seq, seq, seq);
-      for (std::size_t c0 = 0; c0 < seq; c0 += detail::kCausalBlock) {  // S = Q_h K_h^T, t >= c0
-        const std::size_t c1 = std::min(seq, c0 + detail::kCausalBlock);
-        kernels::gemm_forward(qh.row_range(c0, seq - c0), kh.row_range(c0, c1 - c0),
-                              MatrixView<float>(&ph(c0, c0), seq - c0, c1 - c0, seq));
-      }
-      kernels::causal_softmax(ph, 0, scale);  // SIMD; causal_softmax_row_f32 bit for bit
+      kernels::detail::Scratch<float, 8> p_buffer(detail::kCausalBlock * seq);
       for (std::size_t r0 = 0; r0 < seq; r0 += detail::kCausalBlock) {  // O = P V_h, s < r1
         const std::size_t r1 = std::min(seq, r0 + detail::kCausalBlock);
-        kernels::gemm_backward_data(MatrixView<const float>(&ph(r0, 0), r1 - r0, r1, seq),
-                                    vh.row_range(0, r1),
+        const MatrixView<float> p(p_buffer.data(), r1 - r0, r1, seq);
+        detail::head_probabilities(qh, kh, r0, r1, scale, p);
+        kernels::gemm_backward_data(MatrixView<const float>(p), vh.row_range(0, r1),
                                     MatrixView<float>(&o(row0 + r0, col0), r1 - r0, hd, o.stride));
       }
     });
@@ -144,30 +170,9 @@ void causal_attention_forward(MatrixView<const T> q, MatrixView<const T> k, Matr
   }
   detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
     const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
-    T* p = probs + bh * seq * seq;
-    // K_h^T [hd x T], so the scores of a query are one vectorisable sweep per feature.
-    std::vector<T> kt(hd * seq);
-    for (std::size_t s = 0; s < seq; ++s)
-      for (std::size_t c = 0; c < hd; ++c) kt[c * seq + s] = k(row0 + s, col0 + c);
+    std::vector<T> pt(seq);
     for (std::size_t t = 0; t < seq; ++t) {
-      T* pt = p + t * seq;
-      const T* qt = &q(row0 + t, col0);
-      for (std::size_t s = 0; s <= t; ++s) pt[s] = 0;
-      for (std::size_t c = 0; c < hd; ++c) {  // S[t, s] = sum_c q[t, c] k[s, c], c in order
-        const T qc = qt[c];
-        const T* kc = kt.data() + c * seq;
-        for (std::size_t s = 0; s <= t; ++s) pt[s] += qc * kc[s];
-      }
-      T mx = -std::numeric_limits<T>::infinity();
-      for (std::size_t s = 0; s <= t; ++s) {
-        pt[s] *= scale;
-        mx = std::max(mx, pt[s]);
-      }
-      T z = 0;
-      for (std::size_t s = 0; s <= t; ++s) z += (pt[s] = std::exp(pt[s] - mx));
-      const T inv = T(1) / z;
-      for (std::size_t s = 0; s <= t; ++s) pt[s] *= inv;
-      for (std::size_t s = t + 1; s < seq; ++s) pt[s] = 0;
+      detail::head_probability_row(q, k, row0, col0, hd, t, seq, scale, pt.data());
       T* ot = &o(row0 + t, col0);
       for (std::size_t c = 0; c < hd; ++c) ot[c] = 0;
       for (std::size_t s = 0; s <= t; ++s) {
@@ -178,74 +183,71 @@ void causal_attention_forward(MatrixView<const T> q, MatrixView<const T> k, Matr
   });
 }
 
-/// dO -> dQ, dK, dV (all [B*T x H*hd], overwritten), from the forward's Q, K, V and P:
+/// dO -> dQ, dK, dV (all [B*T x H*hd], overwritten), from the forward's Q, K, V; P is recomputed
+/// (bit for bit the forward's) per block of queries:
 ///   dP = dO V^T, dV = P^T dO, dS = P .* (dP - rowsum(dP .* P)) / sqrt(hd), dQ = dS K, dK = dS^T Q.
+/// Float path: dQ of a query block is one product over its keys; dV and dK sum over queries in
+/// blocks of kCausalBlock (each block's sum a chain from zero on the FP32 GEMM, added to the
+/// gradient in query order): a fixed order, independent of the thread count.
 template <class T>
 void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
-                               MatrixView<const T> k, MatrixView<const T> v, const T* probs,
-                               std::size_t heads, SequenceShape shape, MatrixView<T> dq,
-                               MatrixView<T> dk, MatrixView<T> dv) {
+                               MatrixView<const T> k, MatrixView<const T> v, std::size_t heads,
+                               SequenceShape shape, MatrixView<T> dq, MatrixView<T> dk,
+                               MatrixView<T> dv) {
   const std::size_t seq = shape.seq_len, hd = q.cols / heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+  auto zero_head = [&](MatrixView<T> m, std::size_t row0, std::size_t col0) {
+    for (std::size_t t = 0; t < seq; ++t) std::fill_n(&m(row0 + t, col0), hd, T(0));
+  };
   if constexpr (std::is_same_v<T, float>) {
-    constexpr auto kOverwrite = kernels::Accumulate::overwrite;
+    constexpr auto kAccumulate = kernels::Accumulate::accumulate;
     detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
       const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
       const MatrixView<const float> qh(&q(row0, col0), seq, hd, q.stride);
       const MatrixView<const float> kh(&k(row0, col0), seq, hd, k.stride);
       const MatrixView<const float> vh(&v(row0, col0), seq, hd, v.stride);
       const MatrixView<const float> doh(&dout(row0, col0), seq, hd, dout.stride);
-      const MatrixView<const float> ph(probs + bh * seq * seq, seq, seq);
-      // dS in a per-thread scratch (no allocation per head and step).
-      kernels::detail::Scratch<float, 8> ds_buffer(seq * seq);
-      const MatrixView<float> ds(ds_buffer.data(), seq, seq);
-      // Blocked like the forward: only the products' blocks on or below the diagonal.
-      for (std::size_t c0 = 0; c0 < seq; c0 += detail::kCausalBlock) {  // dP = dO V_h^T, t >= c0
-        const std::size_t c1 = std::min(seq, c0 + detail::kCausalBlock);
-        kernels::gemm_forward(doh.row_range(c0, seq - c0), vh.row_range(c0, c1 - c0),
-                              MatrixView<float>(&ds(c0, c0), seq - c0, c1 - c0, seq));
-      }
-      // dS = P .* (dP - rowsum(dP .* P)) / sqrt(hd): SIMD, causal_softmax_backward_row_f32 bit
-      // for bit.
-      kernels::causal_softmax_backward(ds, ph, 0, scale);
+      const MatrixView<float> dvh(&dv(row0, col0), seq, hd, dv.stride);
+      const MatrixView<float> dkh(&dk(row0, col0), seq, hd, dk.stride);
+      zero_head(dv, row0, col0);
+      zero_head(dk, row0, col0);
+      // P and dS of one query block in a per-thread scratch (no allocation per head and step).
+      kernels::detail::Scratch<float, 8> buffer(2 * detail::kCausalBlock * seq);
       for (std::size_t r0 = 0; r0 < seq; r0 += detail::kCausalBlock) {
         const std::size_t r1 = std::min(seq, r0 + detail::kCausalBlock), rows = r1 - r0;
-        // dV = P^T dO and dK = dS^T Q for keys [r0, r1): queries t >= r0.
-        kernels::gemm_backward_weights(
-            MatrixView<const float>(&ph(r0, r0), seq - r0, rows, seq), doh.row_range(r0, seq - r0),
-            MatrixView<float>(&dv(row0 + r0, col0), rows, hd, dv.stride), kOverwrite);
-        kernels::gemm_backward_weights(
-            MatrixView<const float>(&ds(r0, r0), seq - r0, rows, seq), qh.row_range(r0, seq - r0),
-            MatrixView<float>(&dk(row0 + r0, col0), rows, hd, dk.stride), kOverwrite);
-        // dQ = dS K for queries [r0, r1): keys s < r1.
-        kernels::gemm_backward_data(
-            MatrixView<const float>(&ds(r0, 0), rows, r1, seq), kh.row_range(0, r1),
-            MatrixView<float>(&dq(row0 + r0, col0), rows, hd, dq.stride), kOverwrite);
+        const MatrixView<float> p(buffer.data(), rows, r1, seq);
+        const MatrixView<float> ds(buffer.data() + detail::kCausalBlock * seq, rows, r1, seq);
+        detail::head_probabilities(qh, kh, r0, r1, scale, p);
+        kernels::gemm_forward(doh.row_range(r0, rows), vh.row_range(0, r1), ds);  // dP
+        // dS = P .* (dP - rowsum(dP .* P)) / sqrt(hd): causal_softmax_backward_row_f32 bit for bit.
+        kernels::causal_softmax_backward(ds, p, r0, scale);
+        // dV += P^T dO and dK += dS^T Q for keys [0, r1); dQ = dS K for the block's queries.
+        kernels::gemm_backward_weights(p, doh.row_range(r0, rows), dvh.row_range(0, r1),
+                                       kAccumulate);
+        kernels::gemm_backward_weights(ds, qh.row_range(r0, rows), dkh.row_range(0, r1),
+                                       kAccumulate);
+        kernels::gemm_backward_data(ds, kh.row_range(0, r1),
+                                    MatrixView<float>(&dq(row0 + r0, col0), rows, hd, dq.stride));
       }
     });
     return;
   }
   detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
     const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
-    const T* p = probs + bh * seq * seq;
-    for (std::size_t t = 0; t < seq; ++t)
-      for (std::size_t c = 0; c < hd; ++c)
-        dq(row0 + t, col0 + c) = dk(row0 + t, col0 + c) = dv(row0 + t, col0 + c) = 0;
-    std::vector<T> ds(seq), vt(hd * seq);  // V_h^T [hd x T] for the dP sweep
-    for (std::size_t s = 0; s < seq; ++s)
-      for (std::size_t c = 0; c < hd; ++c) vt[c * seq + s] = v(row0 + s, col0 + c);
+    zero_head(dq, row0, col0);
+    zero_head(dk, row0, col0);
+    zero_head(dv, row0, col0);
+    std::vector<T> pt(seq), ds(seq);
     for (std::size_t t = 0; t < seq; ++t) {
-      const T* pt = p + t * seq;
+      detail::head_probability_row(q, k, row0, col0, hd, t, seq, scale, pt.data());
       const T* dot_ = &dout(row0 + t, col0);
-      for (std::size_t s = 0; s <= t; ++s) ds[s] = 0;
-      for (std::size_t c = 0; c < hd; ++c) {  // dP[t, s] = sum_c dO[t, c] v[s, c]
-        const T gc = dot_[c];
-        const T* vc = vt.data() + c * seq;
-        for (std::size_t s = 0; s <= t; ++s) ds[s] += gc * vc[s];
-      }
       T sum = 0;
-      for (std::size_t s = 0; s <= t; ++s) {
-        sum += ds[s] * pt[s];
+      for (std::size_t s = 0; s <= t; ++s) {  // dP[t, s] = sum_c dO[t, c] v[s, c]
+        const T* vs = &v(row0 + s, col0);
+        T acc = 0;
+        for (std::size_t c = 0; c < hd; ++c) acc += dot_[c] * vs[c];
+        ds[s] = acc;
+        sum += acc * pt[s];
         T* dvs = &dv(row0 + s, col0);
         for (std::size_t c = 0; c < hd; ++c) dvs[c] += pt[s] * dot_[c];
       }
@@ -265,6 +267,34 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
   });
 }
 
+/// The attention probabilities of Q, K (as the forward computes them) -> probs [B*H*T*T],
+/// row-major per (b, h): probs[((b*H + h)*T + t)*T + s], zero above the diagonal. For analysis:
+/// training neither keeps nor needs them.
+template <class T>
+void causal_attention_probabilities(MatrixView<const T> q, MatrixView<const T> k, std::size_t heads,
+                                    SequenceShape shape, std::span<T> probs) {
+  const std::size_t seq = shape.seq_len, hd = q.cols / heads;
+  check::size(probs, shape.batch * heads * seq * seq, "causal_attention_probabilities", "probs");
+  const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+  detail::for_each_head(shape.batch * heads, [&](std::size_t bh) {
+    const std::size_t b = bh / heads, h = bh % heads, row0 = b * seq, col0 = h * hd;
+    T* ph = probs.data() + bh * seq * seq;
+    if constexpr (std::is_same_v<T, float>) {
+      const MatrixView<const float> qh(&q(row0, col0), seq, hd, q.stride);
+      const MatrixView<const float> kh(&k(row0, col0), seq, hd, k.stride);
+      for (std::size_t r0 = 0; r0 < seq; r0 += detail::kCausalBlock) {
+        const std::size_t r1 = std::min(seq, r0 + detail::kCausalBlock);
+        detail::head_probabilities(qh, kh, r0, r1, scale,
+                                   MatrixView<float>(ph + r0 * seq, r1 - r0, r1, seq));
+        for (std::size_t t = r0; t < r1; ++t) std::fill(ph + t * seq + r1, ph + (t + 1) * seq, 0.f);
+      }
+    } else {
+      for (std::size_t t = 0; t < seq; ++t)
+        detail::head_probability_row(q, k, row0, col0, hd, t, seq, scale, ph + t * seq);
+    }
+  });
+}
+
 template <Projection Proj = SignBitLinear>
 class CausalSelfAttention {
  public:
@@ -280,7 +310,8 @@ class CausalSelfAttention {
   };
 
   /// Registers "<name>.norm.gain", then "<name>.{q,k,v,o}.*" (Proj's tensors, e.g. ".weight";
-  /// a quantized O also has "<name>.o.norm.gain"); with fused_qkv "<name>.qkv.*" instead of q, k, v.
+  /// a quantized O also has "<name>.o.norm.gain"); with fused_qkv "<name>.qkv.*" instead of q, k,
+  /// v.
   CausalSelfAttention(ParameterStore& store, std::string name, Config cfg)
       : cfg_(checked(cfg, name)),
         norm_(store, detail::param_name(name, "norm"), RMSNorm::Config{cfg.d_model}),
@@ -316,15 +347,14 @@ class CausalSelfAttention {
   /// dy [tokens x d_model] -> dx (overwritten; empty view skips it); parameter gradients +=.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
     constexpr const char* fn = "CausalSelfAttention::backward";
-    detail::check_backward_io(dy, dx, probs_.empty() ? 0 : a_.rows(), cfg_.d_model, cfg_.d_model,
-                              fn);
+    detail::check_backward_io(dy, dx, q_view_.rows, cfg_.d_model, cfg_.d_model, fn);
     const std::size_t n = dy.rows, d = cfg_.d_model;
     for (Matrix<float>* m : {&datt_, &da_}) detail::ensure_shape(*m, n, d);
     ensure_qkv_shapes(n, dqkv_, {&dk_, &dv_, &da_part_});
     const auto [dq, dk, dv] = split_qkv(dqkv_, dk_, dv_);
     o_.backward(dy, datt_.view());
-    causal_attention_backward<float>(datt_.view(), q_view_, k_view_, v_view_, probs_.data(),
-                                     cfg_.heads, shape_, dq, dk, dv);
+    causal_attention_backward<float>(datt_.view(), q_view_, k_view_, v_view_, cfg_.heads, shape_,
+                                     dq, dk, dv);
     rope_apply<float>(dq, cfg_.heads, rope_, /*inverse=*/true);
     rope_apply<float>(dk, cfg_.heads, rope_, /*inverse=*/true);
     if (cfg_.fused_qkv) {
@@ -354,8 +384,17 @@ class CausalSelfAttention {
     return {&*q_, &*k_, &*v_};
   }
   const Proj& o() const { return o_; }
-  /// Attention probabilities of the last forward, [batch*heads*seq_len*seq_len].
-  std::span<const float> probabilities() const { return probs_; }
+  /// Attention probabilities of the last forward, [batch*heads*seq_len*seq_len] (see
+  /// causal_attention_probabilities), recomputed from its queries and keys on each call into a
+  /// buffer of the layer (training keeps no T x T matrix); valid until the next call or forward.
+  /// Empty before the first forward.
+  std::span<const float> probabilities() const {
+    probs_.resize(q_view_.rows == 0 ? 0
+                                    : shape_.batch * cfg_.heads * shape_.seq_len * shape_.seq_len);
+    if (!probs_.empty())
+      causal_attention_probabilities<float>(q_view_, k_view_, cfg_.heads, shape_, probs_);
+    return probs_;
+  }
 
  private:
   static constexpr const char* kForward = "CausalSelfAttention::forward";
@@ -394,9 +433,8 @@ class CausalSelfAttention {
     q_view_ = q;
     k_view_ = k;
     v_view_ = v;
-    probs_.resize(shape.batch * cfg_.heads * shape.seq_len * shape.seq_len);
     causal_attention_forward<float>(MatrixView<const float>(q), k, v, cfg_.heads, shape,
-                                    att_.view(), probs_.data());
+                                    att_.view());
     detail::forward_borrowed(o_, att_.view(), y);
   }
 
@@ -424,9 +462,9 @@ class CausalSelfAttention {
                                               const std::string& name, const char* part,
                                               std::size_t stacked, const Config& cfg) {
     if (!present) return std::nullopt;
-    return std::optional<Proj>(std::in_place, store, detail::param_name(name, part),
-                               Proj::make_config(cfg.d_model, stacked * cfg.d_model, false,
-                                                 cfg.init_std));
+    return std::optional<Proj>(
+        std::in_place, store, detail::param_name(name, part),
+        Proj::make_config(cfg.d_model, stacked * cfg.d_model, false, cfg.init_std));
   }
   const Proj& separate(const std::optional<Proj>& p, const char* part) const {
     require<ValueError>(p.has_value(), "CausalSelfAttention::", part,
@@ -466,7 +504,7 @@ class CausalSelfAttention {
   Matrix<float> x_, a_, qkv_out_, k_out_, v_out_, att_;
   Matrix<float> datt_, dqkv_, dk_, dv_, da_, da_part_;
   MatrixView<float> q_view_, k_view_, v_view_;
-  std::vector<float> probs_;
+  mutable std::vector<float> probs_;  // probabilities() only
   typename detail::shared_input_of<Proj>::type shared_;
 };
 

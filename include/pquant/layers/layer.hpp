@@ -117,10 +117,11 @@ inline std::string param_name(const std::string& layer, const char* tensor) {
   return layer.empty() ? std::string(tensor) : layer + "." + tensor;
 }
 
-/// Resizes `m` to rows x cols (contents unspecified when the shape changes).
+/// Resizes `m` to rows x cols: kept as it is when the shape is unchanged, else all zeros (the
+/// allocation reused when large enough).
 template <class T>
 void ensure_shape(Matrix<T>& m, std::size_t rows, std::size_t cols) {
-  if (m.rows() != rows || m.cols() != cols) m = Matrix<T>(rows, cols);
+  if (m.rows() != rows || m.cols() != cols) m.assign_zeros(rows, cols);
 }
 
 /// f(first, count) over blocks of 64 rows of [0, rows), in parallel: for element-wise (per-row)

@@ -21,17 +21,24 @@ namespace pquant {
 
 inline constexpr float kRmsNormEps = 1e-5f;
 
-/// sum(x[c]^2) in a fixed order that vectors of up to 16 lanes follow exactly: term c is added
-/// to partial sum c % 16 (in column order), then the 16 partial sums are added pairwise, lane
-/// i += lane i + 8, then + 4, + 2, + 1. Sixteen independent chains, so one row (a decoding
-/// token) is not a single latency-bound chain of d adds.
-template <class T>
-T sum_of_squares(const T* x, std::size_t d) {
+/// sum of term(c) over c in [0, d) in the library's row-sum order, which vectors of up to 16
+/// lanes follow exactly: term c is added to partial sum c % 16 (in column order), then the 16
+/// partial sums are added pairwise, lane i += lane i + 8, then + 4, + 2, + 1. Sixteen independent
+/// chains, so a row's sum is not one latency-bound chain of d adds. The RMSNorm's sum of squares
+/// and the dot products of the RMSNorm and softmax backwards use it (kernels: Sum16Lanes).
+template <class T, class Term>
+T sum_in_16_lanes(std::size_t d, Term&& term) {
   T lane[16] = {};
-  for (std::size_t c = 0; c < d; ++c) lane[c % 16] += x[c] * x[c];
+  for (std::size_t c = 0; c < d; ++c) lane[c % 16] += term(c);
   for (std::size_t w = 8; w > 0; w /= 2)
     for (std::size_t i = 0; i < w; ++i) lane[i] += lane[i + w];
   return lane[0];
+}
+
+/// sum(x[c]^2) in sum_in_16_lanes' order.
+template <class T>
+T sum_of_squares(const T* x, std::size_t d) {
+  return sum_in_16_lanes<T>(d, [x](std::size_t c) { return x[c] * x[c]; });
 }
 
 /// x [n x d], gain [d] -> y [n x d]; inv_rms [n] receives 1/sqrt(mean(x^2) + eps) per row.
@@ -48,19 +55,18 @@ void rmsnorm_forward(MatrixView<const T> x, const T* gain, T eps, MatrixView<T> 
 }
 
 /// dy [n x d] -> dx [n x d] (overwritten; may be skipped with dx.rows == 0); dgain [d] +=.
-/// With u = g*dy: dx = r*u - r^3 * x * mean(u*x), dgain += dy * x * r. The scalar reference of
-/// kernels::rmsnorm_backward (bit-identical).
+/// With u = g*dy: dx = r*u - r^3 * x * mean(u*x), dgain += dy * x * r (rows in order). The dot
+/// sum(u*x) in sum_in_16_lanes' order. The scalar reference of kernels::rmsnorm_backward
+/// (bit-identical).
 template <class T>
 void rmsnorm_backward(MatrixView<const T> dy, MatrixView<const T> x, const T* gain,
                       const T* inv_rms, MatrixView<T> dx, T* dgain) {
   const std::size_t d = x.cols;
   for (std::size_t i = 0; i < x.rows; ++i) {
     const T r = inv_rms[i];
-    T dot = 0;
-    for (std::size_t c = 0; c < d; ++c) {
-      dot += gain[c] * dy(i, c) * x(i, c);
-      dgain[c] += dy(i, c) * x(i, c) * r;
-    }
+    const T dot =
+        sum_in_16_lanes<T>(d, [&](std::size_t c) { return gain[c] * dy(i, c) * x(i, c); });
+    for (std::size_t c = 0; c < d; ++c) dgain[c] += dy(i, c) * x(i, c) * r;
     if (dx.rows == 0) continue;
     const T k = r * r * r * dot / static_cast<T>(d);
     for (std::size_t c = 0; c < d; ++c) dx(i, c) = r * gain[c] * dy(i, c) - k * x(i, c);
