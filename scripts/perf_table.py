@@ -58,7 +58,7 @@ SUITE = {
     ),
     "training": (
         "bench/training/bench_training",
-        ["--benchmark_repetitions=3", *AGG, "--benchmark_filter=TrainStep"],
+        ["--benchmark_repetitions=3", *AGG, "--benchmark_filter=TrainStep|Elementwise"],
         ["--benchmark_repetitions=3", *AGG, "--benchmark_filter=TrainStep<pquant::FP>/threads:1/"],
     ),
     "lut_step": (

@@ -728,44 +728,68 @@ HWY_INLINE void TokenLutRows(const detail::TokenLutGemmArgs& a, std::size_t t0, 
     const hn::CappedTag<std::int16_t, T> d;
     const hn::Half<decltype(d)> dh;
     const hn::Rebind<std::int32_t, decltype(dh)> d32;
-    constexpr std::size_t kMaxVec = T / 8;  // vectors of at least 128 bits
     const std::size_t L = hn::Lanes(d), nv = T / L, H = L / 2;
     static_assert(T == 32 && kLutTile % 2 == 0, "offsets below are n * 32");
+    // Pair p's low- and high-nibble table rows (tab: the pair's tables) for rows r (bits 0-7 of
+    // one 16-bit load) and r + 1 (bits 8-15; little-endian targets).
+    struct Rows {
+      const std::int16_t *lo0, *hi0, *lo1, *hi1;
+    };
+    auto rows_of = [&](std::size_t r, std::size_t p, const std::int16_t* tab) {
+      const std::uint8_t* b = idx + p * kLutTile + r;
+      const unsigned w = b[0] | (unsigned{b[1]} << 8);
+      return Rows{tab + ((w << 5) & 0x1E0u), tab + E * T + ((w << 1) & 0x1E0u),
+                  tab + ((w >> 3) & 0x1E0u), tab + E * T + ((w >> 7) & 0x1E0u)};
+    };
+    // Row r + q's sums of tokens [v * L, (v + 1) * L) -> acc, widened to int32.
+    auto store = [&](std::size_t r, std::size_t q, std::size_t v, hn::Vec<decltype(d)> s)
+                     HWY_ATTR {
+      std::int32_t* o = a.acc + (t * kLutTile + r + q) * T + v * L;
+      auto lo = hn::PromoteTo(d32, hn::LowerHalf(dh, s));
+      auto hi = hn::PromoteTo(d32, hn::UpperHalf(dh, s));
+      if (!first) {
+        lo = hn::Add(lo, hn::Load(d32, o));
+        hi = hn::Add(hi, hn::Load(d32, o + H));
+      }
+      hn::Store(lo, d32, o);
+      hn::Store(hi, d32, o + H);
+    };
     for (std::size_t r = 0; r < kLutTile; r += 2) {
       // Low- and high-nibble chains of both rows keep four table reads in flight per step.
+#if HWY_HAVE_SCALABLE
+      // SVE's sizeless vectors cannot form arrays: one vector of tokens at a time.
+      for (std::size_t v = 0; v < nv; ++v) {
+        auto lo0 = hn::Zero(d), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+        const std::int16_t* tab = a.tables + v * L;
+        for (std::size_t p = 0; p < np; ++p, tab += 2 * E * T) {
+          const Rows o = rows_of(r, p, tab);
+          lo0 = hn::Add(lo0, hn::Load(d, o.lo0));
+          hi0 = hn::Add(hi0, hn::Load(d, o.hi0));
+          lo1 = hn::Add(lo1, hn::Load(d, o.lo1));
+          hi1 = hn::Add(hi1, hn::Load(d, o.hi1));
+        }
+        store(r, 0, v, hn::Add(lo0, hi0));
+        store(r, 1, v, hn::Add(lo1, hi1));
+      }
+#else
+      constexpr std::size_t kMaxVec = T / 8;  // vectors of at least 128 bits
       hn::Vec<decltype(d)> lo0[kMaxVec], hi0[kMaxVec], lo1[kMaxVec], hi1[kMaxVec];
       for (std::size_t v = 0; v < nv; ++v) lo0[v] = hi0[v] = lo1[v] = hi1[v] = hn::Zero(d);
       const std::int16_t* tab = a.tables;
       for (std::size_t p = 0; p < np; ++p, tab += 2 * E * T) {
-        // Row r in bits 0-7, row r + 1 in bits 8-15 (one 16-bit load on little-endian targets).
-        const std::uint8_t* b = idx + p * kLutTile + r;
-        const unsigned w = b[0] | (unsigned{b[1]} << 8);
-        const std::int16_t* l0 = tab + ((w << 5) & 0x1E0u);
-        const std::int16_t* h0 = tab + E * T + ((w << 1) & 0x1E0u);
-        const std::int16_t* l1 = tab + ((w >> 3) & 0x1E0u);
-        const std::int16_t* h1 = tab + E * T + ((w >> 7) & 0x1E0u);
+        const Rows o = rows_of(r, p, tab);
         for (std::size_t v = 0; v < nv; ++v) {
-          lo0[v] = hn::Add(lo0[v], hn::Load(d, l0 + v * L));
-          hi0[v] = hn::Add(hi0[v], hn::Load(d, h0 + v * L));
-          lo1[v] = hn::Add(lo1[v], hn::Load(d, l1 + v * L));
-          hi1[v] = hn::Add(hi1[v], hn::Load(d, h1 + v * L));
+          lo0[v] = hn::Add(lo0[v], hn::Load(d, o.lo0 + v * L));
+          hi0[v] = hn::Add(hi0[v], hn::Load(d, o.hi0 + v * L));
+          lo1[v] = hn::Add(lo1[v], hn::Load(d, o.lo1 + v * L));
+          hi1[v] = hn::Add(hi1[v], hn::Load(d, o.hi1 + v * L));
         }
       }
-      for (std::size_t q = 0; q < 2; ++q) {
-        std::int32_t* out = a.acc + (t * kLutTile + r + q) * T;
-        for (std::size_t v = 0; v < nv; ++v) {
-          const auto s = q == 0 ? hn::Add(lo0[v], hi0[v]) : hn::Add(lo1[v], hi1[v]);
-          auto lo = hn::PromoteTo(d32, hn::LowerHalf(dh, s));
-          auto hi = hn::PromoteTo(d32, hn::UpperHalf(dh, s));
-          std::int32_t* o = out + v * L;
-          if (!first) {
-            lo = hn::Add(lo, hn::Load(d32, o));
-            hi = hn::Add(hi, hn::Load(d32, o + H));
-          }
-          hn::Store(lo, d32, o);
-          hn::Store(hi, d32, o + H);
-        }
+      for (std::size_t v = 0; v < nv; ++v) {
+        store(r, 0, v, hn::Add(lo0[v], hi0[v]));
+        store(r, 1, v, hn::Add(lo1[v], hi1[v]));
       }
+#endif
     }
 #endif
   }
