@@ -204,10 +204,9 @@ enum class ElementwiseOp {
   softmax_backward
 };
 
-void BM_Elementwise(benchmark::State& state) {
-  const auto op = static_cast<ElementwiseOp>(state.range(0));
-  const std::size_t rows = static_cast<std::size_t>(state.range(1)),
-                    cols = static_cast<std::size_t>(state.range(2));
+void BM_Elementwise(benchmark::State& state, ElementwiseOp op) {
+  const std::size_t rows = static_cast<std::size_t>(state.range(0)),
+                    cols = static_cast<std::size_t>(state.range(1));
   pquant::Rng rng(3);
   auto random = [&](std::size_t n) {
     std::vector<float> v(n);
@@ -246,18 +245,24 @@ void BM_Elementwise(benchmark::State& state) {
     benchmark::DoNotOptimize(c.data());
     benchmark::DoNotOptimize(e.data());
   }
-  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(rows * cols));
 }
-BENCHMARK(BM_Elementwise)
-    ->ArgNames({"op", "rows", "cols"})
-    ->Args({int(ElementwiseOp::norm_forward), 2048, 128})
-    ->Args({int(ElementwiseOp::norm_backward), 2048, 128})
-    ->Args({int(ElementwiseOp::norm_backward), 2048, 352})
-    ->Args({int(ElementwiseOp::swiglu_forward), 2048, 352})
-    ->Args({int(ElementwiseOp::swiglu_backward), 2048, 352})
-    ->Args({int(ElementwiseOp::softmax), 128, 128})
-    ->Args({int(ElementwiseOp::softmax_backward), 128, 128})
-    ->Unit(benchmark::kMicrosecond);
+void ElementwiseShape(benchmark::internal::Benchmark* b, int rows, int cols) {
+  b->ArgNames({"rows", "cols"})->Args({rows, cols})->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK_CAPTURE(BM_Elementwise, norm_forward, ElementwiseOp::norm_forward)->Apply([](auto* b) {
+  ElementwiseShape(b, 2048, 128);
+});
+BENCHMARK_CAPTURE(BM_Elementwise, norm_backward, ElementwiseOp::norm_backward)
+    ->Apply([](auto* b) { ElementwiseShape(b, 2048, 128); }) -> Args({2048, 352});
+BENCHMARK_CAPTURE(BM_Elementwise, swiglu_forward, ElementwiseOp::swiglu_forward)
+    ->Apply([](auto* b) { ElementwiseShape(b, 2048, 352); });
+BENCHMARK_CAPTURE(BM_Elementwise, swiglu_backward, ElementwiseOp::swiglu_backward)
+    ->Apply([](auto* b) { ElementwiseShape(b, 2048, 352); });
+BENCHMARK_CAPTURE(BM_Elementwise, softmax, ElementwiseOp::softmax)->Apply([](auto* b) {
+  ElementwiseShape(b, 128, 128);
+});
+BENCHMARK_CAPTURE(BM_Elementwise, softmax_backward, ElementwiseOp::softmax_backward)
+    ->Apply([](auto* b) { ElementwiseShape(b, 128, 128); });
 
 BENCHMARK(BM_TrainStep<pquant::FP>)->Apply([](auto* b) { Args(b, false); });
 BENCHMARK(BM_TrainStep<pquant::BitNet>)->Apply([](auto* b) { Args(b, false); });
