@@ -262,6 +262,19 @@ TEST(Attention, RejectsBadConfigAndShapes) {
   EXPECT_THROW((void)fused.v(), ValueError);
   EXPECT_EQ(store.value(fused.qkv_projections()[0]->weight_id()).rows, 24u);
   for (const ParamInfo& p : store.infos()) EXPECT_NE(p.name, "f.q.weight");
+  // The free functions check their shapes too.
+  Matrix<float> q(6, 8), k(6, 8), v(6, 8), o(6, 8), narrow(6, 4), d(6, 8), e(6, 8);
+  EXPECT_THROW(causal_attention_forward<float>(q, k, v, 3, {2, 3}, o), ShapeError);  // 3 !| 8
+  EXPECT_THROW(causal_attention_forward<float>(q, k, v, 0, {2, 3}, o), ShapeError);
+  EXPECT_THROW(causal_attention_forward<float>(q, k, v, 2, {2, 4}, o), ShapeError);  // 8 rows
+  EXPECT_THROW(causal_attention_forward<float>(q, narrow, v, 2, {2, 3}, o), ShapeError);
+  EXPECT_THROW(causal_attention_forward<float>(q, k, v, 2, {2, 3}, narrow), ShapeError);
+  EXPECT_THROW(causal_attention_backward<float>(q, k, v, o, 2, {2, 3}, d, e, narrow), ShapeError);
+  std::vector<float> probs(2 * 2 * 3 * 3);
+  EXPECT_THROW(causal_attention_probabilities<float>(q, k, 2, {2, 3},
+                                                     std::span<float>(probs).first(17)),
+               ShapeError);
+  causal_attention_probabilities<float>(q, k, 2, {2, 3}, probs);  // well-formed: no throw
 }
 
 }  // namespace

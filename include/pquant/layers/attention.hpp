@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <tbb/blocked_range.h>
@@ -141,12 +142,31 @@ void head_probability_row(MatrixView<const T> q, MatrixView<const T> k, std::siz
 }
 }  // namespace detail
 
+namespace detail {
+/// The free attention functions' shared checks: heads > 0 dividing q's width, q with
+/// batch * seq_len rows, and every other matrix (named in `others`) of q's shape.
+template <class T>
+void check_attention_shapes(
+    const char* fn, MatrixView<const T> q, std::size_t heads, SequenceShape shape,
+    std::initializer_list<std::pair<const char*, MatrixView<const T>>> others) {
+  check::non_empty(q, fn, "q");
+  require<ShapeError>(heads > 0 && q.cols % heads == 0, fn, ": argument 'heads' (", heads,
+                      ") must be positive and divide the width of 'q' (", q.cols, ")");
+  require<ShapeError>(shape.batch > 0 && shape.seq_len > 0 && q.rows == shape.tokens(), fn,
+                      ": argument 'q' must have batch*seq_len = ", shape.batch, "*", shape.seq_len,
+                      " rows, got ", q.rows);
+  for (const auto& [name, m] : others) check::shape(m, q.rows, q.cols, fn, name);
+}
+}  // namespace detail
+
 /// Q, K, V [B*T x H*hd] -> O [B*T x H*hd]. Fused: per (sequence, head) and block of kCausalBlock
 /// queries, the block's scores and probabilities live in a per-thread scratch of kCausalBlock x T
 /// floats and are not kept (the backward recomputes them); nothing of size T x T is written.
 template <class T>
 void causal_attention_forward(MatrixView<const T> q, MatrixView<const T> k, MatrixView<const T> v,
                               std::size_t heads, SequenceShape shape, MatrixView<T> o) {
+  detail::check_attention_shapes<T>("causal_attention_forward", q, heads, shape,
+                                    {{"k", k}, {"v", v}, {"o", o}});
   const std::size_t seq = shape.seq_len, hd = q.cols / heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
   if constexpr (std::is_same_v<T, float>) {
@@ -194,6 +214,9 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
                                MatrixView<const T> k, MatrixView<const T> v, std::size_t heads,
                                SequenceShape shape, MatrixView<T> dq, MatrixView<T> dk,
                                MatrixView<T> dv) {
+  detail::check_attention_shapes<T>(
+      "causal_attention_backward", q, heads, shape,
+      {{"dout", dout}, {"k", k}, {"v", v}, {"dq", dq}, {"dk", dk}, {"dv", dv}});
   const std::size_t seq = shape.seq_len, hd = q.cols / heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
   auto zero_head = [&](MatrixView<T> m, std::size_t row0, std::size_t col0) {
@@ -273,6 +296,7 @@ void causal_attention_backward(MatrixView<const T> dout, MatrixView<const T> q,
 template <class T>
 void causal_attention_probabilities(MatrixView<const T> q, MatrixView<const T> k, std::size_t heads,
                                     SequenceShape shape, std::span<T> probs) {
+  detail::check_attention_shapes<T>("causal_attention_probabilities", q, heads, shape, {{"k", k}});
   const std::size_t seq = shape.seq_len, hd = q.cols / heads;
   check::size(probs, shape.batch * heads * seq * seq, "causal_attention_probabilities", "probs");
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
