@@ -149,9 +149,13 @@ TEST(AlignedBuffer, AssignZerosReusesALargeEnoughAllocation) {
 
   Matrix<float> m(4, 6);
   m(3, 5) = 1.f;
-  m.assign_zeros(2, 3);
+  const float* kept = m.data();
+  m.resize(4, 6);  // same shape: contents kept
+  EXPECT_EQ(m(3, 5), 1.f);
+  m.resize(2, 3);  // new shape: zeros, in the same allocation
   EXPECT_EQ(m.rows(), 2u);
   EXPECT_EQ(m.cols(), 3u);
+  EXPECT_EQ(m.data(), kept);
   for (float v : m.flat()) EXPECT_EQ(v, 0.f);
 }
 

@@ -55,8 +55,10 @@ class Matrix {
   Matrix() = default;
   Matrix(std::size_t rows, std::size_t cols) : buffer_(rows * cols), rows_(rows), cols_(cols) {}
 
-  /// Reshapes to rows x cols, all zeros; the allocation is kept when it is large enough.
-  void assign_zeros(std::size_t rows, std::size_t cols) {
+  /// Makes this rows x cols: unchanged when it already is, else all zeros (the allocation reused
+  /// when large enough, so a scratch whose row count varies between calls does not reallocate).
+  void resize(std::size_t rows, std::size_t cols) {
+    if (rows == rows_ && cols == cols_) return;
     buffer_.assign_zeros(rows * cols);
     rows_ = rows;
     cols_ = cols;

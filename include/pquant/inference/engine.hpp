@@ -68,18 +68,15 @@ inline void normalize_quantize(MatrixView<float> x, MatrixView<const float> res,
                                std::span<const float> gain, float eps, bool quantize,
                                ActivationBuffer& out) {
   const std::size_t n = x.rows, d = x.cols;
-  auto ensure = [](auto& m, std::size_t r, std::size_t c) {
-    if (m.rows() != r || m.cols() != c) m = std::remove_cvref_t<decltype(m)>(r, c);
-  };
   if (!gain.empty()) {
-    ensure(out.a, n, d);
+    out.a.resize(n, d);
     out.inv_rms.resize(n);
   }
   out.src = gain.empty() ? MatrixView<const float>(x) : out.a.view();
   out.quantized = quantize;
   if (quantize) {
-    ensure(out.q, n, d);
-    ensure(out.xq, n, d);
+    out.q.resize(n, d);
+    out.xq.resize(n, d);
     out.gain.resize(n);
     out.inv_gain.resize(n);
   } else if (gain.empty() && res.rows == 0) {
@@ -149,7 +146,7 @@ class Engine {
       require<ValueError>(tokens[t] >= 0 && static_cast<std::size_t>(tokens[t]) < s.vocab,
                           "Engine::forward: token ", tokens[t], " at index ", t,
                           " is outside the vocabulary [0, ", s.vocab, ")");
-    ensure(x_, n, d);
+    x_.resize(n, d);
     for (std::size_t t = 0; t < n; ++t)
       std::copy_n(m_->embedding.row(static_cast<std::size_t>(tokens[t])).data(), d,
                   x_.row(t).data());
@@ -167,7 +164,7 @@ class Engine {
     normalize_quantize(x_.view().row_range(first, n - first),
                        residual_.rows != 0 ? residual_.row_range(first, n - first) : residual_,
                        m_->final_norm, s.norm_eps, false, act_);
-    ensure(logits_, n - first, s.vocab);
+    logits_.resize(n - first, s.vocab);
     if (n - first == 1)
       kernels::gemv_f32(act_.src.row(0), m_->head.view(), logits_.row(0));
     else
@@ -180,12 +177,12 @@ class Engine {
     const ModelStructure& s = m_->structure;
     const std::size_t d = s.d_model;
     normalize_quantize(x_.view(), residual_, b.attn_norm, s.norm_eps, int8(b.qkv), act_);
-    ensure(qkv_, n, 3 * d);
+    qkv_.resize(n, 3 * d);
     b.qkv.apply(act_.rows(), qkv_.view());
-    ensure(attn_, n, d);
+    attn_.resize(n, d);
     cache_.attend(l, qkv_.view(), pos_, attn_.view());
     normalize_quantize(attn_.view(), {}, b.o_norm, s.norm_eps, int8(b.o), act_o_);
-    ensure(y_, n, d);
+    y_.resize(n, d);
     b.o.apply(act_o_.rows(), y_.view());
     residual_ = y_.view();  // x += y: added by the next normalization (as the training block)
   }
@@ -199,9 +196,9 @@ class Engine {
   void run_branch(const PackedBranch& br, const ActivationRows& in, BranchBuffers& buf) {
     const ModelStructure& s = m_->structure;
     const std::size_t n = in.rows(), w = br.down.cols();
-    ensure(buf.up, n, br.up.rows());
+    buf.up.resize(n, br.up.rows());
     br.up.apply(in, buf.up.view());
-    ensure(buf.h, n, w);
+    buf.h.resize(n, w);
     const MatrixView<const float> up = buf.up.view();
     if (s.swiglu)
       kernels::swiglu_forward(MatrixView<const float>(up.data, n, w, up.stride),
@@ -209,7 +206,7 @@ class Engine {
     else
       relu2_forward<float>(up, buf.h.view());
     normalize_quantize(buf.h.view(), {}, br.down_norm, s.norm_eps, int8(br.down), buf.act);
-    ensure(buf.out, n, s.d_model);
+    buf.out.resize(n, s.d_model);
     br.down.apply(buf.act.rows(), buf.out.view());
   }
 
@@ -227,7 +224,7 @@ class Engine {
     // The low-bit branch and the experts only read act_ and write their own buffers.
     tbb::parallel_invoke([&] { run_branch(b.branch, act_.rows(), low_); },
                          [&] { experts(b, n); });
-    ensure(y_, n, s.d_model);
+    y_.resize(n, s.d_model);
     decoupled_combine(b.alpha, y8_.view(), b.beta, low_.out.view(), y_.view(), 0, n);
     residual_ = y_.view();
   }
@@ -238,7 +235,7 @@ class Engine {
     choice_.assign(n, 0);
     prob_.assign(n, 1.0f);
     if (count > 1) {
-      ensure(router_logits_, n, count);  // the training Linear's product (FP32 GEMM)
+      router_logits_.resize(n, count);  // the training Linear's product (FP32 GEMM)
       kernels::gemm_forward(act_.src, b.router.view(), router_logits_.view());
       for (std::size_t t = 0; t < n; ++t) {
         choice_[t] = top1_route(router_logits_.row(t));
@@ -247,16 +244,16 @@ class Engine {
     }
     group_by_expert(choice_, count, rows_);
     for (std::size_t t = 0; t < n; ++t) last_experts_.push_back(choice_[t]);
-    ensure(y8_, n, d);
+    y8_.resize(n, d);
     for (std::size_t e = 0; e < count; ++e) {
       const std::vector<std::size_t>& rows = rows_[e];
       if (rows.empty()) continue;
       const std::size_t m = rows.size();
       ActivationRows in = act_.rows();
       if (m != n) {  // gather the expert's tokens (decoding: always all of them, read in place)
-        ensure(sub_a_, m, d);
-        ensure(sub_q_, m, d);
-        ensure(sub_xq_, m, d);
+        sub_a_.resize(m, d);
+        sub_q_.resize(m, d);
+        sub_xq_.resize(m, d);
         sub_inv_gain_.resize(m);
         for (std::size_t i = 0; i < m; ++i) {
           std::copy_n(&in.a(rows[i], 0), d, &sub_a_(i, 0));
@@ -273,11 +270,6 @@ class Engine {
       run_branch(b.experts[e], in, expert_);
       scatter_expert_output(rows, prob_, expert_.out.view(), y8_.view());
     }
-  }
-
-  template <class T>
-  static void ensure(Matrix<T>& m, std::size_t rows, std::size_t cols) {
-    if (m.rows() != rows || m.cols() != cols) m = Matrix<T>(rows, cols);
   }
 
   std::shared_ptr<const PackedModel> owned_;

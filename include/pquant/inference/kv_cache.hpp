@@ -72,7 +72,7 @@ class KvCache {
     }
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     if (n > 1) {
-      if (probs_.rows() != n || probs_.cols() != keys) probs_ = Matrix<float>(n, keys);
+      probs_.resize(n, keys);
       for (std::size_t h = 0; h < heads_; ++h) {
         const MatrixView<const float> qh(&qkv(0, h * hd), n, hd, qkv.stride);
         const MatrixView<const float> kth(&Kt(h * hd, 0), hd, keys, Kt.stride);
@@ -102,11 +102,9 @@ class KvCache {
               std::size_t hd, std::size_t keys, float scale, MatrixView<float> out) {
     const std::size_t d = d_;
     const std::size_t wide = std::min(Kt.cols, (keys + kKeyPad - 1) / kKeyPad * kKeyPad);
-    if (scores_.rows() != heads_ || scores_.cols() != Kt.cols)
-      scores_ = Matrix<float>(heads_, Kt.cols);
+    scores_.resize(heads_, Kt.cols);
     const std::size_t col_width = 2 * std::max(hd, capacity_);
-    if (columns_.rows() != heads_ || columns_.cols() != col_width)
-      columns_ = Matrix<float>(heads_, col_width);
+    columns_.resize(heads_, col_width);
     prefetch_head(Kt, V, 0, hd, wide, keys);
     tbb::parallel_for(std::size_t{0}, heads_, [&](std::size_t h) {
       if (h + 1 < heads_) prefetch_head(Kt, V, h + 1, hd, wide, keys);

@@ -233,7 +233,7 @@ struct SwigluBackwardArgs {
   std::size_t rows, cols;
 };
 
-/// Per row: ss = sum of x * x in sum_of_squares' order (layers/rms_norm.hpp: 16 partial sums,
+/// Per row: ss = sum of x * x in sum_in_16_lanes' order (layers/rms_norm.hpp: 16 partial sums,
 /// term c into c % 16 in increasing c, then added pairwise at distance 8, 4, 2, 1), r = 1 /
 /// sqrt(ss / cols + eps), inv_rms[i] = r, y = (x * r) * gain.
 struct RmsNormForwardArgs {

@@ -373,7 +373,7 @@ class CausalSelfAttention {
     constexpr const char* fn = "CausalSelfAttention::backward";
     detail::check_backward_io(dy, dx, q_view_.rows, cfg_.d_model, cfg_.d_model, fn);
     const std::size_t n = dy.rows, d = cfg_.d_model;
-    for (Matrix<float>* m : {&datt_, &da_}) detail::ensure_shape(*m, n, d);
+    for (Matrix<float>* m : {&datt_, &da_}) m->resize(n, d);
     ensure_qkv_shapes(n, dqkv_, {&dk_, &dv_, &da_part_});
     const auto [dq, dk, dv] = split_qkv(dqkv_, dk_, dv_);
     o_.backward(dy, datt_.view());
@@ -428,7 +428,7 @@ class CausalSelfAttention {
                         shape.seq_len, " rows, got ", x.rows);
     detail::check_forward_shapes(x, y, cfg_.d_model, cfg_.d_model, kForward);
     const std::size_t n = x.rows, d = cfg_.d_model;
-    for (Matrix<float>* m : {&a_, &att_}) detail::ensure_shape(*m, n, d);
+    for (Matrix<float>* m : {&a_, &att_}) m->resize(n, d);
     ensure_qkv_shapes(n, qkv_out_, {&k_out_, &v_out_});
   }
   // a_ = RMSNorm(x) -> y; the projections read the attention's own buffers (lent).
@@ -467,9 +467,9 @@ class CausalSelfAttention {
   void ensure_qkv_shapes(std::size_t n, Matrix<float>& first,
                          std::initializer_list<Matrix<float>*> rest) const {
     const std::size_t d = cfg_.d_model;
-    detail::ensure_shape(first, n, cfg_.fused_qkv ? 3 * d : d);
+    first.resize(n, cfg_.fused_qkv ? 3 * d : d);
     if (!cfg_.fused_qkv)
-      for (Matrix<float>* m : rest) detail::ensure_shape(*m, n, d);
+      for (Matrix<float>* m : rest) m->resize(n, d);
   }
   struct QkvViews {
     MatrixView<float> q, k, v;

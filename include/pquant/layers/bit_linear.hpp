@@ -103,7 +103,7 @@ class BitLinear {
     detail::check_forward_io(x, y, cfg_.in_features, cfg_.out_features, "BitLinear::forward");
     MatrixView<const float> a = x;
     if (norm_) {
-      detail::ensure_shape(normed_, x.rows, cfg_.in_features);
+      normed_.resize(x.rows, cfg_.in_features);
       norm_->forward(x, normed_.view());  // a = RMSNorm(x); copies x (the caller's)
       a = normed_.view();
     }
@@ -114,7 +114,7 @@ class BitLinear {
     detail::check_forward_shapes(x, y, cfg_.in_features, cfg_.out_features, "BitLinear::forward");
     MatrixView<const float> a = x;
     if (norm_) {
-      detail::ensure_shape(normed_, x.rows, cfg_.in_features);
+      normed_.resize(x.rows, cfg_.in_features);
       norm_->forward(x, normed_.view(), borrowed_input);
       a = normed_.view();
     }
@@ -135,9 +135,9 @@ class BitLinear {
   // blocks of rows run in parallel with the same result for any thread count.
   static void quantize_input(MatrixView<const float> a, SharedInput& in) {
     const std::size_t n = a.rows, k = a.cols;
-    detail::ensure_shape(in.xq, n, k);
+    in.xq.resize(n, k);
     if constexpr (AQ::kQuantizes) {
-      detail::ensure_shape(in.codes, n, k);
+      in.codes.resize(n, k);
       in.gain.resize(n);
       in.inv_gain.resize(n);
       detail::for_row_blocks(n, [&](std::size_t i0, std::size_t rows) {
@@ -194,7 +194,7 @@ class BitLinear {
     if constexpr (std::is_same_v<Ste, StraightThrough>) {
       detail::matmul_acc_dyx<float>(dy, xq, store_->grad(weight_));
     } else {
-      detail::ensure_shape(dwq_, cfg_.out_features, cfg_.in_features);
+      dwq_.resize(cfg_.out_features, cfg_.in_features);
       for (float& v : dwq_.flat()) v = 0.0f;
       detail::matmul_acc_dyx<float>(dy, xq, dwq_.view());
       Ste::backward(store_->value(weight_), dwq_.view(), dwq_.view());
@@ -203,7 +203,7 @@ class BitLinear {
         for (std::size_t c = 0; c < g.cols; ++c) g(r, c) += dwq_(r, c);
     }
     if (norm_) {
-      detail::ensure_shape(da_, dy.rows, cfg_.in_features);
+      da_.resize(dy.rows, cfg_.in_features);
       detail::matmul_dyw<float>(dy, wq_.view(), da_.view());  // dA = dY W_q (STE through Q)
       norm_->backward(da_.view(), dx);
     } else if (dx.rows != 0) {
@@ -232,13 +232,13 @@ class BitLinear {
 
   // y = X_q W_q^T with W_q quantized now from the latent weights.
   void multiply(const SharedInput& in, MatrixView<float> y) {
-    detail::ensure_shape(wq_, cfg_.out_features, cfg_.in_features);
+    wq_.resize(cfg_.out_features, cfg_.in_features);
     if constexpr (kIntegerForward) {
       // The exact integer product, then one scale per output: y = float(acc) * (lambda * (1/g))
       // (kernels/epilogue.hpp), bit-identical to the inference engine. Weights change every
       // step, so the unpacked-int8 entry point (same result as the packed W1A8/W2A8/W8A8 kernels).
       const MatrixView<const float> w = store_->value(weight_);
-      detail::ensure_shape(wcodes_, cfg_.out_features, cfg_.in_features);
+      wcodes_.resize(cfg_.out_features, cfg_.in_features);
       wscales_.resize(WQ::scales_type::count(w.rows, w.cols));
       if constexpr (requires(std::span<float> l) {
                       WQ::quantize_unpacked(w, wcodes_.view(), wq_.view(), l);

@@ -145,7 +145,7 @@ class DecoupledFfn {
       store_->grad(beta_)(0, 0) += static_cast<float>(dbeta);
     }
     for (Matrix<float>* m : {&dbranch_, &da_, &dexpert_out_, &dexpert_in_})
-      detail::ensure_shape(*m, n, d);
+      m->resize(n, d);
     // 1-bit branch: dY1 = beta * dY.
     for_tokens(n, [&](std::size_t t) {
       for (std::size_t c = 0; c < d; ++c) dbranch_(t, c) = beta * dy(t, c);
@@ -223,7 +223,7 @@ class DecoupledFfn {
   void run(MatrixView<const float> x, MatrixView<float> y) {
     const std::size_t n = x.rows, d = cfg_.d_model;
     for (Matrix<float>* m : {&a_, &y8_, &y1_, &expert_in_, &expert_out_})
-      detail::ensure_shape(*m, n, d);
+      m->resize(n, d);
     norm_.forward(x, a_.view(), borrowed_input);
     // Routing: tokens of each expert, in token order (clear() keeps the capacity: no allocation).
     prob_.assign(n, 1.0f);

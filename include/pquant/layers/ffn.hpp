@@ -63,17 +63,17 @@ class FfnBranch {
     const std::size_t n = dy.rows, h = cfg_.hidden;
     require<ValueError>(h_.rows() == n, "FfnBranch::backward: called before forward or with ", n,
                         " tokens after a forward of ", h_.rows());
-    detail::ensure_shape(dh_, n, h);
-    detail::ensure_shape(du_, n, h);
+    dh_.resize(n, h);
+    du_.resize(n, h);
     down_->backward(dy, dh_.view());
     if (gate_) {
-      detail::ensure_shape(dg_, n, h);
+      dg_.resize(n, h);
       by_rows(n, [&](std::size_t i, std::size_t m) {
         kernels::swiglu_backward(dh_.view().row_range(i, m), g_.view().row_range(i, m),
                                  u_.view().row_range(i, m), dg_.view().row_range(i, m),
                                  du_.view().row_range(i, m));
       });
-      detail::ensure_shape(da_part_, n, cfg_.d_model);
+      da_part_.resize(n, cfg_.d_model);
       // Concurrent (own parameters and outputs); then da = dA_up + dA_gate in a fixed order.
       tbb::parallel_invoke([&] { up_->backward(du_.view(), da); },
                            [&] { gate_->backward(dg_.view(), da_part_.view()); });
@@ -111,13 +111,13 @@ class FfnBranch {
   template <bool kLent>
   void run(MatrixView<const float> a, MatrixView<float> y) {
     const std::size_t n = a.rows, h = cfg_.hidden;
-    detail::ensure_shape(u_, n, h);
-    detail::ensure_shape(h_, n, h);
+    u_.resize(n, h);
+    h_.resize(n, h);
     if constexpr (SharedInputProjection<Proj>)  // gate and up read one quantized copy of a
       Proj::quantize_input(a, shared_);
     auto up = [&] { project<kLent>(*up_, a, u_.view()); };
     if (gate_) {
-      detail::ensure_shape(g_, n, h);
+      g_.resize(n, h);
       // gate and up are independent (own parameters and outputs): run them concurrently.
       tbb::parallel_invoke(up, [&] { project<kLent>(*gate_, a, g_.view()); });
       by_rows(n, [&](std::size_t i, std::size_t m) {
@@ -187,7 +187,7 @@ class Ffn {
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
     const std::size_t d = branch_.config().d_model;
     detail::check_backward_io(dy, dx, a_.rows(), d, d, "Ffn::backward");
-    detail::ensure_shape(da_, dy.rows, d);
+    da_.resize(dy.rows, d);
     branch_.backward(dy, da_.view());
     norm_.backward(da_.view(), dx);
   }
@@ -200,7 +200,7 @@ class Ffn {
 
  private:
   void run(MatrixView<const float> x, MatrixView<float> y) {  // x lent to the norm
-    detail::ensure_shape(a_, x.rows, branch_.config().d_model);
+    a_.resize(x.rows, branch_.config().d_model);
     norm_.forward(x, a_.view(), borrowed_input);
     branch_.forward(a_.view(), y, borrowed_input);  // a_ is ours
   }

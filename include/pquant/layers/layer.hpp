@@ -117,13 +117,6 @@ inline std::string param_name(const std::string& layer, const char* tensor) {
   return layer.empty() ? std::string(tensor) : layer + "." + tensor;
 }
 
-/// Resizes `m` to rows x cols: kept as it is when the shape is unchanged, else all zeros (the
-/// allocation reused when large enough).
-template <class T>
-void ensure_shape(Matrix<T>& m, std::size_t rows, std::size_t cols) {
-  if (m.rows() != rows || m.cols() != cols) m.assign_zeros(rows, cols);
-}
-
 /// f(first, count) over blocks of 64 rows of [0, rows), in parallel: for element-wise (per-row)
 /// work, whose result does not depend on the thread count.
 template <class F>
@@ -135,7 +128,7 @@ void for_row_blocks(std::size_t rows, F&& f) {
 /// dst = src (dst resized; src may be strided): one memcpy per block of rows (per row if strided).
 template <class T>
 void copy_into(MatrixView<const T> src, Matrix<T>& dst) {
-  ensure_shape(dst, src.rows, src.cols);
+  dst.resize(src.rows, src.cols);
   if (src.empty()) return;
   for_row_blocks(src.rows, [&](std::size_t r0, std::size_t rows) {
     if (src.contiguous()) {

@@ -52,7 +52,7 @@ class NormedLinear {
   void forward(MatrixView<const float> x, MatrixView<float> y) {
     if (!norm_) return linear_.forward(x, y);
     detail::check_forward_io(x, y, cfg_.in_features, cfg_.out_features, "NormedLinear::forward");
-    detail::ensure_shape(a_, x.rows, cfg_.in_features);
+    a_.resize(x.rows, cfg_.in_features);
     norm_->forward(x, a_.view());                   // copies x (the caller's)
     linear_.forward(a_.view(), y, borrowed_input);  // a_ is ours
   }
@@ -61,7 +61,7 @@ class NormedLinear {
     if (!norm_) return linear_.forward(x, y, borrowed_input);
     detail::check_forward_shapes(x, y, cfg_.in_features, cfg_.out_features,
                                  "NormedLinear::forward");
-    detail::ensure_shape(a_, x.rows, cfg_.in_features);
+    a_.resize(x.rows, cfg_.in_features);
     norm_->forward(x, a_.view(), borrowed_input);
     linear_.forward(a_.view(), y, borrowed_input);
   }
@@ -69,7 +69,7 @@ class NormedLinear {
   /// dy [tokens x out] -> dx [tokens x in] (overwritten; empty view skips it); gradients +=.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
     if (!norm_) return linear_.backward(dy, dx);
-    detail::ensure_shape(da_, dy.rows, cfg_.in_features);
+    da_.resize(dy.rows, cfg_.in_features);
     linear_.backward(dy, da_.view());
     norm_->backward(da_.view(), dx);
   }

@@ -64,10 +64,10 @@ void rmsnorm_backward(MatrixView<const T> dy, MatrixView<const T> x, const T* ga
   const std::size_t d = x.cols;
   for (std::size_t i = 0; i < x.rows; ++i) {
     const T r = inv_rms[i];
-    const T dot =
-        sum_in_16_lanes<T>(d, [&](std::size_t c) { return gain[c] * dy(i, c) * x(i, c); });
     for (std::size_t c = 0; c < d; ++c) dgain[c] += dy(i, c) * x(i, c) * r;
     if (dx.rows == 0) continue;
+    const T dot =
+        sum_in_16_lanes<T>(d, [&](std::size_t c) { return gain[c] * dy(i, c) * x(i, c); });
     const T k = r * r * r * dot / static_cast<T>(d);
     for (std::size_t c = 0; c < d; ++c) dx(i, c) = r * gain[c] * dy(i, c) - k * x(i, c);
   }

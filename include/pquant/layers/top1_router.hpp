@@ -62,7 +62,7 @@ class Top1Router {
   /// a [tokens x d_model]: computes probabilities, choices, usage and the auxiliary loss.
   void forward(MatrixView<const float> a) {
     const std::size_t n = a.rows, e = cfg_.experts;
-    detail::ensure_shape(probs_, n, e);
+    probs_.resize(n, e);
     linear_.forward(a, probs_.view());
     choice_.assign(n, 0);
     std::fill(usage_.begin(), usage_.end(), 0);
@@ -90,7 +90,7 @@ class Top1Router {
     const std::size_t n = choice_.size(), e = cfg_.experts;
     require<ValueError>(n > 0, "Top1Router::backward: called before forward");
     check::size(dprob, n, "Top1Router::backward", "dprob");
-    detail::ensure_shape(dlogits_, n, e);
+    dlogits_.resize(n, e);
     std::vector<float> aux(e, 0.0f);
     if (cfg_.load_balance_coef > 0)
       for (std::size_t j = 0; j < e; ++j)

@@ -97,8 +97,8 @@ class DecoderModel {
                         shape.seq_len, " exceeds the model's context ", cfg_.context);
     const std::size_t n = tokens.size(), d = cfg_.d_model;
     acts_.resize(blocks_.size() + 1);
-    for (auto& a : acts_) detail::ensure_shape(a, n, d);
-    detail::ensure_shape(normed_, n, d);
+    for (auto& a : acts_) a.resize(n, d);
+    normed_.resize(n, d);
     embed_->forward(tokens, acts_[0].view());
     // The activations are the model's own and stay unchanged until backward: every layer gets
     // them lent (no copies, no NaN/Inf scans inside the model; the loss is checked).
@@ -112,17 +112,17 @@ class DecoderModel {
   LossReport forward_backward(std::span<const TokenId> inputs,
                               std::span<const std::int32_t> targets, SequenceShape shape) {
     const std::size_t n = inputs.size();
-    detail::ensure_shape(logits_, n, cfg_.vocab);
+    logits_.resize(n, cfg_.vocab);
     forward(inputs, shape, logits_.view());
-    detail::ensure_shape(dlogits_, n, cfg_.vocab);
+    dlogits_.resize(n, cfg_.vocab);
     const CrossEntropyResult ce =
         softmax_cross_entropy<float>(logits_.view(), targets, dlogits_.view());
     LossReport report{ce.mean(), 0.0};
     for (auto& b : blocks_) {
       if constexpr (requires { b->ffn().aux_loss(); }) report.aux_loss += b->ffn().aux_loss();
     }
-    detail::ensure_shape(grad_a_, n, cfg_.d_model);
-    detail::ensure_shape(grad_b_, n, cfg_.d_model);
+    grad_a_.resize(n, cfg_.d_model);
+    grad_b_.resize(n, cfg_.d_model);
     head_->backward(dlogits_.view(), grad_a_.view());
     final_norm_->backward(grad_a_.view(), grad_b_.view());
     for (std::size_t l = blocks_.size(); l-- > 0;) {
@@ -136,7 +136,7 @@ class DecoderModel {
   /// Cross-entropy sum and count over the targets (no gradients).
   CrossEntropyResult evaluate(std::span<const TokenId> inputs,
                               std::span<const std::int32_t> targets, SequenceShape shape) {
-    detail::ensure_shape(logits_, inputs.size(), cfg_.vocab);
+    logits_.resize(inputs.size(), cfg_.vocab);
     forward(inputs, shape, logits_.view());
     return softmax_cross_entropy<float>(logits_.view(), targets, MatrixView<float>{});
   }

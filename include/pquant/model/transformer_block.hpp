@@ -54,9 +54,9 @@ class TransformerBlock {
 
   /// dy [tokens x d] -> dx [tokens x d] (overwritten, must not alias dy); parameter grads +=.
   void backward(MatrixView<const float> dy, MatrixView<float> dx) {
-    detail::ensure_shape(dh_, dy.rows, dy.cols);
+    dh_.resize(dy.rows, dy.cols);
     if (pre_ffn_) {
-      detail::ensure_shape(dnorm_, dy.rows, dy.cols);
+      dnorm_.resize(dy.rows, dy.cols);
       ffn_.backward(dy, dnorm_.view());
       pre_ffn_->backward(dnorm_.view(), dh_.view());
     } else {
@@ -67,7 +67,7 @@ class TransformerBlock {
         for (std::size_t c = 0; c < dy.cols; ++c) dh_(i, c) += dy(i, c);  // residual
     });
     if (pre_attn_) {
-      detail::ensure_shape(dnorm_, dy.rows, dy.cols);
+      dnorm_.resize(dy.rows, dy.cols);
       attn_.backward(dh_.view(), dnorm_.view());
       pre_attn_->backward(dnorm_.view(), dx);
     } else {
@@ -97,9 +97,9 @@ class TransformerBlock {
   // may be kept by reference instead of copied.
   template <class... Lent>
   void attention_of(MatrixView<const float> x, SequenceShape shape, Lent... lent) {
-    detail::ensure_shape(a_, x.rows, x.cols);
+    a_.resize(x.rows, x.cols);
     if (pre_attn_) {
-      detail::ensure_shape(u_, x.rows, x.cols);
+      u_.resize(x.rows, x.cols);
       pre_attn_->forward(x, u_.view(), lent...);
       detail::forward_borrowed(attn_, u_.view(), a_.view(), shape);  // u_ is ours
     } else if constexpr (sizeof...(Lent) == 0) {
@@ -111,13 +111,13 @@ class TransformerBlock {
 
   // h = x + attention(x); y = h + ffn(h).
   void residual_ffn(MatrixView<const float> x, MatrixView<float> y) {
-    detail::ensure_shape(h_, x.rows, x.cols);
+    h_.resize(x.rows, x.cols);
     detail::for_row_blocks(x.rows, [&](std::size_t i0, std::size_t rows) {
       for (std::size_t i = i0; i < i0 + rows; ++i)
         for (std::size_t c = 0; c < x.cols; ++c) h_(i, c) = x(i, c) + a_(i, c);
     });
     if (pre_ffn_) {
-      detail::ensure_shape(v_, x.rows, x.cols);
+      v_.resize(x.rows, x.cols);
       pre_ffn_->forward(h_.view(), v_.view(), borrowed_input);  // h_ is ours
       detail::forward_borrowed(ffn_, v_.view(), y);
     } else {
