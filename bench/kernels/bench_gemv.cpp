@@ -300,6 +300,14 @@ int register_all() {
         benchmark::RegisterBenchmark(name("BM_gemv_dram/", kind, dram).c_str(), fn, dram.rows,
                                      dram.cols, threads, true)
             ->UseRealTime();
+    // The INT8 expert of a 700M pQuant block (d 1536, r 256): its up (gate and up, 2r rows) and
+    // down projections, small enough that the per-call input and epilogue work shows.
+    for (Shape s : {Shape{512, 1536}, Shape{1536, 256}})
+      for (bool from_dram : {false, true})
+        benchmark::RegisterBenchmark(
+            name(from_dram ? "BM_gemv_dram/" : "BM_gemv/", "w8a8", s).c_str(), BM_gemv_w8a8,
+            s.rows, s.cols, threads, from_dram)
+            ->UseRealTime();
     // Read bandwidth: 2 MiB (an L2-sized buffer, read again every iteration), and from DRAM in
     // buffers the size of the W1A8 and W2A8 DRAM rows' copies.
     const std::size_t w1_bytes = dram.rows * dram.cols / 8;

@@ -115,14 +115,24 @@ TEST_P(Gemv, W8A8SymmetricWeightsPathIsExact) {
 }
 
 TEST_P(Gemv, ResidualMayBeTheOutput) {
-  const auto w = random_sign(100, 300, 71);
-  const auto xm = random_int8(1, 300, -128, 127, 72);
-  std::span<const std::int8_t> x(xm.data(), 300);
-  const auto res = random_floats(100, -1.0f, 1.0f, 73);
-  std::vector<float> y(res), ref(100);
-  kernels::gemv_w1a8(x, kernels::pack_sign(w), {{}, 0.1f, y}, y);  // y += W1 x / 10, in place
-  kernels::reference::gemv_int(x, w, {{}, 0.1f, res}, ref);
-  expect_bit_equal(y, ref);
+  // y += W x / 10 in place, with no row scale, one per tensor, and one per row: the fused
+  // epilogues of the LUT and INT8 kernels read each residual before they write its row.
+  const std::size_t n = 100, k = 300;
+  const auto xm = random_int8(1, k, -128, 127, 72);
+  std::span<const std::int8_t> x(xm.data(), k);
+  const auto res = random_floats(n, -1.0f, 1.0f, 73);
+  const auto per_row = random_floats(n, 0.5f, 2.0f, 74);
+  const float per_tensor[] = {0.75f};
+  for (Kind kind : {Kind::w1, Kind::w2, Kind::w8})
+    for (std::span<const float> rs : {std::span<const float>(), std::span<const float>(per_tensor),
+                                      std::span<const float>(per_row)}) {
+      SCOPED_TRACE(testing::Message() << "kind " << int(kind) << ", " << rs.size() << " scales");
+      const auto w = weights_for(kind, n, k, 71);
+      std::vector<float> y(res), ref(n);
+      run_kernel(kind, x, w, {rs, 0.1f, y}, y);
+      kernels::reference::gemv_int(x, w, {rs, 0.1f, res}, ref);
+      expect_bit_equal(y, ref);
+    }
 }
 
 TEST_P(Gemv, W1A8LargeShape11008x4096) {

@@ -44,6 +44,21 @@ struct GemmF32Args {
   bool accumulate;
 };
 
+/// The epilogue a GEMV kernel fuses into its parallel loop when y != nullptr, applied to each
+/// task's rows as soon as their sums are done: acc = mul * out[r] + offset (modulo 2^32),
+/// y[r] = epilogue_value(acc, row_scale[r] (or [0], or 1 when row_scale_size == 0), token_scale,
+/// residual ? residual[r] : 0) for r < rows (epilogue.hpp's formula, bit for bit).
+struct RowEpilogueArgs {
+  float* y = nullptr;
+  std::size_t rows = 0;
+  std::int32_t mul = 1;
+  std::int64_t offset = 0;
+  const float* row_scale = nullptr;
+  std::size_t row_scale_size = 0;
+  float token_scale = 1.0f;
+  const float* residual = nullptr;
+};
+
 /// out[r] = sum_g (16 TH_g[i] + TL_g[i]), i = index(r, g), for every padded row r < tiles *
 /// kLutTile (layout in kernel_weights.hpp; pairs is even). tables: per group g, 16 bytes TL_g then
 /// 16 bytes TH_g + 32 (both uint8): the table of a 4-bit group split by activation nibble, x = 16
@@ -58,17 +73,7 @@ struct LutGemvArgs {
   std::size_t tiles, pairs;
   const std::uint8_t* tables;
   std::int32_t* out;
-  // Optional fused epilogue (when y != nullptr), applied per tile inside the parallel loop:
-  // acc = mul * out[r] + offset (modulo 2^32), y[r] = epilogue_value(acc, row_scale[r] (or [0], or
-  // 1 when row_scale_size == 0), token_scale, residual ? residual[r] : 0) for r < rows.
-  float* y = nullptr;
-  std::size_t rows = 0;
-  std::int32_t mul = 1;
-  std::int64_t offset = 0;
-  const float* row_scale = nullptr;
-  std::size_t row_scale_size = 0;
-  float token_scale = 1.0f;
-  const float* residual = nullptr;
+  RowEpilogueArgs ep = {};  // optional, fused into the parallel loop (per tile)
   // Optional scratch of pairs * kLutWideBytesPerPair bytes for the wide tables of targets with
   // 64-entry byte lookups (AVX3_DL), used when `group` (weights per 4-bit index) is 2 or 4, whose
   // codes never straddle bit 6 of a byte (kernels-inl.h, LutWideTables). They split a group's
@@ -176,6 +181,7 @@ struct Int8GemvArgs {
   bool symmetric = false;
   const std::int8_t* x8 = nullptr;
   const std::uint8_t* xabs = nullptr;
+  RowEpilogueArgs ep = {};  // optional, fused into the parallel loop (per task of rows)
 };
 
 /// out[i * ldo + j] = sum_k x[i * ldx + k] * w[j * ldw + k] for i < m, j < n, k < kp (kp a

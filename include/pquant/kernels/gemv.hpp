@@ -4,6 +4,7 @@
 // pquant/kernels/dispatch.hpp (see docs/kernels.md). Rows are split over oneTBB's current arena.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -30,16 +31,19 @@ inline void check_gemv(std::size_t k, std::size_t n, std::span<const std::int8_t
                       ep.residual.size());
 }
 
-inline void finish_gemv(const std::int32_t* acc, const GemvEpilogue& ep, std::span<float> y) {
-  const std::size_t n = y.size();
-  if (ep.row_scale.size() == n && ep.residual.empty()) {  // the common case, branch-free loop
-    for (std::size_t i = 0; i < n; ++i)
-      y[i] = epilogue_value(acc[i], ep.row_scale[i], ep.token_scale, 0.0f);
-    return;
-  }
-  for (std::size_t i = 0; i < n; ++i)
-    y[i] = epilogue_value(acc[i], scale_at(ep.row_scale, i), ep.token_scale,
-                          ep.residual.empty() ? 0.0f : ep.residual[i]);
+/// The kernels' fused epilogue (RowEpilogueArgs) of a GEMV: y = epilogue(mul * sum + offset).
+inline RowEpilogueArgs row_epilogue(const GemvEpilogue& ep, std::span<float> y, std::int32_t mul,
+                                    std::int64_t offset) {
+  RowEpilogueArgs r;
+  r.y = y.data();
+  r.rows = y.size();
+  r.mul = mul;
+  r.offset = offset;
+  r.row_scale = ep.row_scale.data();
+  r.row_scale_size = ep.row_scale.size();
+  r.token_scale = ep.token_scale;
+  r.residual = ep.residual.empty() ? nullptr : ep.residual.data();
+  return r;
 }
 
 /// Runs the LUT kernel over `w` with `tables`; out gets the padded accumulators.
@@ -62,14 +66,7 @@ void run_lut_fused(const LutWeights<F>& w, const std::uint8_t* tables, std::int3
   LutGemvArgs args{w.data(), w.tiles(), w.pairs(), tables, out};
   args.wide = wide.data();
   args.group = LutWeights<F>::kGroup;
-  args.y = y.data();
-  args.rows = w.rows();
-  args.mul = mul;
-  args.offset = offset;
-  args.row_scale = ep.row_scale.data();
-  args.row_scale_size = ep.row_scale.size();
-  args.token_scale = ep.token_scale;
-  args.residual = ep.residual.empty() ? nullptr : ep.residual.data();
+  args.ep = row_epilogue(ep, y, mul, offset);
   lut_gemv(args);
 }
 
@@ -160,19 +157,24 @@ inline void gemv_w8a8(std::span<const std::int8_t> x, const Int8Weights& w, cons
                       std::span<float> y) {
   detail::check_gemv(w.cols(), w.rows(), x, ep, y, "gemv_w8a8");
   detail::check_k(w.cols(), kMaxKInt8, "gemv_w8a8");
-  detail::Scratch<std::int16_t, 0> x16(w.stride());
-  detail::Scratch<std::int8_t, 0> x8(w.stride());
-  detail::Scratch<std::uint8_t, 1> xabs(w.stride());
-  for (std::size_t k = 0; k < w.stride(); ++k) {
-    const int v = k < x.size() ? x[k] : 0;
-    x16.data()[k] = static_cast<std::int16_t>(v);
-    x8.data()[k] = static_cast<std::int8_t>(v);
-    xabs.data()[k] = static_cast<std::uint8_t>(v < 0 ? -v : v);
+  // The input in the three forms the targets' paths read, zero-padded to the row stride (loops
+  // without branches, so that the compiler vectorizes them: this runs once per call).
+  const std::size_t k = x.size(), stride = w.stride();
+  detail::Scratch<std::int8_t, 0> x8(stride);
+  detail::Scratch<std::int16_t, 0> x16(stride);
+  detail::Scratch<std::uint8_t, 1> xabs(stride);
+  std::copy_n(x.data(), k, x8.data());
+  std::fill(x8.data() + k, x8.data() + stride, std::int8_t{0});
+  for (std::size_t i = 0; i < stride; ++i) {
+    const int v = x8.data()[i];
+    x16.data()[i] = static_cast<std::int16_t>(v);
+    xabs.data()[i] = static_cast<std::uint8_t>(v < 0 ? -v : v);
   }
   detail::Scratch<std::int32_t, 0> acc(w.rows());
-  detail::int8_gemv({w.data(), w.rows(), w.stride(), x16.data(), acc.data(), w.symmetric(),
-                     x8.data(), xabs.data()});
-  detail::finish_gemv(acc.data(), ep, y);
+  detail::Int8GemvArgs args{w.data(), w.rows(), w.stride(), x16.data(), acc.data(),
+                            w.symmetric(), x8.data(), xabs.data()};
+  args.ep = detail::row_epilogue(ep, y, 1, 0);
+  detail::int8_gemv(args);
 }
 
 /// y[N] = W[N x K] . x[K] (+ residual[N]): the full-precision baseline.

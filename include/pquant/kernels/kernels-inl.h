@@ -414,10 +414,10 @@ HWY_INLINE void LutTiles(const std::uint8_t* HWY_RESTRICT index, std::size_t nti
   }
 }
 
-// Token m's epilogue (LutGemvArgs' fields) from a batched one.
-inline detail::LutGemvArgs TokenEpilogue(const detail::BatchEpilogueArgs& ep, std::size_t m,
-                                         std::int32_t mul, std::int64_t offset) {
-  detail::LutGemvArgs a{nullptr, 0, 0, nullptr, nullptr};
+// Token m's epilogue from a batched one.
+inline detail::RowEpilogueArgs TokenEpilogue(const detail::BatchEpilogueArgs& ep, std::size_t m,
+                                             std::int32_t mul, std::int64_t offset) {
+  detail::RowEpilogueArgs a;
   a.y = ep.y + m * ep.ldy;
   a.rows = ep.rows;
   a.mul = mul;
@@ -429,10 +429,10 @@ inline detail::LutGemvArgs TokenEpilogue(const detail::BatchEpilogueArgs& ep, st
   return a;
 }
 
-// The fused epilogue of rows [first, first + count) (see LutGemvArgs): the wrap to int32 in
+// The fused epilogue of rows [first, first + count) (RowEpilogueArgs): the wrap to int32 in
 // uint32 lanes, then epilogue.hpp's formula in double lanes (the product of two floats is exact in
 // double, so a fused multiply-add rounds the same as the scalar formula).
-inline void LutEpilogue(const detail::LutGemvArgs& a, std::size_t first, std::size_t count,
+inline void RowEpilogue(const detail::RowEpilogueArgs& a, std::size_t first, std::size_t count,
                         const std::int32_t* sums) {
   const std::size_t end = std::min(a.rows, first + count);
   std::size_t r = first;
@@ -589,7 +589,7 @@ HWY_NOINLINE void LutGemv(const detail::LutGemvArgs& a) {
           const std::size_t nn = std::min(a.tiles - tn, kLutTilesPerTask);
           LutTiles(a.index + t * tile_bytes, n, a.pairs, a.tables, 0, 1, a.out + t * kLutTile, 0,
                    nn != 0 ? a.index + tn * tile_bytes : nullptr, nn, wide);
-          if (a.y != nullptr) LutEpilogue(a, t * kLutTile, n * kLutTile, a.out + t * kLutTile);
+          if (a.ep.y != nullptr) RowEpilogue(a.ep, t * kLutTile, n * kLutTile, a.out + t * kLutTile);
         }
       },
       tbb::simple_partitioner());
@@ -626,7 +626,7 @@ HWY_NOINLINE void LutGemm(const detail::LutGemmArgs& g) {
                                      : nullptr);
             for (std::size_t i = 0; i < mc; ++i) {
               const std::size_t m = m0 + i;
-              LutEpilogue(TokenEpilogue(g.ep, m, g.mul, g.offset[m]), t * kLutTile, n * kLutTile,
+              RowEpilogue(TokenEpilogue(g.ep, m, g.mul, g.offset[m]), t * kLutTile, n * kLutTile,
                           sums + i * kStride);
             }
           }
@@ -826,7 +826,7 @@ HWY_NOINLINE void TokenLutGemm(const detail::TokenLutGemmArgs& a) {
             if (t * kLutTile >= a.ep.rows) continue;
             for (std::size_t i = 0; i < mc; ++i) {
               for (std::size_t r = 0; r < kLutTile; ++r) sums[r] = a.acc[(t * kLutTile + r) * T + i];
-              LutEpilogue(TokenEpilogue(a.ep, m0 + i, 1, 0), t * kLutTile, kLutTile, sums);
+              RowEpilogue(TokenEpilogue(a.ep, m0 + i, 1, 0), t * kLutTile, kLutTile, sums);
             }
           }
         },
@@ -838,6 +838,19 @@ HWY_NOINLINE void TokenLutGemm(const detail::TokenLutGemmArgs& a) {
 // INT8 GEMV: out[r] = sum_k w[r][k] * x[k]. Weights widened to int16, pairs multiplied and added
 // into int32 (pmaddwd); |w * x| <= 16384 so two products fit, and K <= kMaxKInt8 keeps int32 exact.
 
+// Rows per task: at least 32, and at least kInt8TaskBytes of weights, so that short rows (an
+// expert's down projection, K = 256) do not pay a task's scheduling per few KiB. Any split gives
+// the same sums (each row is one task's).
+inline constexpr std::size_t kInt8TaskBytes = std::size_t{32} << 10;
+HWY_INLINE std::size_t Int8TaskRows(std::size_t stride) {
+  return std::max<std::size_t>(32, (kInt8TaskBytes / stride + 3) / 4 * 4);
+}
+
+// Rows [r0, r1) are done: their fused epilogue, if any, while their sums are in L1.
+HWY_INLINE void Int8Epilogue(const detail::Int8GemvArgs& a, std::size_t r0, std::size_t r1) {
+  if (a.ep.y != nullptr) RowEpilogue(a.ep, r0, r1 - r0, a.out + r0);
+}
+
 #if HWY_TARGET == HWY_SCALAR
 HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
   for (std::size_t r = 0; r < a.rows; ++r) {
@@ -845,6 +858,7 @@ HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
     for (std::size_t k = 0; k < a.stride; ++k) acc += a.w[r * a.stride + k] * a.x16[k];
     a.out[r] = acc;
   }
+  Int8Epilogue(a, 0, a.rows);
 }
 #else
 // A GEMV's weight rows are one contiguous stream. DRAM-resident matrices need it prefetched ahead
@@ -986,9 +1000,11 @@ HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
 #if PQUANT_INT8_VNNI
   if (a.x8 != nullptr && a.stride % 64 == 0) {
     tbb::parallel_for(
-        tbb::blocked_range<std::size_t>(0, a.rows, 32),
-        [&](const tbb::blocked_range<std::size_t>& range)
-            HWY_ATTR { Int8RowsVnni(a, range.begin(), range.end()); },
+        tbb::blocked_range<std::size_t>(0, a.rows, Int8TaskRows(a.stride)),
+        [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+          Int8RowsVnni(a, range.begin(), range.end());
+          Int8Epilogue(a, range.begin(), range.end());
+        },
         tbb::simple_partitioner());
     return;
   }
@@ -996,9 +1012,11 @@ HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
 #if PQUANT_INT8_SYMMETRIC
   if (a.symmetric && a.x8 != nullptr && a.xabs != nullptr) {
     tbb::parallel_for(
-        tbb::blocked_range<std::size_t>(0, a.rows, 32),
-        [&](const tbb::blocked_range<std::size_t>& range)
-            HWY_ATTR { Int8RowsSymmetric(a, range.begin(), range.end()); },
+        tbb::blocked_range<std::size_t>(0, a.rows, Int8TaskRows(a.stride)),
+        [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+          Int8RowsSymmetric(a, range.begin(), range.end());
+          Int8Epilogue(a, range.begin(), range.end());
+        },
         tbb::simple_partitioner());
     return;
   }
@@ -1010,7 +1028,7 @@ HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
   const std::size_t N = hn::Lanes(d16);
   const std::size_t stride = a.stride, ahead = Int8PrefetchRows(stride);
   tbb::parallel_for(
-      tbb::blocked_range<std::size_t>(0, a.rows, 32),
+      tbb::blocked_range<std::size_t>(0, a.rows, Int8TaskRows(a.stride)),
       [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
         std::size_t r = range.begin();
         for (; r + 4 <= range.end(); r += 4) {
@@ -1043,6 +1061,7 @@ HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
           }
           a.out[r] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, t0)));
         }
+        Int8Epilogue(a, range.begin(), range.end());
       },
       tbb::simple_partitioner());
 }
