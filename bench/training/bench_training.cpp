@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pquant/kernels/detail/hwy_config.hpp"  // before any Highway header
@@ -246,23 +247,27 @@ void BM_Elementwise(benchmark::State& state, ElementwiseOp op) {
     benchmark::DoNotOptimize(e.data());
   }
 }
-void ElementwiseShape(benchmark::internal::Benchmark* b, int rows, int cols) {
-  b->ArgNames({"rows", "cols"})->Args({rows, cols})->Unit(benchmark::kMicrosecond);
-}
-BENCHMARK_CAPTURE(BM_Elementwise, norm_forward, ElementwiseOp::norm_forward)->Apply([](auto* b) {
-  ElementwiseShape(b, 2048, 128);
-});
-BENCHMARK_CAPTURE(BM_Elementwise, norm_backward, ElementwiseOp::norm_backward)
-    ->Apply([](auto* b) { ElementwiseShape(b, 2048, 128); }) -> Args({2048, 352});
-BENCHMARK_CAPTURE(BM_Elementwise, swiglu_forward, ElementwiseOp::swiglu_forward)
-    ->Apply([](auto* b) { ElementwiseShape(b, 2048, 352); });
-BENCHMARK_CAPTURE(BM_Elementwise, swiglu_backward, ElementwiseOp::swiglu_backward)
-    ->Apply([](auto* b) { ElementwiseShape(b, 2048, 352); });
-BENCHMARK_CAPTURE(BM_Elementwise, softmax, ElementwiseOp::softmax)->Apply([](auto* b) {
-  ElementwiseShape(b, 128, 128);
-});
-BENCHMARK_CAPTURE(BM_Elementwise, softmax_backward, ElementwiseOp::softmax_backward)
-    ->Apply([](auto* b) { ElementwiseShape(b, 128, 128); });
+// BM_Elementwise/<kernel>/rows:<n>/cols:<d>, one name per kernel and the step's shapes of it.
+const int kElementwiseRegistered = [] {
+  struct Case {
+    const char* name;
+    ElementwiseOp op;
+    std::vector<std::pair<int, int>> shapes;
+  };
+  const Case cases[] = {{"norm_forward", ElementwiseOp::norm_forward, {{2048, 128}}},
+                        {"norm_backward", ElementwiseOp::norm_backward, {{2048, 128}, {2048, 352}}},
+                        {"swiglu_forward", ElementwiseOp::swiglu_forward, {{2048, 352}}},
+                        {"swiglu_backward", ElementwiseOp::swiglu_backward, {{2048, 352}}},
+                        {"softmax", ElementwiseOp::softmax, {{128, 128}}},
+                        {"softmax_backward", ElementwiseOp::softmax_backward, {{128, 128}}}};
+  for (const Case& c : cases) {
+    auto* b = benchmark::RegisterBenchmark((std::string("BM_Elementwise/") + c.name).c_str(),
+                                          BM_Elementwise, c.op);
+    b->ArgNames({"rows", "cols"})->Unit(benchmark::kMicrosecond);
+    for (const auto& [rows, cols] : c.shapes) b->Args({rows, cols});
+  }
+  return 0;
+}();
 
 BENCHMARK(BM_TrainStep<pquant::FP>)->Apply([](auto* b) { Args(b, false); });
 BENCHMARK(BM_TrainStep<pquant::BitNet>)->Apply([](auto* b) { Args(b, false); });

@@ -846,19 +846,29 @@ HWY_INLINE std::size_t Int8TaskRows(std::size_t stride) {
   return std::max<std::size_t>(32, (kInt8TaskBytes / stride + 3) / 4 * 4);
 }
 
-// Rows [r0, r1) are done: their fused epilogue, if any, while their sums are in L1.
-HWY_INLINE void Int8Epilogue(const detail::Int8GemvArgs& a, std::size_t r0, std::size_t r1) {
-  if (a.ep.y != nullptr) RowEpilogue(a.ep, r0, r1 - r0, a.out + r0);
+// The GEMV's row tasks, every path's: rows(r0, r1) writes out[r0, r1), then the task applies the
+// fused epilogue, if any, to those rows while their sums are in L1.
+template <class Rows>
+HWY_INLINE void Int8RowTasks(const detail::Int8GemvArgs& a, const Rows& rows) {
+  tbb::parallel_for(
+      tbb::blocked_range<std::size_t>(0, a.rows, Int8TaskRows(a.stride)),
+      [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
+        const std::size_t r0 = range.begin(), r1 = range.end();
+        rows(r0, r1);
+        if (a.ep.y != nullptr) RowEpilogue(a.ep, r0, r1 - r0, a.out + r0);
+      },
+      tbb::simple_partitioner());
 }
 
 #if HWY_TARGET == HWY_SCALAR
 HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
-  for (std::size_t r = 0; r < a.rows; ++r) {
-    std::int32_t acc = 0;
-    for (std::size_t k = 0; k < a.stride; ++k) acc += a.w[r * a.stride + k] * a.x16[k];
-    a.out[r] = acc;
-  }
-  Int8Epilogue(a, 0, a.rows);
+  Int8RowTasks(a, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) {
+      std::int32_t acc = 0;
+      for (std::size_t k = 0; k < a.stride; ++k) acc += a.w[r * a.stride + k] * a.x16[k];
+      a.out[r] = acc;
+    }
+  });
 }
 #else
 // A GEMV's weight rows are one contiguous stream. DRAM-resident matrices need it prefetched ahead
@@ -999,25 +1009,14 @@ PQUANT_VNNI_ATTR HWY_NOINLINE void Int8RowsVnni(const detail::Int8GemvArgs& a, s
 HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
 #if PQUANT_INT8_VNNI
   if (a.x8 != nullptr && a.stride % 64 == 0) {
-    tbb::parallel_for(
-        tbb::blocked_range<std::size_t>(0, a.rows, Int8TaskRows(a.stride)),
-        [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
-          Int8RowsVnni(a, range.begin(), range.end());
-          Int8Epilogue(a, range.begin(), range.end());
-        },
-        tbb::simple_partitioner());
+    Int8RowTasks(a, [&](std::size_t r0, std::size_t r1) HWY_ATTR { Int8RowsVnni(a, r0, r1); });
     return;
   }
 #endif
 #if PQUANT_INT8_SYMMETRIC
   if (a.symmetric && a.x8 != nullptr && a.xabs != nullptr) {
-    tbb::parallel_for(
-        tbb::blocked_range<std::size_t>(0, a.rows, Int8TaskRows(a.stride)),
-        [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
-          Int8RowsSymmetric(a, range.begin(), range.end());
-          Int8Epilogue(a, range.begin(), range.end());
-        },
-        tbb::simple_partitioner());
+    Int8RowTasks(a,
+                 [&](std::size_t r0, std::size_t r1) HWY_ATTR { Int8RowsSymmetric(a, r0, r1); });
     return;
   }
 #endif
@@ -1027,43 +1026,39 @@ HWY_NOINLINE void Int8Gemv(const detail::Int8GemvArgs& a) {
   const hn::Repartition<std::int32_t, decltype(d16)> d32;
   const std::size_t N = hn::Lanes(d16);
   const std::size_t stride = a.stride, ahead = Int8PrefetchRows(stride);
-  tbb::parallel_for(
-      tbb::blocked_range<std::size_t>(0, a.rows, Int8TaskRows(a.stride)),
-      [&](const tbb::blocked_range<std::size_t>& range) HWY_ATTR {
-        std::size_t r = range.begin();
-        for (; r + 4 <= range.end(); r += 4) {
-          const std::int8_t* w0 = a.w + r * stride;
-          auto s0 = hn::Zero(d32), s1 = hn::Zero(d32), s2 = hn::Zero(d32), s3 = hn::Zero(d32);
-          auto t0 = hn::Zero(d32), t1 = hn::Zero(d32), t2 = hn::Zero(d32), t3 = hn::Zero(d32);
-          for (std::size_t k = 0; k < stride; k += N) {
-            Int8PrefetchGroup(a, r, ahead, k);
-            const auto x = hn::Load(d16, a.x16 + k);
-            s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + k)), x,
-                                               s0, t0);
-            s1 = hn::ReorderWidenMulAccumulate(
-                d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + stride + k)), x, s1, t1);
-            s2 = hn::ReorderWidenMulAccumulate(
-                d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 2 * stride + k)), x, s2, t2);
-            s3 = hn::ReorderWidenMulAccumulate(
-                d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 3 * stride + k)), x, s3, t3);
-          }
-          a.out[r] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, t0)));
-          a.out[r + 1] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s1, t1)));
-          a.out[r + 2] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s2, t2)));
-          a.out[r + 3] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s3, t3)));
-        }
-        for (; r < range.end(); ++r) {
-          const std::int8_t* w0 = a.w + r * stride;
-          auto s0 = hn::Zero(d32), t0 = hn::Zero(d32);
-          for (std::size_t k = 0; k < stride; k += N) {
-            s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + k)),
-                                               hn::Load(d16, a.x16 + k), s0, t0);
-          }
-          a.out[r] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, t0)));
-        }
-        Int8Epilogue(a, range.begin(), range.end());
-      },
-      tbb::simple_partitioner());
+  Int8RowTasks(a, [&](std::size_t r0, std::size_t r1) HWY_ATTR {
+    std::size_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+      const std::int8_t* w0 = a.w + r * stride;
+      auto s0 = hn::Zero(d32), s1 = hn::Zero(d32), s2 = hn::Zero(d32), s3 = hn::Zero(d32);
+      auto t0 = hn::Zero(d32), t1 = hn::Zero(d32), t2 = hn::Zero(d32), t3 = hn::Zero(d32);
+      for (std::size_t k = 0; k < stride; k += N) {
+        Int8PrefetchGroup(a, r, ahead, k);
+        const auto x = hn::Load(d16, a.x16 + k);
+        s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + k)), x, s0,
+                                           t0);
+        s1 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + stride + k)),
+                                           x, s1, t1);
+        s2 = hn::ReorderWidenMulAccumulate(
+            d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 2 * stride + k)), x, s2, t2);
+        s3 = hn::ReorderWidenMulAccumulate(
+            d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + 3 * stride + k)), x, s3, t3);
+      }
+      a.out[r] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, t0)));
+      a.out[r + 1] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s1, t1)));
+      a.out[r + 2] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s2, t2)));
+      a.out[r + 3] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s3, t3)));
+    }
+    for (; r < r1; ++r) {
+      const std::int8_t* w0 = a.w + r * stride;
+      auto s0 = hn::Zero(d32), t0 = hn::Zero(d32);
+      for (std::size_t k = 0; k < stride; k += N) {
+        s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w0 + k)),
+                                           hn::Load(d16, a.x16 + k), s0, t0);
+      }
+      a.out[r] = hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, t0)));
+    }
+  });
 }
 
 #endif  // HWY_TARGET == HWY_SCALAR
